@@ -1,0 +1,213 @@
+"""The `exprgrad` command.
+
+Contract: ``main(argv)`` returns the exit code: 0 success; 1 a check or a run found a problem
+(a wrong gradient, a diverged loss); 2 bad input or usage, reported as ``file:line:col: message``
+with the source line and a caret, never a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import CheckFailure, ExprgradError, ExprgradValueError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"exprgrad: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _program(path: str):  # type: ignore[no-untyped-def]
+    from .api import program_of
+
+    if not Path(path).is_file():
+        raise ExprgradValueError(f"no such file: {path!r}", filename=path)
+    return program_of(path)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import read_source
+    from .codegen import generate
+    from .files import write_output
+    from .lower import compile_program
+
+    if not Path(args.file).is_file():
+        raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
+    program = compile_program(read_source(args.file), args.file)
+    if args.backend == "numpy":
+        from .npgen import generate_numpy
+
+        code = generate_numpy(program)
+    else:
+        code = generate(program, hessians=args.hessian)
+    if args.verify:
+        from .verify import verify_module
+
+        verify_module(code)
+    if args.output in (None, "-"):
+        sys.stdout.write(code)
+    else:
+        write_output(args.output, code, force=args.force)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .api import module_from_code
+    from .codegen import generate
+    from .evaluate import evaluate, format_result, parse_assignments
+
+    program = _program(args.file)
+    if args.function not in program.functions:
+        from .lower import _did_you_mean
+
+        raise ExprgradValueError(f"{args.file} has no function '{args.function}'",
+                                 hint=_did_you_mean(args.function, list(program.functions))
+                                 or f"functions: {', '.join(program.functions) or 'none'}")
+    values = parse_assignments(args.values, program.functions[args.function])
+    module = module_from_code(generate(program), "exg_eval", f"<exprgrad:{args.file}>")
+    params = None
+    if args.params:
+        from .train import load_params
+
+        params = load_params(args.params, program)
+    result = evaluate(program, module, args.function, values, params)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_program_cli
+
+    return check_program_cli(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_cli
+
+    return train_cli(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .train import predict_cli
+
+    return predict_cli(args)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .draw import graph_cli
+
+    return graph_cli(args)
+
+
+def cmd_repl(args: argparse.Namespace) -> int:
+    from .repl import repl_main
+
+    return repl_main(args.file)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="exprgrad", description="Compile .exg formulas and networks to "
+                "straight-line Python forward and gradient code.")
+    p.add_argument("--version", action="version", version=f"exprgrad {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("compile", help="compile a .exg file to a Python module")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", help="output .py file (default: standard output)")
+    c.add_argument("--backend", choices=["python", "numpy"], default="python")
+    c.add_argument("--hessian", action="store_true", help="also emit f_hess for scalar functions")
+    c.add_argument("--force", action="store_true", help="overwrite a file exprgrad did not write")
+    c.add_argument("--verify", action="store_true",
+                   help="check the generated module against the AST allowlist")
+    c.set_defaults(run=cmd_compile)
+
+    e = sub.add_parser("eval", help="evaluate a function and its gradient")
+    e.add_argument("file")
+    e.add_argument("function")
+    e.add_argument("values", nargs="*", metavar="NAME=VALUE")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--params", help="parameters saved by `exprgrad train --save`")
+    e.set_defaults(run=cmd_eval)
+
+    k = sub.add_parser("check", help="check every gradient against sympy and finite differences")
+    k.add_argument("file")
+    k.add_argument("functions", nargs="*", metavar="FUNC")
+    k.add_argument("--json", action="store_true")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--budget", type=float, default=2.0,
+                   help="seconds of symbolic simplification per partial (default 2)")
+    k.add_argument("--hessian", action="store_true", help="also check Hessians")
+    k.set_defaults(run=cmd_check)
+
+    t = sub.add_parser("train", help="train a network as the file's 'train' statement says")
+    t.add_argument("file")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "adam"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--reduce", choices=["sum", "mean"])
+    t.add_argument("--data", help="a CSV file to use instead of the file's data")
+    t.add_argument("--backend", choices=["python", "numpy", "auto"], default=None)
+    t.add_argument("--save", help="write the trained parameters to this JSON file")
+    t.add_argument("--load", help="start from parameters saved by --save")
+    t.add_argument("--plot", help="draw the loss curve to this .png or .svg file")
+    t.add_argument("--json", action="store_true", help="print one summary object")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(run=cmd_train)
+
+    r = sub.add_parser("predict", help="apply trained parameters to data")
+    r.add_argument("file")
+    r.add_argument("--params", required=True)
+    r.add_argument("--data", help="a CSV file of inputs (default: the file's training data)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(run=cmd_predict)
+
+    g = sub.add_parser("graph", help="draw the forward (and backward) graph with Graphviz")
+    g.add_argument("file")
+    g.add_argument("function", nargs="?")
+    g.add_argument("--at", nargs="*", default=[], metavar="NAME=VALUE")
+    g.add_argument("--backward", action="store_true", help="draw the gradient program too")
+    g.add_argument("--collapse", action="store_true", help="one box per network layer")
+    g.add_argument("-o", "--output", required=True, help="OUT.svg, .png, .pdf or .dot")
+    g.add_argument("--force", action="store_true")
+    g.set_defaults(run=cmd_graph)
+
+    q = sub.add_parser("repl", help="an interactive session")
+    q.add_argument("file", nargs="?")
+    q.set_defaults(run=cmd_repl)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except CheckFailure as err:
+        print(err.render(), file=sys.stderr)
+        return 1
+    except ExprgradError as err:
+        print(err.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,423 @@
+"""IR to straight-line Python source (the scalar backend).
+
+Contract: :func:`generate` returns the text of a module that needs only ``math`` (and ``random``
+for ``init_params`` when the program has parameters). For every ``def f`` it defines
+
+- ``f(...)``: the value(s) of ``f``;
+- ``f_grad(...)``: ``(value, grads)``, the value and the gradient (see ``docs/generated.md``);
+- ``f_hess(...)``: ``(value, grads, hessian)`` when Hessians are requested.
+
+The text is deterministic (same program, byte-identical output). No text from the ``.exg``
+source reaches it except identifiers the frontend validated (mangled where they would shadow a
+name the module uses) and numbers printed here with ``repr``. Every statement performs one
+operation, so CPython's compiler never meets a deeply nested expression; a comment names the
+``.exg`` line each block came from. Tensor nodes are unrolled into scalar statements here, and
+the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .diff import grad, hessian
+from .errors import ExprgradLimitError
+from .ir import Graph, Node, reachable
+from .limits import MAX_SCALAR_STATEMENTS
+from .lower import GENERATED_NAMES, Function, Program
+from .ops import HELPERS, OPS
+
+Elem = Any  # a Python expression string (a name) or a float constant
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PY_NAMES = frozenset(dir(builtins)) | GENERATED_NAMES
+
+
+def fmt_const(value: float) -> str:
+    """Print a float so that Python reads back exactly that float (inf and nan via math)."""
+    if math.isnan(value):
+        return "math.nan"
+    if math.isinf(value):
+        return "math.inf" if value > 0 else "(-math.inf)"
+    text = repr(float(value))
+    return f"({text})" if text.startswith("-") else text
+
+
+def safe_label(text: str) -> str:
+    """A file name reduced to characters that are harmless in a comment and a string literal."""
+    name = text.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in name)
+    return cleaned[:100] or "_"
+
+
+def ident_part(text: str) -> str:
+    """A user name (possibly dotted, like n.layers.0.w) as an identifier fragment."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+class PyAlgebra:
+    """Element algebra that prints one statement per scalar operation (see ops.Algebra)."""
+
+    def __init__(self, budget: int) -> None:
+        self.stmts: list[list[Any]] = []  # [target, expression, source line]
+        self.helpers: set[str] = set()
+        self.uses_math = False
+        self.line: int | None = None
+        self.budget = budget
+        self._counter = 0
+        self.taken: set[str] = set()
+
+    def fresh(self, base: str = "t") -> str:
+        while True:
+            self._counter += 1
+            name = f"_{base}{self._counter}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+    def scalar(self, op: str, args: Sequence[Elem], attr: Any = None) -> Elem:
+        spec = OPS[op]
+        if all(isinstance(a, float) for a in args):
+            assert spec.ref is not None, f"{op} has no reference implementation"
+            return float(spec.ref(*args))
+        simpler = _identity(op, args)
+        if simpler is not None:
+            return simpler
+        consts = [a if isinstance(a, float) else None for a in args]
+        texts = [fmt_const(a) if isinstance(a, float) else a for a in args]
+        assert spec.py is not None, f"{op} has no Python emitter"
+        expr = spec.py(texts, consts)
+        for helper in spec.helpers:
+            if helper in expr:
+                self.helpers.add(helper)
+        if "math." in expr:
+            self.uses_math = True
+        target = self.fresh()
+        self.stmts.append([target, expr, self.line])
+        if len(self.stmts) > self.budget:
+            raise ExprgradLimitError(
+                f"the generated code would exceed {self.budget} statements (the scalar backend's "
+                "budget, exprgrad.limits.MAX_SCALAR_STATEMENTS)",
+                hint="make the network smaller or split the program into several functions")
+        return target
+
+    def zero(self) -> Elem:
+        return 0.0
+
+
+def _identity(op: str, args: Sequence[Elem]) -> Elem | None:
+    """Exact element-level identities: x+0, 0+x, x-0, x*1, 1*x, x*0 (strong zero), x/1."""
+    if op == "add":
+        if args[1] == 0.0 and isinstance(args[1], float):
+            return args[0]
+        if args[0] == 0.0 and isinstance(args[0], float):
+            return args[1]
+    elif op == "sub" and isinstance(args[1], float) and args[1] == 0.0:
+        return args[0]
+    elif op == "mul":
+        for a, b in ((args[0], args[1]), (args[1], args[0])):
+            if isinstance(b, float) and b == 1.0:
+                return a
+            if isinstance(b, float) and b == 0.0:
+                return 0.0
+    elif op == "div" and isinstance(args[1], float) and args[1] == 1.0:
+        return args[0]
+    return None
+
+
+@dataclass
+class _Emitted:
+    lines: list[str]
+    helpers: set[str] = field(default_factory=set)
+    uses_math: bool = False
+
+
+def _shape_elems(names: list[Elem], shape: tuple[int, ...]) -> str:
+    """A tensor's elements as a Python list display (nested for a matrix)."""
+    texts = [fmt_const(e) if isinstance(e, float) else e for e in names]
+    if shape == ():
+        return texts[0]
+    if len(shape) == 1:
+        return "[" + ", ".join(texts) + "]"
+    m, n = shape
+    return "[" + ", ".join("[" + ", ".join(texts[i * n:(i + 1) * n]) + "]" for i in range(m)) + "]"
+
+
+def _unpack_target(names: list[str], shape: tuple[int, ...]) -> str:
+    if len(shape) == 1:
+        return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+    m, n = shape
+    rows = ["(" + ", ".join(names[i * n:(i + 1) * n]) + ("," if n == 1 else "") + ")"
+            for i in range(m)]
+    return "(" + ", ".join(rows) + ("," if m == 1 else "") + ")"
+
+
+class ModuleWriter:
+    """Accumulates the functions of one generated module."""
+
+    def __init__(self, program: Program, budget: int = MAX_SCALAR_STATEMENTS) -> None:
+        self.program = program
+        self.graph: Graph = program.graph
+        self.budget = budget
+        self.helpers: set[str] = set()
+        self.uses_math = False
+        self.chunks: list[str] = []
+        self.statements = 0
+
+    # ---- naming ------------------------------------------------------------------------
+    def arg_names(self, fn: Function) -> list[str]:
+        taken: set[str] = set()
+        out = []
+        for name in fn.arg_names:
+            mangled = name
+            while mangled in _PY_NAMES or mangled in taken or mangled in fn.arg_names[:0]:
+                mangled += "_"
+            if mangled != name:
+                while mangled in fn.arg_names:
+                    mangled += "_"
+            taken.add(mangled)
+            out.append(mangled)
+        return out
+
+    # ---- one function --------------------------------------------------------------------
+    def emit(self, name: str, fn: Function, roots: list[Node],
+             returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool) -> None:
+        """Emit ``def name(...)`` computing ``roots``; ``returns`` prints the return value."""
+        alg = PyAlgebra(self.budget - self.statements)
+        env: dict[int, list[Elem]] = {}
+        sig = self.arg_names(fn)
+        prologue: list[str] = []
+        for node, pyname, shape in zip(fn.inputs, sig, fn.arg_shapes):
+            if shape == ():
+                env[node.id] = [pyname]
+            else:
+                names = [f"_{ident_part(node.attr[1])}_{i}" for i in range(node.size)]
+                alg.taken.update(names)
+                env[node.id] = names
+                prologue.append(f"    {_unpack_target(names, shape)} = {pyname}")
+        alg.taken.update(sig)
+        if with_params:
+            flat = []
+            for tensor, index in self.program.param_order:
+                pt = self.program.params[tensor]
+                names = env.setdefault(pt.node.id, [""] * pt.node.size)
+                elem = f"_{ident_part(tensor)}_{index}"
+                alg.taken.add(elem)
+                names[index] = elem
+                flat.append(elem)
+            prologue.append(f"    {_unpack_target(flat, (len(flat),))} = params")
+            sig = ["params", *sig]
+        named: dict[str, int] = {}
+        for node in reachable(roots):
+            if node.id in env:
+                continue
+            if node.op == "const":
+                env[node.id] = [float(node.attr)] * node.size
+                continue
+            if node.op == "custom":
+                env[node.id] = env[node.args[node.attr[0]].id]
+                continue
+            assert node.op not in ("input", "param", "hole"), f"unbound leaf {node!r}"
+            span = self.graph.spans.get(node.id)
+            alg.line = span.line if span else None
+            start = len(alg.stmts)
+            spec = OPS[node.op]
+            assert spec.unroll is not None, f"{node.op} cannot be unrolled"
+            elems = spec.unroll(alg, node.op, [env[a.id] for a in node.args], node.attr,
+                                [a.shape for a in node.args], node.shape)
+            user = self.graph.names.get(node.id)
+            if user is not None and len(alg.stmts) > start:
+                elems = self._rename(alg, start, elems, ident_part(user), named, node.size)
+            env[node.id] = elems
+        returned = returns([env[r.id] for r in roots])
+        body = _dce(alg.stmts, returned)
+        self.statements += len(body)
+        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""', *prologue]
+        last_line: int | None = -1
+        for target, expr, line in body:
+            if line != last_line and line is not None:
+                lines.append(f"    # line {line}")
+            last_line = line
+            lines.append(f"    {target} = {expr}")
+        lines.append("    return " + returned)
+        self.helpers |= alg.helpers
+        self.uses_math = self.uses_math or alg.uses_math
+        self.chunks.append("\n".join(lines))
+
+    def _rename(self, alg: PyAlgebra, start: int, elems: list[Elem], base: str,
+                named: dict[str, int], size: int) -> list[Elem]:
+        """Give the statements that produced a user-named node's elements that user's name."""
+        created = {s[0]: s for s in alg.stmts[start:]}
+        version = named.get(base, 0) + 1
+        named[base] = version
+        stem = f"_{base}" + (str(version) if version > 1 else "")
+        out = []
+        for i, e in enumerate(elems):
+            stmt = created.pop(e, None) if isinstance(e, str) else None
+            if stmt is None:
+                out.append(e)
+                continue
+            new = stem + (f"_{i}" if size > 1 else "")
+            while new in alg.taken:
+                new += "_"
+            alg.taken.add(new)
+            stmt[0] = new
+            out.append(new)
+        return out
+
+
+_NAME_USE = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+
+
+def _dce(stmts: list[list[Any]], returned: str) -> list[list[Any]]:
+    """Drop statements whose target is never used (element-level dead-code elimination)."""
+    live = set(_NAME_USE.findall(returned))
+    kept = []
+    for stmt in reversed(stmts):
+        if stmt[0] in live:
+            kept.append(stmt)
+            live.update(_NAME_USE.findall(stmt[1]))
+    kept.reverse()
+    return kept
+
+
+Render = Callable[[list[list[Elem]]], str]
+
+
+def generate(program: Program, *, hessians: bool = False,
+             budget: int = MAX_SCALAR_STATEMENTS) -> str:
+    """The scalar-backend module for a program (see the module docstring)."""
+    writer = ModuleWriter(program, budget)
+    graph = program.graph
+    for fname, fn in program.functions.items():
+        args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")
+                             for a, s in zip(fn.arg_names, fn.arg_shapes))
+        outs = fn.outputs
+        n_out = len(outs)
+        shapes = [o.shape for o in outs]
+
+        def values(v: list[list[Elem]], shapes: list[tuple[int, ...]] = shapes) -> str:
+            shown = [_shape_elems(v[i], s) for i, s in enumerate(shapes)]
+            return shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")"
+
+        writer.emit(fname, fn, outs, values, f"{fname}({args_doc}) from line {fn.span.line}.",
+                    fn.uses_params)
+        if fn.uses_params:
+            tensors = list(program.params.values())
+            wrt = [t.node for t in tensors]
+        else:
+            wrt = fn.inputs
+        roots = list(outs)
+        for out in outs:
+            roots.extend(grad(graph, out, wrt))
+        writer.emit(fname + "_grad", fn, roots, _grad_render(program, fn, n_out, len(wrt), values),
+                    f"(value, gradient with respect to "
+                    f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
+                    fn.uses_params)
+        if hessians and not fn.uses_params and n_out == 1 and outs[0].shape == () and all(
+                s == () for s in fn.arg_shapes):
+            n = len(fn.inputs)
+            first = grad(graph, outs[0], fn.inputs)
+            second = hessian(graph, outs[0], fn.inputs)
+            roots = [outs[0], *first, *[x for row in second for x in row]]
+
+            def hess(v: list[list[Elem]], n: int = n) -> str:
+                g = _tuple([_shape_elems(v[1 + i], ()) for i in range(n)])
+                rows = [_tuple([_shape_elems(v[1 + n + i * n + j], ()) for j in range(n)])
+                        for i in range(n)]
+                return f"{_shape_elems(v[0], ())}, {g}, {_tuple(rows)}"
+
+            writer.emit(fname + "_hess", fn, roots, hess, f"(value, gradient, Hessian) of {fname}.",
+                        False)
+    return _assemble(program, writer)
+
+
+def _tuple(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _grad_render(program: Program, fn: Function, n_out: int, n_wrt: int, values: Render) -> Render:
+    """How f_grad returns: (value, grads); see docs/generated.md."""
+    position = {t: i for i, t in enumerate(program.params)}
+
+    def render(v: list[list[Elem]]) -> str:
+        parts = []
+        for k in range(n_out):
+            row = v[n_out + k * n_wrt: n_out + (k + 1) * n_wrt]
+            if fn.uses_params:
+                flat = [row[position[t]][i] for t, i in program.param_order]
+                parts.append(_shape_elems(flat, (len(flat),)))
+            else:
+                parts.append(_tuple([_shape_elems(r, s) for r, s in zip(row, fn.arg_shapes)]))
+        grads = parts[0] if n_out == 1 else _tuple(parts)
+        return f"{values(v[:n_out])}, {grads}"
+
+    return render
+
+
+def _assemble(program: Program, writer: ModuleWriter) -> str:
+    label = safe_label(program.filename)
+    digest = hashlib.sha256(program.source.encode("utf-8")).hexdigest()
+    out = [
+        f"# Generated by exprgrad {__version__} from {label}; do not edit.",
+        f"# exprgrad-source-sha256: {digest}",
+        f'"""Straight-line forward and gradient code compiled from {label} by exprgrad.',
+        "",
+        "Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see",
+        'exprgrad\'s docs/generated.md for the exact calling convention."""',
+        "",
+    ]
+    imports = []
+    if writer.uses_math or writer.helpers:
+        imports.append("import math")
+    if program.params:
+        imports.append("import random")
+    out.extend(imports)
+    out.append("")
+    out.append(f"EXPRGRAD_VERSION = {__version__!r}")
+    out.append(f"SOURCE = {label!r}")
+    out.append(f"SOURCE_SHA256 = {digest!r}")
+    funcs = ", ".join(f"{n!r}: {tuple(f.arg_names)!r}" for n, f in program.functions.items())
+    out.append(f"FUNCTIONS = {{{funcs}}}")
+    names = program.param_names
+    out.append("PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names) + ("\n" if names else "")
+               + ")")
+    out.append("")
+    if writer.helpers:
+        out.append("")
+        for name in sorted(writer.helpers):
+            out.append(HELPERS[name])
+    out.append("")
+    out.append(_init_params(program))
+    for chunk in writer.chunks:
+        out.append("")
+        out.append("")
+        out.append(chunk)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _init_params(program: Program) -> str:
+    lines = ["def init_params(seed=0):",
+             '    """Initial parameter values, in PARAM_NAMES order; the same seed gives the same '
+             'values."""']
+    if not program.params:
+        lines.append("    return []")
+        return "\n".join(lines)
+    lines.append("    rng = random.Random(seed)")
+    lines.append("    return [")
+    for tensor, index in program.param_order:
+        kind, a, b = program.params[tensor].init[index]
+        if kind == "uniform":
+            lines.append(f"        rng.uniform({fmt_const(a)}, {fmt_const(b)}),")
+        elif kind == "normal":
+            lines.append(f"        rng.gauss({fmt_const(a)}, {fmt_const(b)}),")
+        else:
+            lines.append(f"        {fmt_const(a)},")
+    lines.append("    ]")
+    return "\n".join(lines)

@@ -1,0 +1,13 @@
+"""Documented limits. Every limit here is named in the error raised when it is exceeded.
+
+These bound time and memory for hostile or accidental huge input (see docs/limits.md).
+"""
+
+#: the largest source text accepted, in characters
+MAX_SOURCE_BYTES = 20_000_000
+#: the longest line accepted, in characters
+MAX_LINE_LENGTH = 1_000_000
+#: the most scalar statements the scalar backend will print for one module
+MAX_SCALAR_STATEMENTS = 400_000
+#: the most IR nodes a program may create while compiling
+MAX_NODES = 3_000_000

@@ -1,0 +1,602 @@
+"""Syntax tree to IR: names resolved, calls inlined, shapes checked, every mistake located.
+
+Contract: :func:`lower` turns the statements from :func:`exprgrad.parser.parse` into a
+:class:`Program`: one :class:`Function` per ``def`` (input nodes and output nodes in one shared,
+hash-consed :class:`~exprgrad.ir.Graph`), the parameter tensors in their canonical order, the
+data sets and the training settings. Every user mistake raises an :class:`ExprgradError` with the
+span of the offending text. Expressions are lowered with an explicit stack (no recursion), and a
+call of an earlier ``def`` is inlined by substituting its lowered body, so call chains of any
+length need no recursion either.
+"""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import difflib
+import keyword
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import (
+    ExprgradError,
+    ExprgradNameError,
+    ExprgradTypeError,
+    ExprgradValueError,
+    Span,
+)
+from .ir import Graph, Node, substitute
+from .limits import MAX_NODES
+from .nn import ACTIVATIONS, Net, ParamTensor, call_net, declare_net
+from .ops import BUILTINS, OPS, ShapeMismatch
+from .parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
+
+#: names a program may not bind: the language's own words and builtins
+LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
+                            "uniform", "normal", "csv", "MLP", "Layer", "Neuron"})
+#: module-level names of generated code that a def may not take
+GENERATED_NAMES = frozenset({"math", "random", "init_params", "PARAM_NAMES", "PARAM_SHAPES",
+                             "FUNCTIONS", "SOURCE", "SOURCE_SHA256", "EXPRGRAD_VERSION", "params"})
+
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+
+
+@dataclass
+class Function:
+    name: str
+    arg_names: list[str]
+    arg_shapes: list[tuple[int, ...]]
+    inputs: list[Node]
+    outputs: list[Node]
+    span: Span
+    uses_params: bool = False
+    rule_spans: list[Span] = field(default_factory=list)
+
+
+@dataclass
+class Program:
+    filename: str
+    source: str
+    graph: Graph
+    functions: dict[str, Function] = field(default_factory=dict)
+    params: dict[str, ParamTensor] = field(default_factory=dict)
+    #: the flat parameter vector: (tensor name, element index), in declaration order
+    param_order: list[tuple[str, int]] = field(default_factory=list)
+    nets: dict[str, Net] = field(default_factory=dict)
+    data: dict[str, list[Any]] = field(default_factory=dict)
+    data_spans: dict[str, Span] = field(default_factory=dict)
+    train: TrainDecl | None = None
+
+    @property
+    def param_names(self) -> list[str]:
+        return [self.params[t].element_names[i] for t, i in self.param_order]
+
+
+def compile_program(text: str, filename: str = "<string>") -> Program:
+    """Parse and lower source text; errors carry the file name and text."""
+    statements = parse(text, filename)
+    try:
+        return _Lowerer(text, filename).run(statements)
+    except ExprgradError as err:
+        raise err.with_source(filename, text) from None
+
+
+def check_name(name: str, span: Span, what: str) -> None:
+    """Reject names that Python reserves, that the language uses, or that start with '_'."""
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise ExprgradNameError(f"'{name}' is a name that Python reserves; it cannot name a {what}",
+                                span, hint=f"rename it, e.g. '{name}1'")
+    if name.startswith("_"):
+        raise ExprgradNameError(f"names starting with '_' are reserved for generated code "
+                                f"('{name}')", span, hint=f"rename it, e.g. '{name.lstrip('_')}'"
+                                if name.strip("_") else None)
+    if name in LANGUAGE_WORDS or name in BUILTINS:
+        raise ExprgradNameError(f"'{name}' is a built-in name of exprgrad; it cannot name a "
+                                f"{what}", span, hint=f"rename it, e.g. '{name}1'")
+
+
+def _did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+class _Lowerer:
+    def __init__(self, text: str, filename: str) -> None:
+        self.program = Program(filename, text, Graph())
+        self.graph = self.program.graph
+        self.defs_ahead: dict[str, Span] = {}
+        self.current: str | None = None
+        self.globals: dict[str, Span] = {}
+
+    # ---- top level -----------------------------------------------------------------------
+    def run(self, statements: list[Statement]) -> Program:
+        for stmt in statements:
+            if isinstance(stmt, Def):
+                self.defs_ahead.setdefault(stmt.name, stmt.span)
+        for stmt in statements:
+            if isinstance(stmt, Def):
+                self._declare(stmt.name, stmt.span, "function")
+                self.program.functions[stmt.name] = self.lower_def(stmt)
+            elif isinstance(stmt, ParamDecl):
+                self._declare(stmt.name, stmt.span, "parameter")
+                self.lower_param(stmt)
+            elif isinstance(stmt, NetDecl):
+                self._declare(stmt.name, stmt.span, "network")
+                self.lower_net(stmt)
+            elif isinstance(stmt, DataDecl):
+                self._declare(stmt.name, stmt.span, "data set")
+                self.program.data[stmt.name] = self.eval_data(stmt.value)
+                self.program.data_spans[stmt.name] = stmt.span
+            elif isinstance(stmt, TrainDecl):
+                if self.program.train is not None:
+                    raise ExprgradNameError("a file has at most one 'train' statement", stmt.span)
+                self.program.train = stmt
+        self._check_generated_names()
+        return self.program
+
+    def _declare(self, name: str, span: Span, what: str) -> None:
+        check_name(name, span, what)
+        if name in self.globals:
+            first = self.globals[name]
+            raise ExprgradNameError(f"'{name}' is already defined (line {first.line})", span,
+                                    hint="each function, parameter, network and data set needs "
+                                    "its own name")
+        self.globals[name] = span
+
+    def _check_generated_names(self) -> None:
+        for fname, fn in self.program.functions.items():
+            if fname in GENERATED_NAMES:
+                raise ExprgradNameError(f"'{fname}' is a name the generated module uses itself",
+                                        fn.span, hint=f"rename it, e.g. '{fname}1'")
+            for suffix in ("_grad", "_hess"):
+                other = self.program.functions.get(fname + suffix)
+                if other is not None:
+                    raise ExprgradNameError(
+                        f"'{fname}{suffix}' is the name of the generated {suffix[1:]} function of "
+                        f"'{fname}' (line {fn.span.line})", other.span,
+                        hint=f"rename it, e.g. '{fname}{suffix}1'")
+
+    # ---- declarations --------------------------------------------------------------------
+    def lower_param(self, stmt: ParamDecl) -> None:
+        shape = stmt.shape
+        size = math.prod(shape)
+        if size == 0:
+            raise ExprgradTypeError("a parameter needs a positive size", stmt.span)
+        init = self._initializer(stmt.init, size)
+        node = self.graph.make("param", (), stmt.name, shape)
+        if shape == ():
+            names = [stmt.name]
+        else:
+            names = [stmt.name + "." + ".".join(str(i) for i in idx) for idx in _indices(shape)]
+        self._add_param(ParamTensor(stmt.name, node, names, init))
+
+    def _add_param(self, tensor: ParamTensor, order: list[tuple[str, int]] | None = None) -> None:
+        self.program.params[tensor.name] = tensor
+        if order is None:
+            order = [(tensor.name, i) for i in range(len(tensor.element_names))]
+        self.program.param_order.extend(order)
+
+    def _initializer(self, expr: Expr, size: int) -> list[tuple[str, float, float]]:
+        if expr[0] == "call" and expr[2] in ("uniform", "normal"):
+            if len(expr[3]) != 2 or expr[4]:
+                raise ExprgradTypeError(f"{expr[2]}(a, b) takes two numbers", expr[1])
+            a, b = (self.const_number(e) for e in expr[3])
+            if expr[2] == "uniform" and not a < b:
+                raise ExprgradValueError("uniform(lo, hi) needs lo < hi", expr[1])
+            if expr[2] == "normal" and b < 0:
+                raise ExprgradValueError("normal(mean, sd) needs sd >= 0", expr[1])
+            return [(expr[2], a, b)] * size
+        values = _flatten(self.eval_data(expr))
+        if len(values) == 1:
+            values = values * size
+        if len(values) != size:
+            raise ExprgradTypeError(f"the initial value has {len(values)} numbers; the parameter "
+                                    f"has {size}", expr[1])
+        return [("const", v, 0.0) for v in values]
+
+    def lower_net(self, stmt: NetDecl) -> None:
+        kinds = {"MLP": 2, "Layer": 2, "Neuron": 1}
+        if stmt.kind not in kinds:
+            raise ExprgradNameError(f"unknown network kind '{stmt.kind}'", stmt.kind_span,
+                                    hint=_did_you_mean(stmt.kind, list(kinds))
+                                    or "use MLP(nin, [sizes]), Layer(nin, nout) or Neuron(nin)")
+        positional = [e for e in stmt.args if e[0] != "kw"]
+        options = {e[2]: e for e in stmt.args if e[0] == "kw"}
+        if len(positional) != kinds[stmt.kind]:
+            raise ExprgradTypeError(f"{stmt.kind} takes {kinds[stmt.kind]} positional "
+                                    f"argument(s), got {len(positional)}", stmt.kind_span)
+        nin = self.const_int(positional[0])
+        if stmt.kind == "MLP":
+            sizes_expr = positional[1]
+            if sizes_expr[0] != "list" or not sizes_expr[2]:
+                raise ExprgradTypeError("MLP's second argument is a list of layer sizes, e.g. "
+                                        "[4, 4, 1]", sizes_expr[1])
+            nouts = [self.const_int(e) for e in sizes_expr[2]]
+        elif stmt.kind == "Layer":
+            nouts = [self.const_int(positional[1])]
+        else:
+            nouts = [1]
+        act, out = "tanh", None
+        for key, kw in options.items():
+            value = kw[3]
+            if key not in ("act", "out"):
+                raise ExprgradNameError(f"unknown option '{key}'", kw[1],
+                                        hint="options are act= and out=")
+            if value[0] != "name" or value[2] not in ACTIVATIONS:
+                raise ExprgradValueError(f"'{key}' must be one of {', '.join(ACTIVATIONS)}",
+                                         value[1])
+            if key == "act":
+                act = value[2]
+            else:
+                out = value[2]
+        net = declare_net(self.graph, stmt.name, stmt.kind, nin, nouts, act, out or act)
+        for layer in net.layers:
+            self.program.params[layer.weight.name] = layer.weight
+            self.program.params[layer.bias.name] = layer.bias
+        self.program.param_order.extend(net.order)
+        self.program.nets[stmt.name] = net
+
+    def const_number(self, expr: Expr) -> float:
+        node = self.lower_expr(expr, {})
+        if node.op != "const" or node.shape != ():
+            raise ExprgradTypeError("a number is needed here", expr[1])
+        return float(node.attr)
+
+    def const_int(self, expr: Expr) -> int:
+        value = self.const_number(expr)
+        if value != int(value) or value < 1 or value > 1_000_000:
+            raise ExprgradValueError("a whole number from 1 to 1000000 is needed here", expr[1])
+        return int(value)
+
+    def eval_data(self, expr: Expr) -> Any:
+        """A nested list of numbers (or a csv(...) call), evaluated with an explicit stack."""
+        if expr[0] == "call" and expr[2] == "csv":
+            return self._csv(expr)
+        stack: list[tuple[Expr, bool]] = [(expr, False)]
+        out: list[Any] = []
+        while stack:
+            e, done = stack.pop()
+            if e[0] == "list" and not done:
+                stack.append((e, True))
+                stack.extend((item, False) for item in reversed(e[2]))
+            elif e[0] == "list":
+                n = len(e[2])
+                items = out[len(out) - n:] if n else []
+                del out[len(out) - n:]
+                out.append(items)
+            else:
+                out.append(self.const_number(e))
+        return out[0]
+
+    def _csv(self, expr: Expr) -> list[Any]:
+        args, kwargs = expr[3], {k: (v, s) for k, v, s in expr[4]}
+        if len(args) != 1 or args[0][0] != "str":
+            raise ExprgradTypeError('csv("file.csv", cols=[...]) takes a file name in double '
+                                    "quotes", expr[1])
+        if set(kwargs) - {"cols"}:
+            raise ExprgradNameError("csv(...) takes one option, cols=", expr[1])
+        base = Path(self.program.filename).parent if self.program.filename[:1] != "<" else Path()
+        path = base / args[0][2]
+        cols_expr = kwargs.get("cols", (None, None))[0]
+        cols: list[int] | int | None = None
+        if cols_expr is not None:
+            cols = ([int(self.const_number(c)) for c in cols_expr[2]] if cols_expr[0] == "list"
+                    else int(self.const_number(cols_expr)))
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = [r for r in csv.reader(fh) if r]
+        except OSError as err:
+            raise ExprgradValueError(f"cannot read {str(path)!r}: {err.strerror}", args[0][1]
+                                     ) from None
+        result: list[Any] = []
+        for number, row in enumerate(rows, 1):
+            try:
+                values = [float(v) for v in row]
+            except ValueError:
+                if number == 1:
+                    continue  # a header row
+                raise ExprgradValueError(f"{path.name} row {number} holds a value that is not "
+                                         "a number", args[0][1]) from None
+            try:
+                if cols is None:
+                    result.append(values)
+                elif isinstance(cols, int):
+                    result.append(values[cols])
+                else:
+                    result.append([values[c] for c in cols])
+            except IndexError:
+                raise ExprgradValueError(f"{path.name} row {number} has only {len(values)} "
+                                         "columns", expr[1]) from None
+        return result
+
+    # ---- defs ----------------------------------------------------------------------------
+    def lower_def(self, d: Def) -> Function:
+        graph = self.graph
+        self.current = d.name
+        env: dict[str, Node] = {}
+        inputs: list[Node] = []
+        seen: dict[str, Span] = {}
+        for i, arg in enumerate(d.args):
+            check_name(arg.name, arg.span, "argument")
+            if arg.name in seen:
+                raise ExprgradNameError(f"argument '{arg.name}' appears twice", arg.span)
+            seen[arg.name] = arg.span
+            if any(dim < 1 for dim in arg.shape):
+                raise ExprgradTypeError("a dimension must be at least 1", arg.span)
+            node = graph.make("input", (), (d.name, arg.name, i), arg.shape)
+            graph.name(node, arg.name)
+            env[arg.name] = node
+            inputs.append(node)
+        outputs: list[Node] | None = None
+        rules: list[tuple[Expr, dict[str, Node]]] = []
+        params_before = len(self.graph.nodes)
+        for stmt in d.body:
+            if outputs is not None:
+                raise ExprgradTypeError("a statement after 'return' never runs", stmt[1],
+                                        hint="'return' is the last statement of a def")
+            graph.span = stmt[1]
+            kind = stmt[0]
+            if kind == "assign":
+                _, span, name, expr, augop = stmt
+                check_name(name, span, "variable")
+                value = self.lower_expr(expr, env)
+                if augop is not None:
+                    if name not in env:
+                        raise ExprgradNameError(f"'{name}' has no value yet to update with "
+                                                f"'{augop}='", span, hint=f"write '{name} = ...' "
+                                                "first")
+                    value = self._apply(_BINOPS[augop], [env[name], value], span)
+                env[name] = value
+                graph.name(value, name)
+            elif kind == "grad":
+                _, span, name, expr = stmt
+                if name not in seen:
+                    raise ExprgradNameError(f"'grad {name}' names no argument of '{d.name}'", span,
+                                            hint=_did_you_mean(name, list(seen)))
+                if any(r[0][2] == name for r in rules):
+                    raise ExprgradNameError(f"a second rule for '{name}'", span)
+                rules.append((stmt, dict(env)))
+            else:
+                outputs = [self.lower_expr(e, env) for e in stmt[2]]
+        graph.span = None
+        if outputs is None:
+            raise ExprgradTypeError(f"'{d.name}' has no 'return'", d.span,
+                                    hint="end the def with 'return EXPRESSION'")
+        fn = Function(d.name, [a.name for a in d.args], [a.shape for a in d.args], inputs,
+                      outputs, d.span)
+        if rules:
+            self._attach_rules(fn, d, rules)
+        fn.uses_params = self._uses_params(fn.outputs, params_before)
+        self.current = None
+        if len(self.graph.nodes) > MAX_NODES:
+            raise ExprgradError(f"the program creates {len(self.graph.nodes)} IR nodes; the limit "
+                                f"is {MAX_NODES}", d.span)
+        return fn
+
+    def _uses_params(self, outputs: list[Node], _start: int) -> bool:
+        from .ir import reachable
+
+        return any(n.op == "param" for n in reachable(outputs))
+
+    def _attach_rules(self, fn: Function, d: Def, rules: list[tuple[Expr, dict[str, Node]]]
+                      ) -> None:
+        if len(fn.outputs) != 1:
+            raise ExprgradTypeError("a function with 'grad' rules returns one value", d.span)
+        by_name = {r[0][2]: r for r in rules}
+        missing = [a for a in fn.arg_names if a not in by_name]
+        if missing:
+            raise ExprgradNameError(f"'{d.name}' has grad rules but none for "
+                                    f"{', '.join(repr(m) for m in missing)}", d.span,
+                                    hint="give every argument a 'grad NAME = ...' line")
+        out = fn.outputs[0]
+        hole = self.graph.make("hole", (), ("dout", d.name), out.shape)
+        contributions: list[Node] = []
+        spans: list[Span] = []
+        for arg_name, shape in zip(fn.arg_names, fn.arg_shapes):
+            stmt, env = by_name[arg_name]
+            self.graph.span = stmt[1]
+            node = self.lower_expr(stmt[3], {**env, "dout": hole})
+            if node.shape != shape:
+                raise ExprgradTypeError(f"the rule gives {_shape_words(node.shape)} but "
+                                        f"'{arg_name}' is {_shape_words(shape)}", stmt[1])
+            contributions.append(node)
+            spans.append(stmt[1])
+        self.graph.span = None
+        n_in = len(fn.inputs)
+        custom = self.graph.make("custom", (*fn.inputs, out, hole, *contributions),
+                                 (n_in, tuple(spans)), out.shape)
+        fn.outputs = [custom]
+        fn.rule_spans = spans
+
+    # ---- expressions ---------------------------------------------------------------------
+    def lower_expr(self, expr: Expr, env: dict[str, Node]) -> Node:
+        stack: list[tuple[Expr, bool]] = [(expr, False)]
+        values: list[Node] = []
+        while stack:
+            e, done = stack.pop()
+            kind = e[0]
+            if not done:
+                children = _children(e)
+                if children:
+                    stack.append((e, True))
+                    stack.extend((c, False) for c in reversed(children))
+                    continue
+            n = len(_children(e))
+            args = values[len(values) - n:] if n else []
+            if n:
+                del values[len(values) - n:]
+            values.append(self._combine(e, kind, args, env))
+        assert len(values) == 1, f"expression lowering left {len(values)} values"
+        return values[0]
+
+    def _combine(self, e: Expr, kind: str, args: list[Node], env: dict[str, Node]) -> Node:
+        span = e[1]
+        if kind == "num":
+            if not math.isfinite(e[2]):
+                raise ExprgradValueError(f"the number {e[3][:20]!s} is too large for a float",
+                                         span, hint="numbers must be below 1.8e308")
+            return self.graph.const(e[2])
+        if kind == "name":
+            return self._lookup(e[2], span, env)
+        if kind == "str":
+            raise ExprgradTypeError("text in double quotes is only for csv(\"file\")", span)
+        if kind == "bin":
+            return self._apply(_BINOPS[e[2]], args, span)
+        if kind == "unary":
+            return args[0] if e[2] == "+" else self._apply("neg", args, span)
+        if kind == "list":
+            return self._apply("stack", args, span)
+        if kind == "index":
+            node = args[0]
+            for sub, idx in zip(e[3], args[1:]):
+                node = self._index(node, sub, idx)
+            return node
+        if kind == "call":
+            return self._call(e, args, env)
+        if kind == "kw":
+            raise ExprgradTypeError("keyword arguments are only for networks and csv()", span)
+        raise AssertionError(f"unknown expression kind {kind}")
+
+    def _index(self, node: Node, sub: Expr, idx: Node) -> Node:
+        if idx.op != "const" or idx.shape != () or float(idx.attr) != int(float(idx.attr)):
+            raise ExprgradTypeError("an index must be a whole number known at compile time",
+                                    sub[1])
+        if node.shape == ():
+            raise ExprgradTypeError("a scalar cannot be indexed", sub[1])
+        i = int(float(idx.attr))
+        if i < 0:
+            i += node.shape[0]
+        if not 0 <= i < node.shape[0]:
+            raise ExprgradTypeError(f"index {int(float(idx.attr))} is out of range for "
+                                    f"{_shape_words(node.shape)}", sub[1],
+                                    hint=f"indices run from 0 to {node.shape[0] - 1}")
+        return self._apply("index", [node], sub[1], attr=i)
+
+    def _apply(self, op: str, args: Sequence[Node], span: Span, attr: Any = None) -> Node:
+        try:
+            return self.graph.apply(op, *args, attr=attr)
+        except ShapeMismatch as err:
+            raise ExprgradTypeError(str(err), span) from None
+
+    def _lookup(self, name: str, span: Span, env: dict[str, Node]) -> Node:
+        if name in env:
+            return env[name]
+        if name in self.program.params:
+            return self.program.params[name].node
+        if name in self.program.nets:
+            raise ExprgradTypeError(f"'{name}' is a network; call it, e.g. '{name}(x)'", span)
+        if name in self.program.data:
+            raise ExprgradTypeError(f"'{name}' is a data set; data feeds a function through "
+                                    "'train' or the command line", span)
+        if name in self.program.functions:
+            raise ExprgradTypeError(f"'{name}' is a function; call it, e.g. '{name}(...)'", span)
+        if name == "dout":
+            raise ExprgradNameError("'dout' (the output's gradient) is only defined in a 'grad' "
+                                    "rule", span)
+        candidates = list(env) + list(self.program.params)
+        if self.current is None:
+            where = "here (only numbers are allowed)"
+        elif name in self.defs_ahead:
+            where = "yet"
+        else:
+            where = f"in '{self.current}'"
+        raise ExprgradNameError(f"'{name}' is not defined {where}", span,
+                                hint=_did_you_mean(name, candidates))
+
+    def _call(self, e: Expr, args: list[Node], env: dict[str, Node]) -> Node:
+        _, span, fname, arg_exprs, kwargs = e
+        if kwargs:
+            raise ExprgradTypeError(f"'{fname}' takes no keyword arguments", kwargs[0][2])
+        if fname in self.program.functions:
+            return self._inline(self.program.functions[fname], args, arg_exprs, span)
+        if fname in self.program.nets:
+            net = self.program.nets[fname]
+            if len(args) != 1:
+                raise ExprgradTypeError(f"network '{fname}' takes one input vector", span)
+            x = args[0]
+            if x.shape != (net.nin,):
+                raise ExprgradTypeError(f"network '{fname}' takes a vector [{net.nin}], got "
+                                        f"{_shape_words(x.shape)}", arg_exprs[0][1])
+            return call_net(self.graph, net, x)
+        if fname in BUILTINS:
+            op = BUILTINS[fname]
+            arity = OPS[op].arity
+            if arity is not None and len(args) != arity:
+                raise ExprgradTypeError(f"{fname}() takes {arity} argument"
+                                        f"{'s' if arity != 1 else ''}, got {len(args)}", span)
+            return self._apply(op, args, span)
+        if fname == self.current:
+            raise ExprgradTypeError(f"'{fname}' calls itself; recursion is not supported", span,
+                                    hint="exprgrad compiles to straight-line code")
+        if fname in self.defs_ahead:
+            raise ExprgradNameError(f"'{fname}' is defined later in the file (line "
+                                    f"{self.defs_ahead[fname].line})", span,
+                                    hint="define a function before the functions that call it")
+        if fname in env or fname in self.program.params or fname in self.program.data:
+            raise ExprgradTypeError(f"'{fname}' is not a function", span)
+        known = list(BUILTINS) + list(self.program.functions) + list(self.program.nets)
+        raise ExprgradNameError(f"unknown function '{fname}'", span,
+                                hint=_did_you_mean(fname, known))
+
+    def _inline(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span) -> Node:
+        if len(args) != len(fn.inputs):
+            raise ExprgradTypeError(f"'{fn.name}' takes {len(fn.inputs)} argument"
+                                    f"{'s' if len(fn.inputs) != 1 else ''}, got {len(args)}",
+                                    span, hint=f"'{fn.name}({', '.join(fn.arg_names)})' is "
+                                    f"defined on line {fn.span.line}")
+        for arg, shape, expr in zip(args, fn.arg_shapes, arg_exprs):
+            if arg.shape != shape:
+                raise ExprgradTypeError(f"'{fn.name}' takes {_shape_words(shape)} here, got "
+                                        f"{_shape_words(arg.shape)}", expr[1])
+        outs = substitute(self.graph, fn.outputs, dict(zip(fn.inputs, args)))
+        if len(outs) != 1:
+            raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; only functions "
+                                    "returning one value can be called", span)
+        return outs[0]
+
+
+def _children(e: Expr) -> list[Expr]:
+    kind = e[0]
+    if kind == "bin":
+        return [e[3], e[4]]
+    if kind == "unary":
+        return [e[3]]
+    if kind == "list":
+        return list(e[2])
+    if kind == "index":
+        return [e[2], *e[3]]
+    if kind == "call":
+        return list(e[3])
+    return []
+
+
+def _shape_words(shape: tuple[int, ...]) -> str:
+    if shape == ():
+        return "a scalar"
+    if len(shape) == 1:
+        return f"a vector [{shape[0]}]"
+    return "a matrix [" + ", ".join(map(str, shape)) + "]"
+
+
+def _indices(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    if len(shape) == 1:
+        return [(i,) for i in range(shape[0])]
+    return [(i, j) for i in range(shape[0]) for j in range(shape[1])]
+
+
+def _flatten(value: Any) -> list[float]:
+    out: list[float] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(reversed(v))
+        else:
+            out.append(float(v))
+    return out
+
+
+_ = builtins  # builtins are mangled by the code generator, not rejected here

@@ -1,0 +1,95 @@
+"""Neuron, Layer and MLP: the seed notebook's classes as IR builders.
+
+Contract: :func:`declare_net` turns ``net n = MLP(3, [4, 4, 1], act=tanh, out=linear)`` into a
+:class:`Net` holding its parameter tensors (one weight matrix and one bias vector per layer, so the
+IR stays small however many weights there are); :func:`call_net` builds ``n(x)`` as IR.
+
+Semantics follow the seed: every neuron is ``act(w . x + b)``, the output layer too unless
+``out=`` says otherwise; a layer (or an MLP whose last layer) of one neuron returns a scalar.
+Parameter elements are named hierarchically (``n.layers.0.neurons.1.w.2``) and ordered as the
+seed's ``parameters()`` lists them (per neuron: its weights, then its bias), which is also the
+order in which ``init_params(seed)`` draws them from ``random.Random(seed).uniform(-1, 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ir import Graph, Node
+
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
+
+@dataclass
+class ParamTensor:
+    """A trainable tensor: its IR node, the name of each element, and each element's init."""
+
+    name: str
+    node: Node
+    element_names: list[str]
+    init: list[tuple[str, float, float]]  # ("uniform", lo, hi) | ("normal", mu, sd) | ("const", v, 0)
+
+
+@dataclass
+class LayerSpec:
+    nin: int
+    nout: int
+    act: str
+    weight: ParamTensor
+    bias: ParamTensor
+
+
+@dataclass
+class Net:
+    name: str
+    kind: str
+    nin: int
+    layers: list[LayerSpec]
+    #: (tensor name, element index) in the seed's parameters() order
+    order: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def nout(self) -> int:
+        return self.layers[-1].nout
+
+
+def declare_net(graph: Graph, name: str, kind: str, nin: int, nouts: list[int], act: str,
+                out: str) -> Net:
+    """Create the parameter tensors of a Neuron, Layer or MLP (validated by the caller)."""
+    net = Net(name, kind, nin, [])
+    sizes = [nin] + nouts
+    for index, nout in enumerate(nouts):
+        if kind == "MLP":
+            prefix, tensor = f"{name}.layers.{index}.neurons", f"{name}.layers.{index}"
+        elif kind == "Layer":
+            prefix, tensor = f"{name}.neurons", name
+        else:  # Neuron: one neuron, no neurons.i level
+            prefix, tensor = "", name
+        n_in = sizes[index]
+        layer_act = out if index == len(nouts) - 1 else act
+
+        def neuron(i: int, prefix: str = prefix) -> str:
+            return f"{prefix}.{i}." if prefix else f"{name}."
+
+        w_names = [f"{neuron(i)}w.{j}" for i in range(nout) for j in range(n_in)]
+        b_names = [f"{neuron(i)}b" for i in range(nout)]
+        uniform = ("uniform", -1.0, 1.0)
+        w = ParamTensor(f"{tensor}.w", graph.make("param", (), f"{tensor}.w", (nout, n_in)),
+                        w_names, [uniform] * len(w_names))
+        b = ParamTensor(f"{tensor}.b", graph.make("param", (), f"{tensor}.b", (nout,)),
+                        b_names, [uniform] * len(b_names))
+        net.layers.append(LayerSpec(n_in, nout, layer_act, w, b))
+        for i in range(nout):
+            net.order.extend((w.name, i * n_in + j) for j in range(n_in))
+            net.order.append((b.name, i))
+    return net
+
+
+def call_net(graph: Graph, net: Net, x: Node) -> Node:
+    """``net(x)``: each layer is ``act(W @ x + b)``; one output neuron gives a scalar."""
+    for layer in net.layers:
+        pre = graph.apply("add", graph.apply("matmul", layer.weight.node, x), layer.bias.node)
+        x = pre if layer.act == "linear" else graph.apply(layer.act, pre)
+    if net.nout == 1:
+        x = graph.apply("index", x, attr=0)
+    return x

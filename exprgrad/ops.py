@@ -1,0 +1,789 @@
+"""The op table: every primitive declared once, with everything each stage needs to know of it.
+
+Each :class:`OpSpec` entry gives
+
+- ``shape``: the output shape from the input shapes (raises :class:`ShapeMismatch`);
+- ``vjp``: the derivative rule. **Convention**: ``vjp(b, g, out, args, attr)`` receives the graph
+  builder ``b``, the output cotangent ``g`` (same shape as ``out``), the forward output node and
+  the input nodes, and returns one IR node per input: the cotangent contribution for that input,
+  or ``None`` when no gradient flows (a constant exponent, a step function). A contribution may
+  have the output's shape where the input was a broadcast scalar; :mod:`exprgrad.diff` sums it.
+  Rules reuse the forward output where that is cheaper (``tanh' = 1 - out*out``).
+- ``ref``: the reference implementation on Python floats (used to fold constants and to evaluate
+  elements), following the numeric policy below; for elementwise ops only.
+- ``py``: the scalar-Python emitter: argument expressions to one expression (one operation).
+- ``np``: the numpy emitter: argument expressions to one array expression.
+- ``sym``: the sympy counterpart, on sympy expressions.
+- ``unroll``: for tensor ops, how output elements are made from input elements with an "element
+  algebra" (the scalar emitter, sympy and the evaluator each provide one).
+- ``label``: the text shown in drawings.
+
+Numeric policy (the generated code, the folder and the checker all follow it; see docs/numerics.md):
+IEEE-754 results instead of Python exceptions. ``x/0`` is ``±inf`` (``nan`` for ``0/0``);
+``log(0) = -inf``; ``log``, ``sqrt`` and ``log1p`` below their domain are ``nan``; ``exp``
+overflow is ``inf``; a negative base to a non-integer power is ``nan``; ``sin``/``cos`` of ``±inf``
+are ``nan``. Kinks: ``relu'(0) = 0``, ``abs'(0) = 0``, ``step'`` and ``sign'`` are 0; for
+``max(a, b)`` and ``min(a, b)`` a tie sends the whole gradient to ``a``. ``sqrt'(0) = inf``.
+``d(a**b)/db = out * log(a)``, which is ``nan`` for ``a <= 0`` (logarithm outside its domain).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .ir import Graph, Node, Shape
+
+
+class ShapeMismatch(Exception):
+    """Raised by shape rules; the frontend turns it into an error at the source span."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Runtime helpers. This text is copied verbatim into generated modules that use a helper (and is
+# the only code besides straight-line arithmetic that they contain); it is also executed here so
+# that constant folding computes exactly what generated code computes.
+
+HELPERS: dict[str, str] = {
+    "_div": '''\
+def _div(a, b):
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a != a or a == 0.0:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+''',
+    "_pow": '''\
+def _pow(a, b):
+    try:
+        r = a ** b
+    except ZeroDivisionError:
+        return math.inf
+    except OverflowError:
+        return -math.inf if a < 0.0 and b == int(b) and int(b) % 2 else math.inf
+    if isinstance(r, complex):
+        return math.nan
+    return r
+''',
+    "_exp": '''\
+def _exp(a):
+    try:
+        return math.exp(a)
+    except OverflowError:
+        return math.inf
+''',
+    "_log": '''\
+def _log(a):
+    if a > 0.0:
+        return math.log(a)
+    if a == 0.0:
+        return -math.inf
+    return math.nan
+''',
+    "_log1p": '''\
+def _log1p(a):
+    if a > -1.0:
+        return math.log1p(a)
+    if a == -1.0:
+        return -math.inf
+    return math.nan
+''',
+    "_sqrt": '''\
+def _sqrt(a):
+    if a >= 0.0:
+        return math.sqrt(a)
+    return math.nan
+''',
+    "_sin": '''\
+def _sin(a):
+    if math.isinf(a):
+        return math.nan
+    return math.sin(a)
+''',
+    "_cos": '''\
+def _cos(a):
+    if math.isinf(a):
+        return math.nan
+    return math.cos(a)
+''',
+    "_sigmoid": '''\
+def _sigmoid(a):
+    if a >= 0.0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+''',
+    "_softplus": '''\
+def _softplus(a):
+    if a > 0.0:
+        return a + math.log1p(math.exp(-a))
+    return math.log1p(math.exp(a))
+''',
+}
+
+_helper_ns: dict[str, Any] = {"math": math}
+for _src in HELPERS.values():
+    exec(compile(_src, "<exprgrad helpers>", "exec"), _helper_ns)  # noqa: S102 - our own text
+
+
+def _h(name: str) -> Callable[..., float]:
+    return _helper_ns[name]  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------------------
+# Element algebras: the interface tensor ops use to build their output elements.
+
+
+class Algebra(Protocol):
+    def scalar(self, op: str, args: Sequence[Any], attr: Any = None) -> Any: ...
+
+    def zero(self) -> Any: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape rules
+
+
+def _elementwise_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    out: Shape = ()
+    for s in shapes:
+        if s == ():
+            continue
+        if out == ():
+            out = s
+        elif s != out:
+            shown = " and ".join(_shape_text(x) for x in shapes)
+            raise ShapeMismatch(f"'{op}' needs equal shapes or a scalar, got {shown}")
+    return out
+
+
+def _shape_text(shape: Shape) -> str:
+    if shape == ():
+        return "a scalar"
+    if len(shape) == 1:
+        return f"a vector [{shape[0]}]"
+    return "a matrix [" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _leaf_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    raise AssertionError(f"{op} nodes are made with Graph.make, not apply")
+
+
+def _sum_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    return ()
+
+
+def _matmul_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    a, b = shapes
+    if a == () or b == ():
+        raise ShapeMismatch("'@' needs vectors or matrices, not scalars (use '*')")
+    if a[-1] != b[0]:
+        raise ShapeMismatch(f"'@' cannot combine {_shape_text(a)} with {_shape_text(b)}: "
+                            f"inner sizes {a[-1]} and {b[0]} differ")
+    return a[:-1] + b[1:]
+
+
+def _dot_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    a, b = shapes
+    if len(a) != 1 or a != b:
+        raise ShapeMismatch(f"dot needs two vectors of one size, got {_shape_text(a)} and "
+                            f"{_shape_text(b)}")
+    return ()
+
+
+def _transpose_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    (a,) = shapes
+    if len(a) != 2:
+        raise ShapeMismatch(f"transpose needs a matrix, got {_shape_text(a)}")
+    return (a[1], a[0])
+
+
+def _outer_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    a, b = shapes
+    if len(a) != 1 or len(b) != 1:
+        raise ShapeMismatch("outer needs two vectors")
+    return (a[0], b[0])
+
+
+def _stack_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    if not shapes:
+        raise ShapeMismatch("an empty vector [] has no shape")
+    first = shapes[0]
+    if len(first) >= 2:
+        raise ShapeMismatch("values have at most two dimensions")
+    for s in shapes[1:]:
+        if s != first:
+            raise ShapeMismatch(f"all items must have one shape, got {_shape_text(first)} and "
+                                f"{_shape_text(s)}")
+    return (len(shapes),) + first
+
+
+def _index_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    (a,) = shapes
+    if a == ():
+        raise ShapeMismatch("a scalar cannot be indexed")
+    if not 0 <= attr < a[0]:
+        raise ShapeMismatch(f"index {attr} is out of range for {_shape_text(a)}")
+    return a[1:]
+
+
+def _scatter_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    return tuple(attr[1])
+
+
+def _broadcast_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    assert shapes[0] == (), "only scalars are broadcast"
+    return tuple(attr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unrolling tensor ops into elements (row-major flat lists).
+
+
+def _elementwise_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                        shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    n = 1
+    for d in out:
+        n *= d
+    cols = [e if len(e) == n else [e[0]] * n for e in elems]
+    return [alg.scalar(op, [c[i] for c in cols], attr) for i in range(n)]
+
+
+def _sum_chain(alg: Algebra, items: Sequence[Any]) -> Any:
+    if not items:
+        return alg.zero()
+    acc = items[0]
+    for item in items[1:]:
+        acc = alg.scalar("add", [acc, item])
+    return acc
+
+
+def _sum_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    return [_sum_chain(alg, elems[0])]
+
+
+def _dot_elems(alg: Algebra, a: Sequence[Any], b: Sequence[Any]) -> Any:
+    return _sum_chain(alg, [alg.scalar("mul", [x, y]) for x, y in zip(a, b)])
+
+
+def _dot_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    return [_dot_elems(alg, elems[0], elems[1])]
+
+
+def _rows(elems: Sequence[Any], shape: Shape) -> list[list[Any]]:
+    if len(shape) == 1:
+        return [list(elems)]
+    m, n = shape
+    return [list(elems[i * n:(i + 1) * n]) for i in range(m)]
+
+
+def _cols(elems: Sequence[Any], shape: Shape) -> list[list[Any]]:
+    if len(shape) == 1:
+        return [[e] for e in elems]
+    m, n = shape
+    return [[elems[i * n + j] for i in range(m)] for j in range(n)]
+
+
+def _matmul_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                   shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    a_shape, b_shape = shapes
+    rows = _rows(elems[0], a_shape)
+    cols = _cols(elems[1], b_shape) if len(b_shape) == 2 else [list(elems[1])]
+    return [_dot_elems(alg, r, c) for r in rows for c in cols]
+
+
+def _transpose_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                      shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    m, n = shapes[0]
+    return [elems[0][i * n + j] for j in range(n) for i in range(m)]
+
+
+def _outer_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                  shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    return [alg.scalar("mul", [x, y]) for x in elems[0] for y in elems[1]]
+
+
+def _stack_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                  shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    return [e for item in elems for e in item]
+
+
+def _index_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                  shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    block = len(elems[0]) // shapes[0][0]
+    return list(elems[0][attr * block:(attr + 1) * block])
+
+
+def _scatter_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                    shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    index, full = attr
+    block = len(elems[0])
+    result = [alg.zero()] * (full[0] * block)
+    result[index * block:(index + 1) * block] = elems[0]
+    return result
+
+
+def _broadcast_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                      shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    n = 1
+    for d in out:
+        n *= d
+    return [elems[0][0]] * n
+
+
+# ---------------------------------------------------------------------------------------------
+# Derivative rules (see the convention in the module docstring).
+
+Vjp = Callable[[Graph, Node, Node, Sequence[Node], Any], Sequence[Node | None]]
+
+
+def _c(b: Graph, v: float) -> Node:
+    return b.const(v)
+
+
+def _vjp_add(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (g, g)
+
+
+def _vjp_sub(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (g, b.apply("neg", g))
+
+
+def _vjp_mul(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, a[1]), b.apply("mul", g, a[0]))
+
+
+def _vjp_div(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    # d(a/b)/da = 1/b; d(a/b)/db = -a/b**2 = -out/b
+    ga = b.apply("div", g, a[1])
+    gb = b.apply("neg", b.apply("div", b.apply("mul", g, out), a[1]))
+    return (ga, gb)
+
+
+def _vjp_pow(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    base, expo = a
+    if expo.op == "const":
+        e = float(expo.attr)
+        ga = b.apply("mul", g, b.apply("mul", expo, b.apply("pow", base, _c(b, e - 1.0))))
+        return (ga, None)
+    ga = b.apply("mul", g, b.apply("mul", expo, b.apply("pow", base, b.apply("sub", expo,
+                                                                              _c(b, 1.0)))))
+    gb = b.apply("mul", g, b.apply("mul", out, b.apply("log", base)))
+    return (ga, gb)
+
+
+def _vjp_neg(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("neg", g),)
+
+
+def _vjp_exp(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, out),)
+
+
+def _vjp_log(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("div", g, a[0]),)
+
+
+def _vjp_tanh(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("sub", _c(b, 1.0), b.apply("mul", out, out))),)
+
+
+def _vjp_sigmoid(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+                 ) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("mul", out, b.apply("sub", _c(b, 1.0), out))),)
+
+
+def _vjp_relu(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("step", a[0])),)
+
+
+def _vjp_sin(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("cos", a[0])),)
+
+
+def _vjp_cos(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("neg", b.apply("mul", g, b.apply("sin", a[0]))),)
+
+
+def _vjp_sqrt(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("div", b.apply("mul", g, _c(b, 0.5)), out),)
+
+
+def _vjp_abs(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("sign", a[0])),)
+
+
+def _vjp_softplus(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+                  ) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("sigmoid", a[0])),)
+
+
+def _vjp_log1p(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    return (b.apply("div", g, b.apply("add", _c(b, 1.0), a[0])),)
+
+
+def _vjp_none(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return tuple(None for _ in a)
+
+
+def _vjp_max(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    # a wins ties: d/db = step(b - a), d/da = 1 - step(b - a)
+    sb = b.apply("step", b.apply("sub", a[1], a[0]))
+    return (b.apply("mul", g, b.apply("sub", _c(b, 1.0), sb)), b.apply("mul", g, sb))
+
+
+def _vjp_min(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    sb = b.apply("step", b.apply("sub", a[0], a[1]))
+    return (b.apply("mul", g, b.apply("sub", _c(b, 1.0), sb)), b.apply("mul", g, sb))
+
+
+def _vjp_sum(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    if a[0].shape == ():
+        return (g,)
+    return (b.apply("broadcast", g, attr=a[0].shape),)
+
+
+def _vjp_broadcast(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+                   ) -> Sequence[Node | None]:
+    return (b.apply("sum", g),)
+
+
+def _vjp_dot(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, a[1]), b.apply("mul", g, a[0]))
+
+
+def _vjp_matmul(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+                ) -> Sequence[Node | None]:
+    x, y = a
+    if len(x.shape) == 1 and len(y.shape) == 1:
+        return (b.apply("mul", g, y), b.apply("mul", g, x))
+    if len(y.shape) == 1:  # (m,k) @ (k,)
+        return (b.apply("outer", g, y), b.apply("matmul", b.apply("transpose", x), g))
+    if len(x.shape) == 1:  # (k,) @ (k,n)
+        return (b.apply("matmul", y, g), b.apply("outer", x, g))
+    return (b.apply("matmul", g, b.apply("transpose", y)),
+            b.apply("matmul", b.apply("transpose", x), g))
+
+
+def _vjp_transpose(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+                   ) -> Sequence[Node | None]:
+    return (b.apply("transpose", g),)
+
+
+def _vjp_outer(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    return (b.apply("matmul", g, a[1]), b.apply("matmul", a[0], g))
+
+
+def _vjp_stack(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    return tuple(b.apply("index", g, attr=i) for i in range(len(a)))
+
+
+def _vjp_index(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    return (b.apply("scatter", g, attr=(attr, a[0].shape)),)
+
+
+def _vjp_scatter(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+                 ) -> Sequence[Node | None]:
+    return (b.apply("index", g, attr=attr[0]),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact simplifications (return a replacement node or None). "Where safe": x*0 -> 0 treats a
+# structural zero as strong (as JAX's symbolic zeros do); no rule changes a finite result.
+
+
+def _is_const(n: Node, v: float) -> bool:
+    return n.op == "const" and float(n.attr) == v and not math.isnan(float(n.attr))
+
+
+def _same_shape(n: Node, shape: Shape) -> Node | None:
+    return n if n.shape == shape else None
+
+
+def _simp_add(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if _is_const(a[1], 0.0):
+        return _same_shape(a[0], shape)
+    if _is_const(a[0], 0.0):
+        return _same_shape(a[1], shape)
+    return None
+
+
+def _simp_sub(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if _is_const(a[1], 0.0):
+        return _same_shape(a[0], shape)
+    if _is_const(a[0], 0.0) and a[1].shape == shape:
+        return b.apply("neg", a[1])
+    return None
+
+
+def _simp_mul(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    for x, y in ((a[0], a[1]), (a[1], a[0])):
+        if _is_const(y, 1.0):
+            return _same_shape(x, shape)
+        if _is_const(y, 0.0):
+            return b.const(0.0, shape)
+        if _is_const(y, -1.0) and x.shape == shape:
+            return b.apply("neg", x)
+    return None
+
+
+def _simp_div(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if _is_const(a[1], 1.0):
+        return _same_shape(a[0], shape)
+    return None
+
+
+def _simp_neg(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if a[0].op == "neg":
+        return a[0].args[0]
+    return None
+
+
+def _simp_pow(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if _is_const(a[1], 1.0):
+        return _same_shape(a[0], shape)
+    if _is_const(a[1], 0.0):
+        return b.const(1.0, shape)
+    return None
+
+
+def _simp_index(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    x = a[0]
+    if x.op == "stack":
+        return x.args[attr]
+    if x.op == "const":
+        return b.const(float(x.attr), shape)
+    if x.op == "broadcast":
+        return x.args[0] if shape == () else b.apply("broadcast", x.args[0], attr=shape)
+    if x.op == "scatter" and x.attr[0] != attr:
+        return b.const(0.0, shape)
+    if x.op == "scatter":
+        return x.args[0]
+    return None
+
+
+def _simp_broadcast(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if a[0].op == "const":
+        return b.const(float(a[0].attr), shape)
+    return None
+
+
+def _simp_transpose(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | None:
+    if a[0].op == "transpose":
+        return a[0].args[0]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    arity: int | None  # None: variadic
+    shape_of: Callable[[str, Sequence[Shape], Any], Shape]
+    vjp: Vjp | None
+    label: str
+    ref: Callable[..., float] | None = None
+    py: Callable[[Sequence[str], Sequence[float | None]], str] | None = None
+    np: Callable[[Sequence[str], Any], str] | None = None
+    sym: Callable[..., Any] | None = None
+    unroll: Callable[..., list[Any]] | None = None
+    simplify: Callable[[Graph, Sequence[Node], Any, Shape], Node | None] | None = None
+    helpers: tuple[str, ...] = ()
+    builtin: str | None = None  # the name users call it by, for unary/binary builtins
+    elementwise: bool = False
+
+    def fold(self, values: Sequence[float], attr: Any, shapes: Sequence[Shape], out: Shape
+             ) -> float | None:
+        if self.elementwise and self.ref is not None:
+            return float(self.ref(*values))
+        if self.unroll is not None:
+            alg = _EvalAlgebra()
+            elems = [[float(v)] * _size(s) for v, s in zip(values, shapes)]
+            result = self.unroll(alg, self.name, elems, attr, shapes, out)
+            if result and all(repr(r) == repr(result[0]) for r in result):
+                return float(result[0])
+        return None
+
+
+def _size(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+class _EvalAlgebra:
+    """Elements are Python floats; scalar ops use the reference implementations."""
+
+    def scalar(self, op: str, args: Sequence[Any], attr: Any = None) -> Any:
+        ref = OPS[op].ref
+        assert ref is not None, f"{op} has no reference implementation"
+        return float(ref(*args))
+
+    def zero(self) -> Any:
+        return 0.0
+
+
+def _sym() -> Any:
+    import sympy
+
+    return sympy
+
+
+def _py_pow(a: Sequence[str], k: Sequence[float | None]) -> str:
+    e = k[1]
+    if e == 2.0:
+        return f"{a[0]} * {a[0]}"
+    if e == 3.0:
+        return f"{a[0]} * {a[0]} * {a[0]}"
+    if e == 1.0:
+        return a[0]
+    if e == -1.0:
+        return f"_div(1.0, {a[0]})"
+    return f"_pow({a[0]}, {a[1]})"
+
+
+def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
+           sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
+           simplify: Any = None) -> OpSpec:
+    return OpSpec(
+        name=name, arity=1, shape_of=_elementwise_shape, vjp=vjp, label=name, ref=ref,
+        py=lambda a, k, _t=py: _t.format(*a), np=lambda a, attr, _t=np_: _t.format(*a),
+        sym=sym, unroll=_elementwise_unroll, helpers=helpers,
+        builtin=builtin if builtin is not None else name, elementwise=True, simplify=simplify,
+    )
+
+
+def _binary(name: str, label: str, vjp: Vjp, ref: Callable[..., float],
+            py: Callable[[Sequence[str], Sequence[float | None]], str], np_: str,
+            sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
+            simplify: Any = None) -> OpSpec:
+    return OpSpec(
+        name=name, arity=2, shape_of=_elementwise_shape, vjp=vjp, label=label, ref=ref, py=py,
+        np=lambda a, attr, _t=np_: _t.format(*a), sym=sym, unroll=_elementwise_unroll,
+        helpers=helpers, builtin=builtin, elementwise=True, simplify=simplify,
+    )
+
+
+def _tensor(name: str, arity: int | None, shape_of: Any, vjp: Vjp, unroll: Any, np_: Any,
+            builtin: str | None = None, simplify: Any = None, label: str | None = None) -> OpSpec:
+    return OpSpec(name=name, arity=arity, shape_of=shape_of, vjp=vjp, label=label or name,
+                  np=np_, unroll=unroll, builtin=builtin, simplify=simplify)
+
+
+def _py_div(a: Sequence[str], k: Sequence[float | None]) -> str:
+    if k[1] is not None and k[1] != 0.0 and not math.isnan(k[1]):
+        return f"{a[0]} / {a[1]}"
+    return f"_div({a[0]}, {a[1]})"
+
+
+def _ref_max(a: float, b: float) -> float:
+    return a if a >= b or b != b else b
+
+
+def _ref_min(a: float, b: float) -> float:
+    return a if a <= b or b != b else b
+
+
+def _ref_sign(a: float) -> float:
+    return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0 * a)
+
+
+OPS: dict[str, OpSpec] = {}
+
+
+def _register(*specs: OpSpec) -> None:
+    for s in specs:
+        assert s.name not in OPS, f"op {s.name} declared twice"
+        OPS[s.name] = s
+
+
+_register(
+    # leaves: made by Graph.make; their values come from outside the op table
+    OpSpec("const", 0, _leaf_shape, _vjp_none, "const"),
+    OpSpec("input", 0, _leaf_shape, _vjp_none, "input"),
+    OpSpec("param", 0, _leaf_shape, _vjp_none, "param"),
+    OpSpec("hole", 0, _leaf_shape, _vjp_none, "dout"),
+    # a call of a function with a user-written derivative rule; see exprgrad.diff
+    OpSpec("custom", None, _leaf_shape, None, "custom"),
+    _binary("add", "+", _vjp_add, lambda a, b: a + b, lambda a, k: f"{a[0]} + {a[1]}",
+            "{0} + {1}", lambda a, b: a + b, simplify=_simp_add),
+    _binary("sub", "-", _vjp_sub, lambda a, b: a - b, lambda a, k: f"{a[0]} - {a[1]}",
+            "{0} - {1}", lambda a, b: a - b, simplify=_simp_sub),
+    _binary("mul", "*", _vjp_mul, lambda a, b: a * b, lambda a, k: f"{a[0]} * {a[1]}",
+            "{0} * {1}", lambda a, b: a * b, simplify=_simp_mul),
+    _binary("div", "/", _vjp_div, _h("_div"), _py_div, "{0} / {1}", lambda a, b: a / b,
+            helpers=("_div",), simplify=_simp_div),
+    _binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "{0} ** {1}", lambda a, b: a**b,
+            helpers=("_pow", "_div"), simplify=_simp_pow),
+    _binary("max", "max", _vjp_max, _ref_max,
+            lambda a, k: f"{a[0]} if {a[0]} >= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
+            "np.where(({0} >= {1}) | np.isnan({1}), {0}, {1})",
+            lambda a, b: _sym().Max(a, b), builtin="max"),
+    _binary("min", "min", _vjp_min, _ref_min,
+            lambda a, k: f"{a[0]} if {a[0]} <= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
+            "np.where(({0} <= {1}) | np.isnan({1}), {0}, {1})",
+            lambda a, b: _sym().Min(a, b), builtin="min"),
+    _unary("neg", _vjp_neg, lambda a: -a, "-{0}", "-{0}", lambda a: -a, builtin="",
+           simplify=_simp_neg),
+    _unary("exp", _vjp_exp, _h("_exp"), "_exp({0})", "np.exp({0})", lambda a: _sym().exp(a),
+           helpers=("_exp",)),
+    _unary("log", _vjp_log, _h("_log"), "_log({0})", "np.log({0})", lambda a: _sym().log(a),
+           helpers=("_log",)),
+    _unary("tanh", _vjp_tanh, math.tanh, "math.tanh({0})", "np.tanh({0})",
+           lambda a: _sym().tanh(a)),
+    _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "_sigmoid({0})",
+           "0.5 * np.tanh(0.5 * {0}) + 0.5", lambda a: 1 / (1 + _sym().exp(-a)),
+           helpers=("_sigmoid",)),
+    _unary("relu", _vjp_relu, lambda a: 0.0 if a <= 0.0 else a, "0.0 if {0} <= 0.0 else {0}",
+           "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a)),
+    _unary("sin", _vjp_sin, _h("_sin"), "_sin({0})", "np.sin({0})", lambda a: _sym().sin(a),
+           helpers=("_sin",)),
+    _unary("cos", _vjp_cos, _h("_cos"), "_cos({0})", "np.cos({0})", lambda a: _sym().cos(a),
+           helpers=("_cos",)),
+    _unary("sqrt", _vjp_sqrt, _h("_sqrt"), "_sqrt({0})", "np.sqrt({0})",
+           lambda a: _sym().sqrt(a), helpers=("_sqrt",)),
+    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs({0})", lambda a: _sym().Abs(a)),
+    _unary("softplus", _vjp_softplus, _h("_softplus"), "_softplus({0})",
+           "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a)),
+           helpers=("_softplus",)),
+    _unary("log1p", _vjp_log1p, _h("_log1p"), "_log1p({0})", "np.log1p({0})",
+           lambda a: _sym().log(1 + a), helpers=("_log1p",)),
+    _unary("step", _vjp_none, lambda a: 1.0 if a > 0.0 else 0.0, "1.0 if {0} > 0.0 else 0.0",
+           "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0)),
+    _unary("sign", _vjp_none, _ref_sign, "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0)",
+           "np.sign({0})", lambda a: _sym().sign(a)),
+    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, lambda a, attr: f"_sum({a[0]})",
+            builtin="sum"),
+    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, lambda a, attr: f"_dot({a[0]}, {a[1]})",
+            builtin="dot"),
+    _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
+            lambda a, attr: f"_matmul({a[0]}, {a[1]})", label="@"),
+    _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
+            lambda a, attr: f"_transpose({a[0]})", builtin="transpose",
+            simplify=_simp_transpose),
+    _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,
+            lambda a, attr: f"_outer({a[0]}, {a[1]})", builtin="outer"),
+    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, None, label="[...]"),
+    _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, None, simplify=_simp_index,
+            label="[i]"),
+    _tensor("scatter", 1, _scatter_shape, _vjp_scatter, _scatter_unroll, None,
+            label="scatter"),
+    _tensor("broadcast", 1, _broadcast_shape, _vjp_broadcast, _broadcast_unroll, None,
+            simplify=_simp_broadcast, label="broadcast"),
+)
+
+#: builtin function name in the language -> op name
+BUILTINS: dict[str, str] = {s.builtin: s.name for s in OPS.values() if s.builtin}

@@ -1,0 +1,470 @@
+"""IR to sympy, and the checks that make sympy the independent judge of every derivative.
+
+Contract:
+- :func:`to_sympy` converts IR nodes to sympy expressions from the IR objects themselves (never by
+  parsing text), iteratively, each shared node converted once; tensors become flat lists of
+  elements (row-major).
+- :func:`check_function` compares every partial derivative exprgrad produces for one function with
+  ``sympy.diff`` of the forward expression (symbolically when ``sympy.simplify`` settles it within
+  the time budget, else numerically at random points in 30-digit precision), and the generated
+  Python with central differences. :func:`check_rules` verifies user-written ``grad`` rules
+  against sympy's derivative of the body. :func:`check_hessian` compares ``f_hess`` with
+  ``sympy.hessian``. Each returns :class:`Line` records; nothing here raises on a mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import signal
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+
+from .diff import grad, hessian
+from .errors import CheckFailure, ExprgradValueError, Span
+from .ir import Graph, Node, reachable
+from .lower import Function, Program
+from .ops import OPS
+
+#: above this many partials per function, the sympy comparisons use a random sample
+SYMPY_SAMPLE = 12
+
+
+class SymAlgebra:
+    """Element algebra over sympy expressions (see ops.Algebra)."""
+
+    def scalar(self, op: str, args: Sequence[Any], attr: Any = None) -> Any:
+        sym = OPS[op].sym
+        assert sym is not None, f"{op} has no sympy counterpart"
+        return sym(*args)
+
+    def zero(self) -> Any:
+        return sympy.Integer(0)
+
+
+def to_sympy(roots: Sequence[Node], leaves: dict[int, list[Any]]) -> list[list[Any]]:
+    """Sympy elements of each root; ``leaves`` gives the symbols of inputs, params and holes."""
+    env: dict[int, list[Any]] = dict(leaves)
+    alg = SymAlgebra()
+    for node in reachable(roots):
+        if node.id in env:
+            continue
+        if node.op == "const":
+            value = float(node.attr)
+            elem = sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value, 30)
+            env[node.id] = [elem] * node.size
+        elif node.op == "custom":
+            env[node.id] = env[node.args[node.attr[0]].id]
+        else:
+            assert node.op not in ("input", "param", "hole"), f"no symbol for leaf {node!r}"
+            spec = OPS[node.op]
+            assert spec.unroll is not None
+            env[node.id] = spec.unroll(alg, node.op, [env[a.id] for a in node.args], node.attr,
+                                       [a.shape for a in node.args], node.shape)
+    return [env[r.id] for r in roots]
+
+
+def _symbols(base: str, shape: tuple[int, ...]) -> list[Any]:
+    clean = base.replace(".", "_")
+    if shape == ():
+        return [sympy.Symbol(clean, real=True)]
+    n = math.prod(shape)
+    return [sympy.Symbol(f"{clean}_{i}", real=True) for i in range(n)]
+
+
+@dataclass
+class Line:
+    function: str
+    partial: str
+    status: str  # "ok" or "mismatch" or "skipped"
+    method: str  # "symbolic", "numeric", "finite-diff", "rule", "hessian"
+    detail: str = ""
+    span: Span | None = None
+
+    def text(self) -> str:
+        mark = {"ok": "ok      ", "mismatch": "MISMATCH", "skipped": "skipped "}[self.status]
+        extra = f"  {self.detail}" if self.detail else ""
+        return f"{mark} {self.function:<12} d/d{self.partial:<20} {self.method}{extra}"
+
+
+@dataclass
+class Report:
+    lines: list[Line] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(line.status != "mismatch" for line in self.lines)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt pure-Python work (sympy) after ``seconds``; no limit outside the main thread."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Timeout()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def symbolically_equal(a: Any, b: Any, budget: float) -> bool | None:
+    """True if sympy proves a == b within the budget, None if it could not decide in time."""
+    try:
+        with _time_limit(budget):
+            diff = a - b
+            if diff == 0:
+                return True
+            if sympy.simplify(diff) == 0:
+                return True
+            return None
+    except (_Timeout, RecursionError):
+        return None
+
+
+def _evalf(expr: Any, subs: dict[Any, Any]) -> complex | None:
+    try:
+        value = complex(expr.evalf(30, subs=subs))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value.imag) > 1e-25:
+        return None
+    return value
+
+
+def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random,
+                      points: int = 4) -> tuple[bool, str]:
+    """Compare at random points (30 digits); skip points outside either expression's domain."""
+    tried = 0
+    checked = 0
+    while checked < points and tried < points * 8:
+        tried += 1
+        scale = 2.0 if tried <= points * 4 else 0.5
+        subs = {s: sympy.Float(rng.uniform(-scale, scale) if tried % 2 else rng.uniform(0.1, scale),
+                               30) for s in symbols}
+        va, vb = _evalf(a, subs), _evalf(b, subs)
+        if va is None or vb is None:
+            continue
+        checked += 1
+        if abs(va - vb) > 1e-12 * max(1.0, abs(va), abs(vb)):
+            at = ", ".join(f"{s}={float(v):.6g}" for s, v in subs.items())
+            return False, f"at {at}: exprgrad {va.real:.12g}, sympy {vb.real:.12g}"
+    if checked == 0:
+        return True, "no sample point inside the domain"
+    return True, ""
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, list[Any]],
+                                                        list[tuple[str, Any]]]:
+    """The nodes differentiated with respect to, the leaf symbols, and (label, symbol) per partial."""
+    leaves: dict[int, list[Any]] = {}
+    for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes):
+        leaves[node.id] = _symbols(name, shape)
+    for tensor in program.params.values():
+        leaves[tensor.node.id] = [sympy.Symbol(n.replace(".", "_"), real=True)
+                                  for n in tensor.element_names]
+    if fn.uses_params:
+        wrt = [t.node for t in program.params.values()]
+        partials = [(program.params[t].element_names[i], leaves[program.params[t].node.id][i])
+                    for t, i in program.param_order]
+    else:
+        wrt = list(fn.inputs)
+        partials = []
+        for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes):
+            syms = leaves[node.id]
+            labels = [name] if shape == () else [f"{name}[{i}]" for i in range(len(syms))]
+            partials.extend(zip(labels, syms))
+    return wrt, leaves, partials
+
+
+def check_function(program: Program, module: types.ModuleType, fname: str, *, budget: float = 2.0,
+                   seed: int = 0) -> Report:
+    """Every partial of one function: sympy (symbolic or numeric) and central differences."""
+    fn = program.functions[fname]
+    graph = program.graph
+    report = Report()
+    rng = random.Random(seed)
+    wrt, leaves, partials = _variables(program, fn)
+    all_symbols = [s for syms in leaves.values() for s in syms]
+    sample = list(range(len(partials)))
+    sampled = len(partials) * len(fn.outputs) > SYMPY_SAMPLE
+    if sampled:
+        sample = sorted(rng.sample(sample, max(1, SYMPY_SAMPLE // len(fn.outputs))))
+        report.notes.append(f"{fname}: sympy compared {len(sample)} of {len(partials)} partials "
+                            f"(sampled with seed {seed}); finite differences covered all")
+    for k, out in enumerate(fn.outputs):
+        if out.shape != ():
+            report.lines.append(Line(fname, "*", "skipped", "sympy",
+                                     "output is not a scalar; checked by finite differences"))
+            continue
+        grads = grad(graph, out, wrt)
+        forward = to_sympy([out], leaves)[0][0]
+        ours = [e for g in grads for e in to_sympy([g], leaves)[0]]
+        flat = _flat_partial_index(program, fn, grads)
+        for j in sample:
+            label, symbol = partials[j]
+            label = label if len(fn.outputs) == 1 else f"{label} (output {k})"
+            reference = sympy.diff(forward, symbol)
+            mine = ours[flat[j]]
+            start = time.perf_counter()
+            proved = symbolically_equal(mine, reference, budget)
+            if proved:
+                report.lines.append(Line(fname, label, "ok", "symbolic",
+                                         f"{time.perf_counter() - start:.2f}s"))
+                continue
+            free = sorted(reference.free_symbols | getattr(mine, "free_symbols", set()), key=str)
+            equal, detail = numerically_equal(mine, reference, free or all_symbols[:1], rng)
+            report.lines.append(Line(fname, label, "ok" if equal else "mismatch", "numeric",
+                                     detail))
+    report.lines.extend(finite_difference_lines(program, module, fn, rng))
+    return report
+
+
+def _flat_partial_index(program: Program, fn: Function, grads: list[Node]) -> list[int]:
+    """Map partial number -> position in the concatenated element list of ``grads``."""
+    if not fn.uses_params:
+        return list(range(sum(g.size for g in grads)))
+    offsets: dict[str, int] = {}
+    pos = 0
+    for name, g in zip(program.params, grads):
+        offsets[name] = pos
+        pos += g.size
+    return [offsets[t] + i for t, i in program.param_order]
+
+
+def _random_args(fn: Function, rng: random.Random) -> list[Any]:
+    def make(shape: tuple[int, ...]) -> Any:
+        if shape == ():
+            return rng.uniform(-1.5, 1.5)
+        return [make(shape[1:]) for _ in range(shape[0])]
+
+    return [make(s) for s in fn.arg_shapes]
+
+
+def _flatten(value: Any) -> list[float]:
+    if isinstance(value, list):
+        return [x for v in value for x in _flatten(v)]
+    return [float(value)]
+
+
+def _unflatten(flat: list[float], shape: tuple[int, ...]) -> Any:
+    if shape == ():
+        return flat[0]
+    if len(shape) == 1:
+        return list(flat)
+    m, n = shape
+    return [flat[i * n:(i + 1) * n] for i in range(m)]
+
+
+def finite_difference_lines(program: Program, module: types.ModuleType, fn: Function,
+                            rng: random.Random, points: int = 2) -> list[Line]:
+    """Central differences of the generated forward function vs the generated gradient."""
+    lines: list[Line] = []
+    if any(out.shape != () for out in fn.outputs):
+        return [Line(fn.name, "*", "skipped", "finite-diff", "outputs that are not scalars")]
+    forward = getattr(module, fn.name)
+    backward = getattr(module, fn.name + "_grad")
+    worst: dict[str, tuple[float, str]] = {}
+    for _ in range(points):
+        args = _random_args(fn, rng)
+        if fn.uses_params:
+            base = [rng.uniform(-1, 1) for _ in program.param_order]
+            names = program.param_names
+
+            def call(p: list[float], args: list[Any] = args) -> Any:
+                return forward(p, *args)
+
+            value, grads = backward(base, *args)
+            rows = grads if len(fn.outputs) > 1 else [grads]
+            for k, row in enumerate(rows):
+                for i, name in enumerate(names):
+                    fd = _central(lambda p: _pick(call(p), k, len(fn.outputs)), base, i)
+                    _record(worst, name, row[i], fd)
+        else:
+            flat_args = [_flatten(a) for a in args]
+            value, grads = backward(*args)
+            rows = grads if len(fn.outputs) > 1 else [grads]
+            for k, row in enumerate(rows):
+                for a, (name, shape) in enumerate(zip(fn.arg_names, fn.arg_shapes)):
+                    g_flat = _flatten(row[a])
+                    for i in range(len(flat_args[a])):
+
+                        def f_of(v: list[float], a: int = a, k: int = k) -> float:
+                            call_args = list(args)
+                            call_args[a] = _unflatten(v, fn.arg_shapes[a])
+                            return _pick(forward(*call_args), k, len(fn.outputs))
+
+                        label = name if shape == () else f"{name}[{i}]"
+                        fd = _central(f_of, flat_args[a], i)
+                        _record(worst, label, g_flat[i], fd)
+    for label, (err, detail) in worst.items():
+        status = "ok" if err <= 1e-4 else "mismatch"
+        lines.append(Line(fn.name, label, status, "finite-diff", detail if status != "ok" else ""))
+    return lines
+
+
+def _pick(value: Any, k: int, n: int) -> float:
+    v = value[k] if n > 1 else value
+    return float(v) if not isinstance(v, list) else float("nan")
+
+
+def _central(f: Callable[[list[float]], float], base: list[float], i: int) -> float:
+    h = 1e-6 * max(1.0, abs(base[i]))
+    plus = list(base)
+    minus = list(base)
+    plus[i] += h
+    minus[i] -= h
+    return (f(plus) - f(minus)) / (2 * h)
+
+
+def _record(worst: dict[str, tuple[float, str]], label: str, analytic: float, fd: float) -> None:
+    if not (math.isfinite(analytic) and math.isfinite(fd)):
+        return
+    err = abs(analytic - fd) / max(1.0, abs(analytic), abs(fd))
+    if label not in worst or err > worst[label][0]:
+        worst[label] = (err, f"generated gradient {analytic:.9g}, central difference {fd:.9g}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def check_rules(program: Program, fname: str, budget: float = 2.0, seed: int = 0) -> list[Line]:
+    """Each user-written ``grad`` rule of a def against sympy's derivative of its body."""
+    fn = program.functions[fname]
+    if not fn.rule_spans:
+        return []
+    custom = fn.outputs[0]
+    n_in = custom.attr[0]
+    body, hole = custom.args[n_in], custom.args[n_in + 1]
+    rules = custom.args[n_in + 2:]
+    leaves = {node.id: _symbols(name, shape)
+              for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
+    leaves[hole.id] = _symbols("dout", hole.shape)
+    for tensor in program.params.values():
+        leaves[tensor.node.id] = _symbols(tensor.name, tensor.node.shape)
+    body_elems = to_sympy([body], leaves)[0]
+    rng = random.Random(seed)
+    lines = []
+    for name, node, rule, span in zip(fn.arg_names, fn.inputs, rules, custom.attr[1]):
+        mine = to_sympy([rule], leaves)[0]
+        for i, x in enumerate(leaves[node.id]):
+            reference = sum((d * sympy.diff(b, x) for d, b in zip(leaves[hole.id], body_elems)),
+                            sympy.Integer(0))
+            label = name if node.shape == () else f"{name}[{i}]"
+            proved = symbolically_equal(mine[i], reference, budget)
+            if proved:
+                lines.append(Line(fname, label, "ok", "rule (symbolic)", span=span))
+                continue
+            free = sorted(reference.free_symbols | mine[i].free_symbols, key=str)
+            equal, detail = numerically_equal(mine[i], reference, free, rng)
+            where = f"{program.filename}:{span.line}:{span.col}"
+            lines.append(Line(fname, label, "ok" if equal else "mismatch", "rule (numeric)",
+                              (f"the rule at {where} disagrees with d({fname})/d{name}: " + detail)
+                              if not equal else "", span=span))
+    return lines
+
+
+def check_hessian(program: Program, fname: str, budget: float = 2.0, seed: int = 0) -> list[Line]:
+    """The Hessian exprgrad generates (the gradient differentiated again) against sympy's."""
+    fn = program.functions[fname]
+    if fn.uses_params or len(fn.outputs) != 1 or any(s != () for s in fn.arg_shapes):
+        return []
+    graph: Graph = program.graph
+    leaves = {node.id: _symbols(name, ()) for node, name in zip(fn.inputs, fn.arg_names)}
+    symbols = [leaves[n.id][0] for n in fn.inputs]
+    forward = to_sympy([fn.outputs[0]], leaves)[0][0]
+    reference = sympy.hessian(forward, symbols)
+    ours = hessian(graph, fn.outputs[0], fn.inputs)
+    rng = random.Random(seed)
+    lines = []
+    for i, row in enumerate(ours):
+        for j, node in enumerate(row):
+            mine = to_sympy([node], leaves)[0][0]
+            label = f"{fn.arg_names[i]} d{fn.arg_names[j]}"
+            if symbolically_equal(mine, reference[i, j], budget):
+                lines.append(Line(fname, label, "ok", "hessian (symbolic)"))
+                continue
+            equal, detail = numerically_equal(mine, reference[i, j], symbols, rng)
+            lines.append(Line(fname, label, "ok" if equal else "mismatch", "hessian (numeric)",
+                              detail))
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def check_program_cli(args: argparse.Namespace) -> int:
+    from .api import module_from_code, program_of
+    from .codegen import generate
+
+    program = program_of(args.file)
+    names = args.functions or list(program.functions)
+    for name in names:
+        if name not in program.functions:
+            raise ExprgradValueError(f"{args.file} has no function '{name}'")
+    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{args.file}>")
+    report = Report()
+    start = time.perf_counter()
+    for name in names:
+        rule_lines = check_rules(program, name, args.budget, args.seed)
+        report.lines.extend(rule_lines)
+        sub = check_function(program, module, name, budget=args.budget, seed=args.seed)
+        report.lines.extend(sub.lines)
+        report.notes.extend(sub.notes)
+        if args.hessian:
+            report.lines.extend(check_hessian(program, name, args.budget, args.seed))
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({
+            "file": args.file, "ok": report.ok, "seconds": round(seconds, 3),
+            "results": [{"function": x.function, "partial": x.partial, "status": x.status,
+                         "method": x.method, "detail": x.detail,
+                         "line": x.span.line if x.span else None} for x in report.lines],
+            "notes": report.notes}))
+    else:
+        for line in report.lines:
+            print(line.text())
+        for note in report.notes:
+            print(f"note: {note}")
+        bad = sum(1 for x in report.lines if x.status == "mismatch")
+        counts = {m: sum(1 for x in report.lines if x.method.startswith(m))
+                  for m in ("symbolic", "numeric", "finite-diff", "rule", "hessian")}
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        print(f"{len(report.lines) - bad} ok, {bad} mismatched ({summary}) in {seconds:.1f}s")
+    if not report.ok:
+        first = next(x for x in report.lines if x.status == "mismatch")
+        if first.span is not None:
+            err = CheckFailure(f"wrong derivative rule for '{first.partial}' in "
+                               f"'{first.function}'", first.span, hint=first.detail)
+            err.with_source(args.file, program.source)
+            if not args.json:
+                print(err.render())
+        return 1
+    return 0

@@ -1,0 +1,206 @@
+"""The op table: every field present, every derivative rule equal to sympy.diff of the op's
+sympy counterpart (symbolically and on a grid with negatives, 0 and domain edges), the kink
+conventions at the kink, and a deliberately broken rule caught by the same check."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import sympy as sp
+
+from exprgrad.check import to_sympy
+from exprgrad.ir import Graph, check_program
+from exprgrad.ops import OPS
+
+LEAVES = {"const", "input", "param", "hole", "custom"}
+ELEMENTWISE = sorted(name for name, spec in OPS.items() if spec.elementwise)
+TENSOR = sorted(name for name, spec in OPS.items() if not spec.elementwise and name not in LEAVES)
+
+GRID = [-3.0, -1.5, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 2.0, 3.5]
+# where each op is defined (the grid points outside are skipped for that op)
+DOMAIN = {"log": lambda a: a > 0, "sqrt": lambda a: a > 0, "log1p": lambda a: a > -1,
+          "pow": lambda a, b: a > 0, "div": lambda a, b: b != 0}
+# points where an op has a kink: compared with the documented convention instead of sympy
+KINKS = {"relu": 0.0, "abs": 0.0, "step": 0.0, "sign": 0.0}
+
+
+def test_every_op_declares_every_field() -> None:
+    for name, spec in OPS.items():
+        assert spec.label, name
+        if name in LEAVES:
+            continue
+        assert spec.vjp is not None, f"{name}: no derivative rule"
+        assert spec.unroll is not None, f"{name}: no scalar emitter/unroll"
+        if spec.elementwise:
+            for field in ("ref", "py", "np", "sym"):
+                assert getattr(spec, field) is not None, f"{name}: no {field}"
+
+
+def _rule_vs_sympy(name: str, spec_override=None):  # type: ignore[no-untyped-def]
+    """Build op(a[, b]) in IR, differentiate with the table's rule, convert both to sympy."""
+    spec = spec_override or OPS[name]
+    g = Graph()
+    a = g.make("input", (), ("t", "a", 0), ())
+    b = g.make("input", (), ("t", "b", 1), ())
+    args = [a, b][: spec.arity]
+    out = g.make(name, tuple(args), None, ())
+    cot = g.make("input", (), ("t", "g", 2), ())
+    contribs = spec.vjp(g, cot, out, args, None)
+    check_program([out, *[c for c in contribs if c is not None]])
+    sa, sb, sg = sp.symbols("a b g", real=True)
+    leaves = {a.id: [sa], b.id: [sb], cot.id: [sg]}
+    forward = spec.sym(*[sa, sb][: spec.arity])
+    ours = [None if c is None else to_sympy([c], leaves)[0][0] for c in contribs]
+    return [sa, sb][: spec.arity], sg, forward, ours
+
+
+def _mismatches(name: str, spec_override=None) -> list[str]:  # type: ignore[no-untyped-def]
+    syms, sg, forward, ours = _rule_vs_sympy(name, spec_override)
+    problems = []
+    for i, (s, mine) in enumerate(zip(syms, ours)):
+        reference = sg * sp.diff(forward, s)
+        if mine is None:  # "no gradient flows": sympy must agree that it is zero almost everywhere
+            mine = sp.Integer(0)
+        grid = [(v,) for v in GRID] if len(syms) == 1 else [(u, v) for u in GRID for v in GRID]
+        for point in grid:
+            if name in DOMAIN and not DOMAIN[name](*point):
+                continue
+            if name in KINKS and point[0] == KINKS[name]:
+                continue
+            if name in ("max", "min") and point[0] == point[1]:
+                continue
+            subs = {**{sym: sp.Float(v, 30) for sym, v in zip(syms, point)}, sg: sp.Float(1.7)}
+            want = complex(sp.N(reference.subs(subs), 30))
+            got = complex(sp.N(mine.subs(subs), 30))
+            if abs(want - got) > 1e-12 * max(1.0, abs(want)):
+                problems.append(f"d{name}/d{s} at {point}: rule {got}, sympy {want}")
+    return problems
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_rule_matches_sympy_on_grid(name: str) -> None:
+    assert _mismatches(name) == []
+
+
+# piecewise ops: sympy's Heaviside/sign forms are compared on the grid (and at the kink) instead
+SMOOTH = [n for n in ELEMENTWISE if n not in KINKS and n not in ("max", "min")]
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_rule_matches_sympy_symbolically(name: str) -> None:
+    syms, sg, forward, ours = _rule_vs_sympy(name)
+    for s, mine in zip(syms, ours):
+        reference = sg * sp.diff(forward, s)
+        if mine is None:
+            assert sp.simplify(reference) == 0
+        else:
+            assert sp.simplify(mine - reference) == 0, (name, s, mine, reference)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_reference_implementation_matches_sympy(name: str) -> None:
+    spec = OPS[name]
+    arity = spec.arity or 1
+    grid = [(v,) for v in GRID] if arity == 1 else [(u, v) for u in GRID for v in GRID]
+    for point in grid:
+        if name in DOMAIN and not DOMAIN[name](*point):
+            continue
+        want = complex(sp.N(spec.sym(*[sp.Float(v, 30) for v in point]), 30))
+        got = spec.ref(*point)
+        assert abs(want - got) <= 1e-12 * max(1.0, abs(want)), (name, point, got, want)
+
+
+def test_kink_conventions_at_the_kink() -> None:
+    from exprgrad import load_source
+
+    mod = load_source("def r(x):\n    return relu(x)\ndef a(x):\n    return abs(x)\n"
+                      "def m(x, y):\n    return max(x, y)\ndef n(x, y):\n    return min(x, y)\n"
+                      "def s(x):\n    return sqrt(x)\n")
+    assert mod.r_grad(0.0) == (0.0, (0.0,))
+    assert mod.a_grad(0.0) == (0.0, (0.0,))
+    assert mod.m_grad(1.0, 1.0) == (1.0, (1.0, 0.0))  # a tie sends the gradient to the first
+    assert mod.n_grad(1.0, 1.0) == (1.0, (1.0, 0.0))
+    value, (ds,) = mod.s_grad(0.0)
+    assert value == 0.0 and ds == math.inf
+
+
+def test_domain_policy_in_generated_code() -> None:
+    from exprgrad import load_source
+
+    mod = load_source("def l(x):\n    return log(x)\ndef q(x):\n    return sqrt(x)\n"
+                      "def p(x, y):\n    return x ** y\ndef d(x, y):\n    return x / y\n"
+                      "def e(x):\n    return exp(x)\ndef s(x):\n    return sigmoid(x)\n"
+                      "def sp(x):\n    return softplus(x)\n")
+    assert mod.l(0.0) == -math.inf and math.isnan(mod.l(-1.0))
+    assert math.isnan(mod.q(-1.0))
+    assert math.isnan(mod.p(-8.0, 1.0 / 3.0)) and mod.p(-2.0, 3.0) == -8.0
+    assert mod.d(1.0, 0.0) == math.inf and mod.d(-1.0, 0.0) == -math.inf
+    assert math.isnan(mod.d(0.0, 0.0))
+    assert mod.e(1000.0) == math.inf
+    assert mod.s(-1000.0) == 0.0 and mod.s(1000.0) == 1.0
+    assert mod.sp(1000.0) == 1000.0 and mod.sp(-1000.0) == 0.0
+
+
+def test_a_broken_rule_is_caught() -> None:
+    """The seed's tanh bug, planted in a copy of the table entry, fails the same comparison."""
+    from exprgrad.ops import _c
+
+    def seed_tanh_rule(b, g, out, a, attr):  # type: ignore[no-untyped-def]
+        # self.grad += 1 - (t**2) * out.grad
+        return (b.apply("sub", _c(b, 1.0), b.apply("mul", b.apply("mul", out, out), g)),)
+
+    broken = replace(OPS["tanh"], vjp=seed_tanh_rule)
+    assert _mismatches("tanh", broken), "the wrong tanh rule was not detected"
+
+
+@pytest.mark.parametrize("name", TENSOR)
+def test_tensor_rule_matches_finite_differences(name: str) -> None:
+    """Tensor ops: the rule's vector-Jacobian product against central differences of unroll."""
+    import random
+
+    from exprgrad.diff import grad
+    from exprgrad.ops import _EvalAlgebra
+
+    shapes = {"sum": [(3,)], "dot": [(3,), (3,)], "matmul": [(2, 3), (3,)],
+              "transpose": [(2, 3)], "outer": [(2,), (3,)], "stack": [(), (), ()],
+              "index": [(3,)], "scatter": [()], "broadcast": [()]}[name]
+    attr = {"index": 1, "scatter": (1, (3,)), "broadcast": (4,)}.get(name)
+    g = Graph()
+    ins = [g.make("input", (), ("t", f"a{i}", i), s) for i, s in enumerate(shapes)]
+    out = g.apply(name, *ins, attr=attr)
+    rng = random.Random(name)
+    cot = g.make("input", (), ("t", "g", 9), out.shape)
+    contribs = grad(g, out, ins, seed=cot)
+    alg = _EvalAlgebra()
+    values = {n.id: [rng.uniform(-1, 1) for _ in range(n.size)] for n in ins}
+    cot_values = [rng.uniform(-1, 1) for _ in range(out.size)]
+
+    def evaluate(node, vals):  # type: ignore[no-untyped-def]
+        from exprgrad.ir import reachable
+
+        env = dict(vals)
+        env[cot.id] = cot_values
+        for n in reachable([node]):
+            if n.id in env:
+                continue
+            if n.op == "const":
+                env[n.id] = [float(n.attr)] * n.size
+                continue
+            env[n.id] = OPS[n.op].unroll(alg, n.op, [env[a.id] for a in n.args], n.attr,
+                                         [a.shape for a in n.args], n.shape)
+        return env[node.id]
+
+    def objective(vals):  # type: ignore[no-untyped-def]
+        return math.fsum(c * o for c, o in zip(cot_values, evaluate(out, vals)))
+
+    for inp, contrib in zip(ins, contribs):
+        analytic = evaluate(contrib, values)
+        for i in range(inp.size):
+            plus = {k: list(v) for k, v in values.items()}
+            minus = {k: list(v) for k, v in values.items()}
+            plus[inp.id][i] += 1e-6
+            minus[inp.id][i] -= 1e-6
+            fd = (objective(plus) - objective(minus)) / 2e-6
+            assert abs(fd - analytic[i]) < 1e-6, (name, i, fd, analytic[i])

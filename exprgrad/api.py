@@ -17,17 +17,23 @@ from .lower import Program, compile_program
 
 
 def read_source(path: str | Path) -> str:
-    """Read a .exg file as text (UTF-8, a byte-order mark dropped, CRLF kept for the parser)."""
-    from .errors import ExprgradValueError
+    """Read a .exg file as UTF-8 text (a byte-order mark is dropped by the parser)."""
+    from .errors import ExprgradValueError, Span
 
-    data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ExprgradValueError(f"cannot read {str(path)!r}: {err.strerror}",
+                                 filename=str(path)) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise ExprgradValueError(f"the file is not UTF-8 text (byte {err.start})",
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ExprgradValueError(f"the file is not UTF-8 text (byte {err.start} is "
+                                 f"0x{data[err.start]:02x})", Span(line, col, line, col + 1),
                                  filename=str(path), hint="exprgrad reads UTF-8 source files"
-                                 ) from None if line < 0 else None
+                                 ) from None
 
 
 def compile_source(text: str, filename: str = "<string>", *, hessians: bool = False) -> str:

@@ -87,15 +87,20 @@ def compile_program(text: str, filename: str = "<string>") -> Program:
 def check_name(name: str, span: Span, what: str) -> None:
     """Reject names that Python reserves, that the language uses, or that start with '_'."""
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        raise ExprgradNameError(f"'{name}' is a name that Python reserves; it cannot name a {what}",
+        raise ExprgradNameError(f"'{name}' is a name that Python reserves; it cannot name "
+                                f"{_article(what)} {what}",
                                 span, hint=f"rename it, e.g. '{name}1'")
     if name.startswith("_"):
         raise ExprgradNameError(f"names starting with '_' are reserved for generated code "
                                 f"('{name}')", span, hint=f"rename it, e.g. '{name.lstrip('_')}'"
                                 if name.strip("_") else None)
     if name in LANGUAGE_WORDS or name in BUILTINS:
-        raise ExprgradNameError(f"'{name}' is a built-in name of exprgrad; it cannot name a "
-                                f"{what}", span, hint=f"rename it, e.g. '{name}1'")
+        raise ExprgradNameError(f"'{name}' is a built-in name of exprgrad; it cannot name "
+                                f"{_article(what)} {what}", span, hint=f"rename it, e.g. '{name}1'")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
@@ -113,6 +118,10 @@ class _Lowerer:
 
     # ---- top level -----------------------------------------------------------------------
     def run(self, statements: list[Statement]) -> Program:
+        if not statements:
+            raise ExprgradValueError("the file defines nothing", Span(1, 1, 1, 2),
+                                     hint="a file holds 'def', 'param', 'net', 'data' and 'train' "
+                                     "statements")
         for stmt in statements:
             if isinstance(stmt, Def):
                 self.defs_ahead.setdefault(stmt.name, stmt.span)

@@ -156,7 +156,7 @@ def _elementwise_shape(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
             out = s
         elif s != out:
             shown = " and ".join(_shape_text(x) for x in shapes)
-            raise ShapeMismatch(f"'{op}' needs equal shapes or a scalar, got {shown}")
+            raise ShapeMismatch(f"'{OPS[op].label}' needs equal shapes or a scalar, got {shown}")
     return out
 
 

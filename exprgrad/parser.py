@@ -224,6 +224,11 @@ class _Indenter(Indenter):
     DEDENT_type = "_DEDENT"
     tab_len = 8
 
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        self.open_parens: list[Token] = []
+        self.indent_chars: set[str] = set()
+        return super().process(stream)
+
     def handle_NL(self, token: Token) -> Iterator[Token]:
         if self.paren_level > 0:
             return
@@ -231,7 +236,8 @@ class _Indenter(Indenter):
         indent_str = token.rsplit("\n", 1)[1]
         line = (token.end_line or 1)
         where = Span(line, 1, line, len(indent_str) + 1)
-        if " " in indent_str and "\t" in indent_str:
+        self.indent_chars.update(ch for ch in indent_str if ch in " \t")
+        if len(self.indent_chars) > 1:
             raise ExprgradSyntaxError("indentation mixes tabs and spaces", where,
                                       hint="indent with spaces only (4 per level)")
         indent = len(indent_str.expandtabs(self.tab_len))
@@ -254,8 +260,11 @@ class _Indenter(Indenter):
             yield token
             if token.type in self.OPEN_PAREN_types:
                 self.paren_level += 1
+                self.open_parens.append(token)
             elif token.type in self.CLOSE_PAREN_types:
                 self.paren_level = max(0, self.paren_level - 1)
+                if self.open_parens:
+                    self.open_parens.pop()
         while len(self.indent_level) > 1:
             self.indent_level.pop()
             yield Token(self.DEDENT_type, "", 0, 0, 0, 0, 0, 0)
@@ -356,6 +365,15 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ExprgradSyn
             line, col = _end_of_previous(text, tok)
         width = max(1, len(str(tok))) if tok.type not in ("_NL", "_INDENT", "_DEDENT") else 1
         span = Span(line, col, line, col + width)
+        unclosed = _unclosed_paren()
+        if unclosed is not None and tok.type in ("_NL", "$END", "_DEDENT"):
+            message = f"'{unclosed}' is never closed"
+            span = _span(unclosed)
+            hint = "close it, or finish the expression inside it"
+            return ExprgradSyntaxError(message, span, filename=filename, source=text, hint=hint)
+        if str(tok) == "=" and tok.type != "_NL":
+            hint = "comparisons are not part of the language; '=' binds a name at the start " \
+                   "of a statement"
         if tok.type == "_INDENT":
             hint = "only the statements of a def are indented"
         elif "RPAR" in err.expected and tok.type in ("_NL", "$END", "_DEDENT"):
@@ -369,6 +387,12 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ExprgradSyn
         message = str(err)
         span = Span(line, col, line, col + 1)
     return ExprgradSyntaxError(message, span, filename=filename, source=text, hint=hint)
+
+
+def _unclosed_paren() -> Token | None:
+    postlex = _parser().options.postlex
+    parens = getattr(postlex, "open_parens", None)
+    return parens[-1] if parens else None
 
 
 def _end_of_previous(text: str, tok: Token) -> tuple[int, int]:

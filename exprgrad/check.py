@@ -141,7 +141,7 @@ def symbolically_equal(a: Any, b: Any, budget: float) -> bool | None:
             diff = a - b
             if diff == 0:
                 return True
-            if sympy.count_ops(diff) > SYMBOLIC_OPS:
+            if not _small(diff, SYMBOLIC_OPS):
                 return None  # too large to simplify usefully: decide numerically
             if sympy.simplify(diff) == 0:
                 return True
@@ -150,17 +150,87 @@ def symbolically_equal(a: Any, b: Any, budget: float) -> bool | None:
         return None
 
 
-def _evaluator(expr: Any, symbols: Sequence[Any]) -> Callable[..., Any]:
-    """A 30-digit mpmath function of ``symbols`` built by sympy from the expression object."""
-    return sympy.lambdify(list(symbols), expr, modules="mpmath")  # type: ignore[no-any-return]
+def _mp_number(e: Any) -> Any:
+    import mpmath
+
+    if e.is_Integer:
+        return mpmath.mpf(int(e))
+    if e.is_Rational:
+        return mpmath.mpf(int(e.p)) / int(e.q)
+    if e.is_Float:
+        return mpmath.mpf(e._mpf_)
+    if e is sympy.pi:
+        return mpmath.pi
+    if e is sympy.E:
+        return mpmath.e
+    if e is sympy.S.Half:
+        return mpmath.mpf(0.5)
+    return mpmath.mpmathify(complex(e.evalf(40)))
 
 
-def _value(f: Callable[..., Any], point: Sequence[Any]) -> complex | None:
+def _heaviside(x: Any, h0: Any = None) -> Any:
+    if x > 0:
+        return 1
+    if x < 0:
+        return 0
+    return h0 if h0 is not None else 0.5
+
+
+def _mp_apply(e: Any, args: list[Any]) -> Any:
+    import mpmath
+
+    if e.is_Add:
+        return mpmath.fsum(args)
+    if e.is_Mul:
+        out = args[0]
+        for a in args[1:]:
+            out = out * a
+        return out
+    if e.is_Pow:
+        base, expo = args
+        if base == 0 and mpmath.re(expo) < 0:
+            raise ZeroDivisionError
+        return mpmath.power(base, expo)
+    table: dict[Any, Callable[..., Any]] = {
+        sympy.exp: mpmath.exp, sympy.log: mpmath.log, sympy.tanh: mpmath.tanh,
+        sympy.sin: mpmath.sin, sympy.cos: mpmath.cos, sympy.Abs: abs,
+        sympy.sign: mpmath.sign, sympy.Heaviside: _heaviside,
+        sympy.Max: lambda *v: max(v, key=mpmath.re), sympy.Min: lambda *v: min(v, key=mpmath.re),
+        sympy.sqrt: mpmath.sqrt,
+    }
+    fn = table.get(e.func)
+    if fn is None:
+        raise TypeError(f"no numeric evaluation for {e.func}")
+    return fn(*args)
+
+
+def mp_evaluate(expr: Any, values: dict[Any, Any]) -> Any:
+    """Evaluate a sympy expression with mpmath at the current precision, iteratively, each shared
+    subexpression once (no printing, no recursion)."""
+    cache: dict[Any, Any] = {}
+    stack: list[tuple[Any, bool]] = [(expr, False)]
+    while stack:
+        e, done = stack.pop()
+        if e in cache:
+            continue
+        if e.is_Symbol:
+            cache[e] = values[e]
+        elif e.is_Number or e.is_NumberSymbol:
+            cache[e] = _mp_number(e)
+        elif not done:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in cache)
+        else:
+            cache[e] = _mp_apply(e, [cache[a] for a in e.args])
+    return cache[expr]
+
+
+def _value(expr: Any, values: dict[Any, Any]) -> complex | None:
     import mpmath
 
     try:
         with mpmath.workdps(30):
-            value = complex(f(*point))
+            value = complex(mp_evaluate(expr, values))
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         return None
     if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value.imag) > 1e-25:
@@ -168,12 +238,18 @@ def _value(f: Callable[..., Any], point: Sequence[Any]) -> complex | None:
     return value
 
 
+def _small(expr: Any, limit: int) -> bool:
+    for count, _ in enumerate(sympy.preorder_traversal(expr)):
+        if count > limit:
+            return False
+    return True
+
+
 def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random,
                       points: int = 4) -> tuple[bool, str]:
     """Compare at random points (30 digits); skip points outside either expression's domain."""
     import mpmath
 
-    fa, fb = _evaluator(a, symbols), _evaluator(b, symbols)
     tried = 0
     checked = 0
     while checked < points and tried < points * 8:
@@ -181,7 +257,8 @@ def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random
         scale = 2.0 if tried <= points * 4 else 0.5
         point = [mpmath.mpf(rng.uniform(-scale, scale) if tried % 2 else rng.uniform(0.1, scale))
                  for _ in symbols]
-        va, vb = _value(fa, point), _value(fb, point)
+        values = dict(zip(symbols, point))
+        va, vb = _value(a, values), _value(b, values)
         if va is None or vb is None:
             continue
         checked += 1

@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import random
@@ -275,7 +276,7 @@ def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random
 
 def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, list[Any]],
                                                         list[tuple[str, Any]]]:
-    """The nodes differentiated with respect to, the leaf symbols, and (label, symbol) per partial."""
+    """The nodes differentiated with respect to, the leaf symbols, (label, symbol) per partial."""
     leaves: dict[int, list[Any]] = {}
     for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes):
         leaves[node.id] = _symbols(name, shape)
@@ -375,56 +376,67 @@ def _unflatten(flat: list[float], shape: tuple[int, ...]) -> Any:
     return [flat[i * n:(i + 1) * n] for i in range(m)]
 
 
+def _split(flat: list[float], shapes: Sequence[tuple[int, ...]]) -> list[Any]:
+    out = []
+    pos = 0
+    for shape in shapes:
+        size = math.prod(shape)
+        out.append(_unflatten(flat[pos:pos + size], shape))
+        pos += size
+    return out
+
+
 def finite_difference_lines(program: Program, module: types.ModuleType, fn: Function,
                             rng: random.Random, points: int = 2) -> list[Line]:
     """Central differences of the generated forward function vs the generated gradient."""
-    lines: list[Line] = []
     if any(out.shape != () for out in fn.outputs):
         return [Line(fn.name, "*", "skipped", "finite-diff", "outputs that are not scalars")]
     forward = getattr(module, fn.name)
     backward = getattr(module, fn.name + "_grad")
+    n_out = len(fn.outputs)
     worst: dict[str, tuple[float, str]] = {}
     for _ in range(points):
         args = _random_args(fn, rng)
         if fn.uses_params:
             base = [rng.uniform(-1, 1) for _ in program.param_order]
-            names = program.param_names
-
-            def call(p: list[float], args: list[Any] = args) -> Any:
-                return forward(p, *args)
-
-            value, grads = backward(base, *args)
-            rows = grads if len(fn.outputs) > 1 else [grads]
-            for k, row in enumerate(rows):
-                for i, name in enumerate(names):
-                    fd = _central(lambda p: _pick(call(p), k, len(fn.outputs)), base, i)
-                    _record(worst, name, row[i], fd)
+            labels = program.param_names
+            evaluate = functools.partial(_eval_params, forward, args, n_out)
+            _, grads = backward(base, *args)
+            rows = [list(r) for r in (grads if n_out > 1 else [grads])]
         else:
-            flat_args = [_flatten(a) for a in args]
-            value, grads = backward(*args)
-            rows = grads if len(fn.outputs) > 1 else [grads]
-            for k, row in enumerate(rows):
-                for a, (name, shape) in enumerate(zip(fn.arg_names, fn.arg_shapes)):
-                    g_flat = _flatten(row[a])
-                    for i in range(len(flat_args[a])):
-
-                        def f_of(v: list[float], a: int = a, k: int = k) -> float:
-                            call_args = list(args)
-                            call_args[a] = _unflatten(v, fn.arg_shapes[a])
-                            return _pick(forward(*call_args), k, len(fn.outputs))
-
-                        label = name if shape == () else f"{name}[{i}]"
-                        fd = _central(f_of, flat_args[a], i)
-                        _record(worst, label, g_flat[i], fd)
+            base = [x for a in args for x in _flatten(a)]
+            labels = [name if shape == () else f"{name}[{i}]"
+                      for name, shape in zip(fn.arg_names, fn.arg_shapes)
+                      for i in range(math.prod(shape))]
+            evaluate = functools.partial(_eval_args, forward, fn.arg_shapes, n_out)
+            _, grads = backward(*args)
+            rows = [[x for g in row for x in _flatten(g)]
+                    for row in (grads if n_out > 1 else [grads])]
+        for k, row in enumerate(rows):
+            for i, label in enumerate(labels):
+                fd = _central(functools.partial(_output, evaluate, k), base, i)
+                _record(worst, label if n_out == 1 else f"{label} (output {k})", row[i], fd)
+    lines = []
     for label, (err, detail) in worst.items():
         status = "ok" if err <= 1e-4 else "mismatch"
         lines.append(Line(fn.name, label, status, "finite-diff", detail if status != "ok" else ""))
     return lines
 
 
-def _pick(value: Any, k: int, n: int) -> float:
-    v = value[k] if n > 1 else value
-    return float(v) if not isinstance(v, list) else float("nan")
+def _eval_params(forward: Callable[..., Any], args: list[Any], n_out: int, v: list[float]
+                 ) -> list[float]:
+    value = forward(v, *args)
+    return [float(x) for x in value] if n_out > 1 else [float(value)]
+
+
+def _eval_args(forward: Callable[..., Any], shapes: Sequence[tuple[int, ...]], n_out: int,
+               v: list[float]) -> list[float]:
+    value = forward(*_split(v, shapes))
+    return [float(x) for x in value] if n_out > 1 else [float(value)]
+
+
+def _output(evaluate: Callable[[list[float]], list[float]], k: int, v: list[float]) -> float:
+    return evaluate(v)[k]
 
 
 def _central(f: Callable[[list[float]], float], base: list[float], i: int) -> float:

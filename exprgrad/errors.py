@@ -104,7 +104,7 @@ def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else "?" for ch in text)
 
 
-class ExprgradSyntaxError(ExprgradError, SyntaxError):
+class ExprgradSyntaxError(ExprgradError, SyntaxError):  # type: ignore[misc]
     """The text does not follow the grammar."""
 
     kind = "syntax error"

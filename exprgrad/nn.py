@@ -27,7 +27,8 @@ class ParamTensor:
     name: str
     node: Node
     element_names: list[str]
-    init: list[tuple[str, float, float]]  # ("uniform", lo, hi) | ("normal", mu, sd) | ("const", v, 0)
+    #: per element: ("uniform", lo, hi) | ("normal", mean, sd) | ("const", value, 0.0)
+    init: list[tuple[str, float, float]]
 
 
 @dataclass

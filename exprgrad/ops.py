@@ -655,12 +655,26 @@ def _py_pow(a: Sequence[str], k: Sequence[float | None]) -> str:
     return f"_pow({a[0]}, {a[1]})"
 
 
+def _template(text: str) -> Callable[[Sequence[str], Sequence[float | None]], str]:
+    def emit(a: Sequence[str], k: Sequence[float | None]) -> str:
+        return text.format(*a)
+
+    return emit
+
+
+def _np_template(text: str) -> Callable[[Sequence[str], Any], str]:
+    def emit(a: Sequence[str], attr: Any) -> str:
+        return text.format(*a)
+
+    return emit
+
+
 def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
            sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
            simplify: Any = None) -> OpSpec:
     return OpSpec(
         name=name, arity=1, shape_of=_elementwise_shape, vjp=vjp, label=name, ref=ref,
-        py=lambda a, k, _t=py: _t.format(*a), np=lambda a, attr, _t=np_: _t.format(*a),
+        py=_template(py), np=_np_template(np_),
         sym=sym, unroll=_elementwise_unroll, helpers=helpers,
         builtin=builtin if builtin is not None else name, elementwise=True, simplify=simplify,
     )
@@ -672,7 +686,7 @@ def _binary(name: str, label: str, vjp: Vjp, ref: Callable[..., float],
             simplify: Any = None) -> OpSpec:
     return OpSpec(
         name=name, arity=2, shape_of=_elementwise_shape, vjp=vjp, label=label, ref=ref, py=py,
-        np=lambda a, attr, _t=np_: _t.format(*a), sym=sym, unroll=_elementwise_unroll,
+        np=_np_template(np_), sym=sym, unroll=_elementwise_unroll,
         helpers=helpers, builtin=builtin, elementwise=True, simplify=simplify,
     )
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import lark
 from lark import Token, Transformer
-from lark.indenter import Indenter
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.indenter import Indenter
 
 from .errors import ExprgradLimitError, ExprgradSyntaxError, Span
 from .limits import MAX_LINE_LENGTH, MAX_SOURCE_BYTES
@@ -203,7 +203,7 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
         return str(c[0]), (value, _span(tok))
 
     def train_stmt(self, c: list[Any]) -> TrainDecl:
-        options = dict(x for x in c[5:] if isinstance(x, tuple))
+        options: dict[str, tuple[Any, Span]] = dict(x for x in c[5:] if isinstance(x, tuple))
         return TrainDecl(str(c[0]), c[2] or [], options, _span(c[0]))
 
     def start(self, c: list[Any]) -> list[Statement]:
@@ -329,7 +329,7 @@ def parse(text: str, filename: str = "<string>") -> list[Statement]:
                 col = line.index(bad) + 1
                 raise ExprgradSyntaxError(f"unexpected control character {bad!r}",
                                           Span(number, col, number, col + 1))
-        return _parser().parse(text + "\n")  # type: ignore[no-any-return]
+        return _parser().parse(text + "\n")  # type: ignore[return-value]
     except ExprgradSyntaxError as err:
         raise err.with_source(filename, text) from None
     except ExprgradLimitError as err:
@@ -343,7 +343,8 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ExprgradSyn
     col = err.column if isinstance(err.column, int) and err.column > 0 else 1
     hint = None
     if isinstance(err, UnexpectedCharacters):
-        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        pos = err.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else "?"
         message = f"unexpected character {ch!r}"
         if ch == "'":
             hint = 'strings use double quotes: "like this"'

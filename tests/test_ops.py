@@ -59,7 +59,7 @@ def _rule_vs_sympy(name: str, spec_override=None):  # type: ignore[no-untyped-de
 def _mismatches(name: str, spec_override=None) -> list[str]:  # type: ignore[no-untyped-def]
     syms, sg, forward, ours = _rule_vs_sympy(name, spec_override)
     problems = []
-    for i, (s, mine) in enumerate(zip(syms, ours)):
+    for s, mine in zip(syms, ours):
         reference = sg * sp.diff(forward, s)
         if mine is None:  # "no gradient flows": sympy must agree that it is zero almost everywhere
             mine = sp.Integer(0)

@@ -207,7 +207,10 @@ class ModuleWriter:
             for tensor, index in self.program.param_order:
                 pt = self.program.params[tensor]
                 names = env.setdefault(pt.node.id, [""] * pt.node.size)
-                elem = f"_{ident_part(tensor)}_{index}"
+                shape = pt.node.shape
+                suffix = (f"_{index // shape[1]}_{index % shape[1]}" if len(shape) == 2 else
+                          f"_{index}" if shape else "")
+                elem = f"_{ident_part(tensor)}{suffix}"
                 alg.taken.add(elem)
                 names[index] = elem
                 flat.append(elem)

@@ -31,8 +31,13 @@ def is_ours(path: Path) -> bool:
         return True
     if text.startswith("<?xml") or text.startswith("<svg"):
         return "<!-- exprgrad" in text
-    if head.startswith(b"\x89PNG") or head.startswith(b"%PDF"):
+    if head.startswith(b"\x89PNG"):
         return b"exprgrad" in head
+    if head.startswith(b"%PDF"):  # the mark is a comment after %%EOF
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 256))
+            return b"%exprgrad" in fh.read()
     return False
 
 

@@ -60,6 +60,9 @@ class Graph:
     names: dict[int, str] = field(default_factory=dict)
     span: Span | None = None
     simplify: bool = True
+    #: node id -> the network layer that created it (e.g. "n.layers.0"), for drawing clusters
+    groups: dict[int, str] = field(default_factory=dict)
+    group: str | None = None
 
     def make(self, op: str, args: Sequence[Node], attr: Any, shape: Shape) -> Node:
         """Create (or find) a node exactly as given: no checks, no folding."""
@@ -72,6 +75,8 @@ class Graph:
         self._table[key] = node
         if self.span is not None:
             self.spans[node.id] = self.span
+        if self.group is not None:
+            self.groups[node.id] = self.group
         return node
 
     def apply(self, op: str, *args: Node, attr: Any = None) -> Node:

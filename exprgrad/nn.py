@@ -75,10 +75,12 @@ def declare_net(graph: Graph, name: str, kind: str, nin: int, nouts: list[int], 
         w_names = [f"{neuron(i)}w.{j}" for i in range(nout) for j in range(n_in)]
         b_names = [f"{neuron(i)}b" for i in range(nout)]
         uniform = ("uniform", -1.0, 1.0)
+        graph.group = tensor
         w = ParamTensor(f"{tensor}.w", graph.make("param", (), f"{tensor}.w", (nout, n_in)),
                         w_names, [uniform] * len(w_names))
         b = ParamTensor(f"{tensor}.b", graph.make("param", (), f"{tensor}.b", (nout,)),
                         b_names, [uniform] * len(b_names))
+        graph.group = None
         net.layers.append(LayerSpec(n_in, nout, layer_act, w, b))
         for i in range(nout):
             net.order.extend((w.name, i * n_in + j) for j in range(n_in))
@@ -88,9 +90,15 @@ def declare_net(graph: Graph, name: str, kind: str, nin: int, nouts: list[int], 
 
 def call_net(graph: Graph, net: Net, x: Node) -> Node:
     """``net(x)``: each layer is ``act(W @ x + b)``; one output neuron gives a scalar."""
-    for layer in net.layers:
-        pre = graph.apply("add", graph.apply("matmul", layer.weight.node, x), layer.bias.node)
-        x = pre if layer.act == "linear" else graph.apply(layer.act, pre)
-    if net.nout == 1:
-        x = graph.apply("index", x, attr=0)
+    saved = graph.group
+    try:
+        for layer in net.layers:
+            graph.group = layer.weight.name.rsplit(".", 1)[0]
+            pre = graph.apply("add", graph.apply("matmul", layer.weight.node, x),
+                              layer.bias.node)
+            x = pre if layer.act == "linear" else graph.apply(layer.act, pre)
+        if net.nout == 1:
+            x = graph.apply("index", x, attr=0)
+    finally:
+        graph.group = saved
     return x

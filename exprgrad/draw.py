@@ -1,0 +1,333 @@
+"""Graphviz drawings of a function's forward program (and, on request, its gradient program).
+
+Contract:
+- :func:`dot_source` is a pure function from a program to DOT text, in the seed notebook's style
+  (left to right; each value a record ``{ name | data 2.0000 | grad 1.0000 }``, each operation an
+  oval between values). The text is stable: ids come from IR node ids, attributes are sorted, so
+  the same input gives byte-identical DOT. It needs no Graphviz.
+- With ``at`` values, each record shows its value and its gradient (d output / d node, what
+  micrograd's ``backward()`` leaves in ``.grad``), computed from the IR with the op table's
+  reference implementations.
+- Network layers are drawn as clusters; ``collapse=True`` draws one box per layer. A graph over
+  :data:`MAX_DRAW_NODES` nodes is refused with a message naming the count and the way out.
+- :func:`render` turns DOT into SVG, PNG or PDF with Graphviz's ``dot`` (or writes the DOT text);
+  :func:`draw` returns a ``graphviz.Digraph`` for notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import struct
+import subprocess
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .diff import grad
+from .errors import ExprgradLimitError, ExprgradValueError
+from .ir import Node, reachable
+from .lower import Function, Program
+from .ops import OPS, _EvalAlgebra
+
+#: the most IR nodes drawn in one picture
+MAX_DRAW_NODES = 400
+
+
+def _fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    shown = ", ".join(f"{v:.3f}" for v in values[:4])
+    return f"[{shown}{', ...' if len(values) > 4 else ''}]"
+
+
+def _escape(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '{}|<>"\\ ':
+            out.append("\\" + ch if ch != " " else " ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def evaluate_nodes(program: Program, nodes: Sequence[Node], leaves: dict[int, list[float]]
+                   ) -> dict[int, list[float]]:
+    """Element values of ``nodes`` (reference implementations; ``leaves`` binds inputs)."""
+    env = dict(leaves)
+    alg = _EvalAlgebra()
+    for node in reachable(nodes):
+        if node.id in env:
+            continue
+        if node.op == "const":
+            env[node.id] = [float(node.attr)] * node.size
+        elif node.op == "custom":
+            env[node.id] = env[node.args[node.attr[0]].id]
+        else:
+            spec = OPS[node.op]
+            assert spec.unroll is not None
+            env[node.id] = spec.unroll(alg, node.op, [env[a.id] for a in node.args], node.attr,
+                                       [a.shape for a in node.args], node.shape)
+    return env
+
+
+def _leaf_values(program: Program, fn: Function, at: dict[str, Any],
+                 params: Sequence[float] | None) -> dict[int, list[float]]:
+    from .check import _flatten
+
+    leaves: dict[int, list[float]] = {}
+    for node, name in zip(fn.inputs, fn.arg_names):
+        leaves[node.id] = _flatten(at[name])
+    if program.params:
+        if params is None:
+            from .api import module_from_code
+            from .codegen import generate
+
+            params = module_from_code(generate(program), "exg_draw", "<exprgrad:draw>"
+                                      ).init_params(0)
+        flat = list(params)
+        for pt in program.params.values():
+            leaves[pt.node.id] = [0.0] * pt.node.size
+        for value, (name, index) in zip(flat, program.param_order):
+            leaves[program.params[name].node.id][index] = value
+    return leaves
+
+
+def dot_source(program: Program, fname: str, *, at: dict[str, Any] | None = None,
+               backward: bool = False, collapse: bool = False,
+               params: Sequence[float] | None = None, limit: int = MAX_DRAW_NODES) -> str:
+    """DOT text for one function (see the module docstring)."""
+    return "digraph exprgrad {\n" + "\n".join(dot_body(
+        program, fname, at=at, backward=backward, collapse=collapse, params=params,
+        limit=limit)) + "\n}\n"
+
+
+def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
+             backward: bool = False, collapse: bool = False,
+             params: Sequence[float] | None = None, limit: int = MAX_DRAW_NODES) -> list[str]:
+    fn = program.functions[fname]
+    graph = program.graph
+    outputs = list(fn.outputs)
+    forward_nodes = reachable(outputs)
+    forward_ids = {n.id for n in forward_nodes}
+    grad_roots: list[Node] = []
+    grads_of: dict[int, Node] = {}
+    if (backward or at is not None) and len(outputs) == 1 and outputs[0].shape == ():
+        everything = [n for n in forward_nodes if n.op != "const"]
+        cotangents = grad(graph, outputs[0], everything)
+        grads_of = {n.id: g for n, g in zip(everything, cotangents)}
+        wrt = ([program.params[t].node for t in program.params] if fn.uses_params
+               else list(fn.inputs))
+        grad_roots = [grads_of[w.id] for w in wrt if w.id in grads_of]
+    drawn = forward_nodes + ([n for n in reachable(grad_roots) if n.id not in forward_ids]
+                             if backward else [])
+    group_of = {n.id: graph.groups.get(n.id) for n in drawn}
+    if collapse:
+        count = len({g for g in group_of.values() if g}) + sum(1 for g in group_of.values()
+                                                             if not g)
+    else:
+        count = len(drawn)
+    if count > limit:
+        raise ExprgradLimitError(
+            f"the graph of '{fname}' has {count} nodes; pictures are limited to {limit} "
+            "(exprgrad.draw.MAX_DRAW_NODES)",
+            hint="draw one layer per box with --collapse, leave out --backward, or draw a "
+            "smaller function")
+    values: dict[int, list[float]] = {}
+    if at is not None:
+        leaves = _leaf_values(program, fn, at, params)
+        values = evaluate_nodes(program, drawn + list(grads_of.values()), leaves)
+    lines = ['  graph [rankdir="LR"];', '  node [fontname="Helvetica", fontsize="11"];']
+
+    def label_of(node: Node) -> str:
+        if node.op == "input":
+            return str(node.attr[1])
+        if node.op == "param":
+            return str(node.attr)
+        if node.op == "const":
+            return f"{float(node.attr):g}"
+        return graph.names.get(node.id, "")
+
+    clusters: dict[str, list[str]] = {}
+    plain: list[str] = []
+    edges: list[str] = []
+    def hidden(node: Node) -> bool:
+        """Unnamed constants are drawn as part of the label of the op that uses them."""
+        return node.op == "const" and node.id not in graph.names
+
+    for node in drawn:
+        if hidden(node):
+            continue
+        group = group_of.get(node.id)
+        target = clusters.setdefault(group, []) if group else plain
+        if collapse and group:
+            continue
+        name = _escape(label_of(node))
+        fields = [name] if name else []
+        if node.id in values:
+            fields.append(f"data {_escape(_fmt(values[node.id]))}")
+            g = grads_of.get(node.id)
+            if g is not None and g.id in values:
+                fields.append(f"grad {_escape(_fmt(values[g.id]))}")
+        if node.shape:
+            fields.append("x".join(str(d) for d in node.shape))
+        if not fields:
+            fields = [" "]
+        style = ', style="filled", fillcolor="#eef3ff"' if node.id not in forward_ids else ""
+        target.append(f'  n{node.id} [label="{{ {" | ".join(fields)} }}", shape="record"{style}];')
+        if node.args and node.op not in ("custom",):
+            consts = [f"{float(a.attr):g}" for a in node.args if hidden(a)]
+            op_label = OPS[node.op].label + (f" {node.attr}" if node.op == "index" else "")
+            if consts:
+                op_label += " (" + ", ".join(consts) + ")"
+            target.append(f'  n{node.id}_op [label="{_escape_quoted(op_label)}"];')
+            edges.append(f"  n{node.id}_op -> n{node.id};")
+        inputs = node.args if node.op != "custom" else (node.args[node.attr[0]],)
+        for arg in inputs:
+            if hidden(arg):
+                continue
+            src = _box(arg, group_of, collapse)
+            dst = f"n{node.id}_op" if node.args and node.op != "custom" else f"n{node.id}"
+            edges.append(f"  {src} -> {dst};")
+    if collapse:
+        for group in sorted(g for g in clusters if g):
+            lines.append(f'  {_group_id(group)} [label="{_escape_quoted(group)}", '
+                         'shape="box3d"];')
+        seen: set[str] = set()
+        kept = []
+        for edge in edges:
+            parts = edge.strip().rstrip(";").split(" -> ")
+            src, dst = parts[0], parts[1]
+            dst_node = int(dst[1:].split("_")[0]) if dst.startswith("n") else -1
+            if dst_node in group_of and group_of[dst_node]:
+                dst = _group_id(group_of[dst_node])  # type: ignore[arg-type]
+            if src == dst or (src, dst) in seen:
+                continue
+            seen.add((src, dst))  # type: ignore[arg-type]
+            kept.append(f"  {src} -> {dst};")
+        edges = kept
+    lines.extend(plain)
+    for group in sorted(g for g in clusters if g):
+        if collapse:
+            continue
+        lines.append(f"  subgraph cluster_{_ident(group)} {{")
+        lines.append(f'    label="{_escape_quoted(group)}"; style="rounded"; color="#888888";')
+        lines.extend("  " + line for line in clusters[group])
+        lines.append("  }")
+    lines.extend(sorted(set(edges), key=edges.index))
+    return lines
+
+
+def _ident(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)
+
+
+def _group_id(group: str) -> str:
+    return "layer_" + _ident(group)
+
+
+def _box(node: Node, group_of: dict[int, str | None], collapse: bool) -> str:
+    group = group_of.get(node.id)
+    if collapse and group:
+        return _group_id(group)
+    return f"n{node.id}"
+
+
+def _escape_quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _mark_png(data: bytes) -> bytes:
+    """Insert a tEXt chunk naming exprgrad after IHDR (so a later run may replace the file)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
+    body = b"tEXt" + b"Software\x00exprgrad"
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return data[:ihdr_end] + chunk + data[ihdr_end:]
+
+
+def _mark_svg(data: bytes) -> bytes:
+    text = data.decode("utf-8")
+    first, _, rest = text.partition("\n")
+    if first.startswith("<?xml"):
+        return (first + "\n<!-- exprgrad graph -->\n" + rest).encode("utf-8")
+    return ("<!-- exprgrad graph -->\n" + text).encode("utf-8")
+
+
+def render(dot_text: str, output: str | Path, *, force: bool = False) -> None:
+    """Write DOT text, or render it with Graphviz's ``dot`` to SVG, PNG or PDF (atomically)."""
+    from .files import write_output
+
+    path = Path(output)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt == "dot" or fmt == "gv":
+        write_output(path, "// exprgrad graph\n" + dot_text, force=force)
+        return
+    if fmt not in ("svg", "png", "pdf"):
+        raise ExprgradValueError(f"cannot draw to {path.name!r}: use .svg, .png, .pdf or .dot")
+    exe = shutil.which("dot")
+    if exe is None:
+        raise ExprgradValueError(
+            f"drawing {fmt.upper()} needs Graphviz's 'dot' program, which is not installed",
+            hint="install it with 'apt-get install graphviz' (scripts/setup.sh does), or write "
+            "a .dot file instead")
+    try:
+        result = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode("utf-8"),
+                                capture_output=True, timeout=300, check=False)
+    except subprocess.TimeoutExpired:
+        raise ExprgradLimitError("Graphviz took more than 300 seconds",
+                                 hint="draw with --collapse") from None
+    if result.returncode != 0:
+        raise ExprgradValueError("Graphviz failed: " + result.stderr.decode("utf-8", "replace")
+                                 .strip()[:500])
+    data = result.stdout
+    if fmt == "png":
+        data = _mark_png(data)
+    elif fmt == "svg":
+        data = _mark_svg(data)
+    else:
+        data = data.rstrip(b"\n") + b"\n%exprgrad graph\n"
+    write_output(path, data, force=force)
+
+
+def draw(source: str | Path | Program, function: str | None = None, *,
+         at: dict[str, Any] | None = None, backward: bool = False, collapse: bool = False) -> Any:
+    """A ``graphviz.Digraph`` of a function (renders inline in Jupyter)."""
+    import graphviz
+
+    from .api import program_of
+
+    program = source if isinstance(source, Program) else program_of(source)
+    name = function or next(iter(program.functions))
+    if at is not None:
+        fn = program.functions[name]
+        from .evaluate import check_value
+
+        at = {k: check_value(k, at[k], s) for k, s in zip(fn.arg_names, fn.arg_shapes)}
+    body = dot_body(program, name, at=at, backward=backward, collapse=collapse)
+    return graphviz.Digraph(name="exprgrad", body=[line + "\n" for line in body])
+
+
+def graph_cli(args: argparse.Namespace) -> int:
+    from .api import program_of
+    from .evaluate import parse_assignments
+
+    program = program_of(args.file)
+    if not program.functions:
+        raise ExprgradValueError(f"{args.file} defines no function to draw")
+    name = args.function or next(iter(program.functions))
+    if name not in program.functions:
+        from .lower import _did_you_mean
+
+        raise ExprgradValueError(f"{args.file} has no function '{name}'",
+                                 hint=_did_you_mean(name, list(program.functions)))
+    at = parse_assignments(args.at, program.functions[name]) if args.at else None
+    text = dot_source(program, name, at=at, backward=args.backward, collapse=args.collapse)
+    render(text, args.output, force=args.force)
+    print(f"wrote {args.output}")
+    return 0

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from .api import compile_file, compile_source, load, load_source  # noqa: E402
 from .errors import ExprgradError  # noqa: E402
+from .importer import install, uninstall  # noqa: E402
 
-__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "load",
-           "load_source"]
+__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "install", "load",
+           "load_source", "uninstall"]

@@ -147,3 +147,19 @@ class CheckFailure(ExprgradError):
     """A check found a problem (a wrong gradient or rule); the CLI exits 1."""
 
     kind = "check failed"
+
+
+class ExprgradImportError(ExprgradError, ImportError):
+    """A ``.exg`` module could not be imported; the message is the full caret display."""
+
+    kind = "import error"
+
+    def __init__(self, message: str, span: Span | None = None, *, filename: str | None = None,
+                 source: str | None = None, hint: str | None = None, name: str | None = None,
+                 path: str | None = None) -> None:
+        ExprgradError.__init__(self, message, span, filename=filename, source=source, hint=hint)
+        self.name = name
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.message + (f"\nhint: {self.hint}" if self.hint else "")

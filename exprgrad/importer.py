@@ -1,0 +1,176 @@
+"""Import `.exg` files as Python modules, with a compile cache like `.pyc`.
+
+Contract:
+- :func:`install` (never done as a side effect of importing exprgrad) puts a finder first on
+  ``sys.meta_path``; :func:`uninstall` removes it. ``import model`` then finds ``model.exg`` in
+  the directories of ``sys.path`` (or of a package's ``__path__``), in their order.
+- Any module the normal import system can find wins: a ``json.exg`` in the working directory never
+  hijacks ``import json``. When ``model.py`` (or a package ``model/``) and ``model.exg`` stand in
+  the same directory, the import fails with an :class:`ExprgradImportError` naming both.
+- The generated source is cached as ``__pycache__/NAME.exg.py`` beside the file, keyed by the
+  SHA-256 of the source, the exprgrad version and the options (never by modification time); a
+  stale entry is recompiled; writes go to a temporary file and are renamed into place, so
+  concurrent importers cannot corrupt it; an unwritable directory still imports, uncached. The
+  cache holds Python source only: nothing is unpickled.
+- Functions are compiled under the cache file's name (or a name registered in ``linecache``), so
+  tracebacks, ``inspect.getsource`` and ``pdb`` show the generated lines, whose comments name the
+  ``.exg`` lines. ``importlib.reload`` picks up an edited file. A mistake in the file raises
+  :class:`ExprgradImportError` (an ``ImportError``) whose message is the caret display.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import linecache
+import os
+import sys
+import tempfile
+import types
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import ExprgradError, ExprgradImportError
+
+#: counters for tests and curious users: how many imports compiled and how many hit the cache
+stats = {"compiled": 0, "cache_hits": 0}
+_OPTIONS = "backend=python"
+
+
+def cache_key(source: str) -> str:
+    text = f"{__version__}\0{_OPTIONS}\0{source}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_path(exg: Path) -> Path:
+    return exg.parent / "__pycache__" / (exg.name + ".py")
+
+
+def _read_cache(path: Path, key: str) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    first = text.split("\n", 1)[0]
+    if first != f"# exprgrad-cache-key: {key}":
+        return None
+    return text
+
+
+def _write_cache(path: Path, text: str) -> bool:
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+
+
+def generated_source(exg: Path) -> tuple[str, str]:
+    """The generated module text for a file and the file name it should be compiled under."""
+    from .api import compile_source, read_source
+
+    try:
+        source = read_source(exg)
+        key = cache_key(source)
+        cached_at = cache_path(exg)
+        cached = _read_cache(cached_at, key)
+        if cached is not None:
+            stats["cache_hits"] += 1
+            return cached, str(cached_at)
+        code = f"# exprgrad-cache-key: {key}\n" + compile_source(source, str(exg))
+    except ExprgradError as err:
+        raise ExprgradImportError(err.render(), err.span, filename=err.filename,
+                                  source=err.source, name=exg.stem, path=str(exg)) from None
+    stats["compiled"] += 1
+    if _write_cache(cached_at, code):
+        return code, str(cached_at)
+    pseudo = f"<exprgrad:{exg}>"
+    linecache.cache[pseudo] = (len(code), None, code.splitlines(keepends=True), pseudo)
+    return code, pseudo
+
+
+class ExgLoader(importlib.abc.Loader):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        code, filename = generated_source(self.path)
+        if filename.startswith("<"):
+            linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True),
+                                         filename)
+        module.__file__ = str(self.path)
+        module.__dict__["__exprgrad_generated__"] = filename
+        exec(compile(code, filename, "exec"), module.__dict__)  # noqa: S102
+
+    def get_source(self, fullname: str) -> str:
+        return generated_source(self.path)[0]
+
+    def get_filename(self, fullname: str) -> str:
+        return str(self.path)
+
+
+class ExgFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        leaf = fullname.rpartition(".")[2]
+        entries = list(path) if path is not None else list(sys.path)
+        for entry in entries:
+            directory = Path(entry or ".")
+            candidate = directory / f"{leaf}.exg"
+            if not candidate.is_file():
+                continue
+            rivals = [p for p in (directory / f"{leaf}.py", directory / leaf / "__init__.py")
+                      if p.exists()]
+            if rivals:
+                raise ExprgradImportError(
+                    f"both {rivals[0]} and {candidate} could answer 'import {fullname}'",
+                    hint="rename one of them", name=fullname, path=str(candidate))
+            if self._found_elsewhere(fullname, path):
+                return None
+            return importlib.util.spec_from_file_location(
+                fullname, candidate, loader=ExgLoader(candidate.resolve()))
+        return None
+
+    def _found_elsewhere(self, fullname: str, path: Sequence[str] | None) -> bool:
+        """Whether the normal import system (other finders) can find this module."""
+        for finder in sys.meta_path:
+            if finder is self or isinstance(finder, ExgFinder):
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            try:
+                if find(fullname, path) is not None:
+                    return True
+            except (ImportError, ValueError):
+                continue
+        return False
+
+
+def install() -> None:
+    """Make ``import NAME`` find ``NAME.exg`` (idempotent)."""
+    if not any(isinstance(f, ExgFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, ExgFinder())
+        importlib.invalidate_caches()
+
+
+def uninstall() -> None:
+    """Remove the import hook (modules already imported stay imported)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, ExgFinder)]

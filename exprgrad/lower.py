@@ -75,10 +75,15 @@ class Program:
         return [self.params[t].element_names[i] for t, i in self.param_order]
 
 
-def compile_program(text: str, filename: str = "<string>") -> Program:
+def compile_program(text: str, filename: str = "<string>", *, allow_empty: bool = False
+                    ) -> Program:
     """Parse and lower source text; errors carry the file name and text."""
     statements = parse(text, filename)
     try:
+        if not statements and not allow_empty:
+            raise ExprgradValueError("the file defines nothing", Span(1, 1, 1, 2),
+                                     hint="a file holds 'def', 'param', 'net', 'data' and "
+                                     "'train' statements")
         return _Lowerer(text, filename).run(statements)
     except ExprgradError as err:
         raise err.with_source(filename, text) from None
@@ -118,10 +123,6 @@ class _Lowerer:
 
     # ---- top level -----------------------------------------------------------------------
     def run(self, statements: list[Statement]) -> Program:
-        if not statements:
-            raise ExprgradValueError("the file defines nothing", Span(1, 1, 1, 2),
-                                     hint="a file holds 'def', 'param', 'net', 'data' and 'train' "
-                                     "statements")
         for stmt in statements:
             if isinstance(stmt, Def):
                 self.defs_ahead.setdefault(stmt.name, stmt.span)

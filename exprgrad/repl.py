@@ -484,7 +484,7 @@ def run_terminal(session: Session) -> int:
         history: Any = FileHistory(history_path)
     except OSError:
         history = InMemoryHistory()
-    prompt = PromptSession(history=history, completer=_Names())
+    prompt: PromptSession[str] = PromptSession(history=history, completer=_Names())
     print("exprgrad repl: :help lists the commands, Ctrl-D leaves")
     lineno = 0
     while True:

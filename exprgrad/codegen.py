@@ -102,9 +102,10 @@ class PyAlgebra:
         self.stmts.append([target, expr, self.line])
         if len(self.stmts) > self.budget:
             raise ExprgradLimitError(
-                f"the generated code would exceed {self.budget} statements (the scalar backend's "
-                "budget, exprgrad.limits.MAX_SCALAR_STATEMENTS)",
-                hint="make the network smaller or split the program into several functions")
+                f"the scalar backend would write more than {self.budget} statements for this "
+                "function (exprgrad.limits.MAX_SCALAR_STATEMENTS)",
+                hint="compile with --backend numpy, which writes one array operation per "
+                "tensor op, or make the network smaller")
         return target
 
     def zero(self) -> Elem:
@@ -189,6 +190,15 @@ class ModuleWriter:
     def emit(self, name: str, fn: Function, roots: list[Node],
              returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool) -> None:
         """Emit ``def name(...)`` computing ``roots``; ``returns`` prints the return value."""
+        try:
+            self._emit(name, fn, roots, returns, doc, with_params)
+        except ExprgradLimitError as err:
+            err.span = err.span or fn.span
+            err.lineno, err.offset = err.span.line, err.span.col
+            raise err.with_source(self.program.filename, self.program.source) from None
+
+    def _emit(self, name: str, fn: Function, roots: list[Node],
+              returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool) -> None:
         alg = PyAlgebra(self.budget - self.statements)
         env: dict[int, list[Elem]] = {}
         sig = self.arg_names(fn)
@@ -204,16 +214,18 @@ class ModuleWriter:
         alg.taken.update(sig)
         if with_params:
             flat = []
+            stems = {t: f"_{ident_part(t)}" for t in self.program.params}
+            for pt in self.program.params.values():
+                env[pt.node.id] = [""] * pt.node.size
             for tensor, index in self.program.param_order:
                 pt = self.program.params[tensor]
-                names = env.setdefault(pt.node.id, [""] * pt.node.size)
                 shape = pt.node.shape
                 suffix = (f"_{index // shape[1]}_{index % shape[1]}" if len(shape) == 2 else
                           f"_{index}" if shape else "")
-                elem = f"_{ident_part(tensor)}{suffix}"
-                alg.taken.add(elem)
-                names[index] = elem
+                elem = stems[tensor] + suffix
+                env[pt.node.id][index] = elem
                 flat.append(elem)
+            alg.taken.update(flat)
             prologue.append(f"    {_unpack_target(flat, (len(flat),))} = params")
             sig = ["params", *sig]
         named: dict[str, int] = {}
@@ -294,8 +306,12 @@ Render = Callable[[list[list[Elem]]], str]
 
 
 def generate(program: Program, *, hessians: bool = False,
-             budget: int = MAX_SCALAR_STATEMENTS) -> str:
-    """The scalar-backend module for a program (see the module docstring)."""
+             budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True) -> str:
+    """The scalar-backend module for a program (see the module docstring).
+
+    With ``verify`` (the default) the text is checked against the allowlist of
+    :mod:`exprgrad.verify` before it is returned.
+    """
     writer = ModuleWriter(program, budget)
     graph = program.graph
     for fname, fn in program.functions.items():
@@ -338,7 +354,12 @@ def generate(program: Program, *, hessians: bool = False,
 
             writer.emit(fname + "_hess", fn, roots, hess, f"(value, gradient, Hessian) of {fname}.",
                         False)
-    return _assemble(program, writer)
+    code = _assemble(program, writer)
+    if verify:
+        from .verify import verify_module
+
+        verify_module(code)
+    return code
 
 
 def _tuple(items: list[str]) -> str:

@@ -11,3 +11,5 @@ MAX_LINE_LENGTH = 1_000_000
 MAX_SCALAR_STATEMENTS = 400_000
 #: the most IR nodes a program may create while compiling
 MAX_NODES = 3_000_000
+#: the most tokens (names, numbers, operators) a source text may hold
+MAX_TOKENS = 1_000_000

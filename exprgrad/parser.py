@@ -11,6 +11,7 @@ nesting depth is bounded only by the limits in :mod:`exprgrad.limits`.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,7 +24,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.indenter import Indenter
 
 from .errors import ExprgradLimitError, ExprgradSyntaxError, Span
-from .limits import MAX_LINE_LENGTH, MAX_SOURCE_BYTES
+from .limits import MAX_LINE_LENGTH, MAX_SOURCE_BYTES, MAX_TOKENS
 
 Expr = tuple[Any, ...]
 
@@ -305,10 +306,19 @@ def _terminal_names() -> frozenset[str]:
     return frozenset(t.name for t in _parser().terminals)
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_.]+|[^\sA-Za-z0-9_.]")
+
+
 def _check_size(text: str) -> None:
     if len(text) > MAX_SOURCE_BYTES:
         raise ExprgradLimitError(f"the source is {len(text)} characters; the limit is "
                                  f"{MAX_SOURCE_BYTES}", Span(1, 1, 1, 2))
+    tokens = sum(1 for _ in _TOKEN.finditer(text))
+    if tokens > MAX_TOKENS:
+        raise ExprgradLimitError(f"the source has {tokens} tokens; the limit is {MAX_TOKENS} "
+                                 "(exprgrad.limits.MAX_TOKENS)", Span(1, 1, 1, 2),
+                                 hint="split the program, or use vectors and networks, whose "
+                                 "size does not grow the source")
     for number, line in enumerate(text.splitlines(), 1):
         if len(line) > MAX_LINE_LENGTH:
             raise ExprgradLimitError(

@@ -1,0 +1,222 @@
+"""An allowlist check of generated modules: only the constructs the emitter is meant to produce.
+
+Contract: :func:`verify_module` parses generated source with :mod:`ast` and raises
+:class:`UnsafeCodeError` unless every statement and expression is one the code generators emit:
+imports of ``math``, ``random`` and ``numpy``; module constants that are strings, numbers and
+tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ops.HELPERS` spells them;
+``init_params``; and functions whose bodies are a docstring, assignments to plain local names
+and one ``return``, over arithmetic, comparisons, conditional expressions, numbers, and calls of
+``math``/``numpy`` functions and the helpers. Names containing ``__`` never pass. It is run on
+every module exprgrad loads, so nothing a ``.exg`` file says can make compiled code do anything
+but arithmetic.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+
+from .errors import ExprgradError
+from .ops import HELPERS
+
+
+class UnsafeCodeError(ExprgradError):
+    """Generated code failed the allowlist (a bug in exprgrad, never the user's mistake)."""
+
+    kind = "unsafe generated code"
+
+
+_MODULES = {"math", "random", "numpy"}
+_CONSTANT_NAMES = {"EXPRGRAD_VERSION", "SOURCE", "SOURCE_SHA256", "FUNCTIONS", "PARAM_NAMES",
+                   "PARAM_SHAPES", "BACKEND"}
+_MATH_ATTRS = {"tanh", "inf", "nan", "exp", "log", "log1p", "sqrt", "sin", "cos", "isinf",
+               "copysign", "isnan"}
+_NUMPY_ATTRS = {"tanh", "exp", "log", "log1p", "sqrt", "sin", "cos", "abs", "where", "sign",
+                "logaddexp", "isnan", "maximum", "minimum", "asarray", "float64", "sum", "dot",
+                "matmul", "outer", "newaxis", "inf", "nan", "zeros", "ones", "errstate",
+                "multiply", "add", "subtract", "negative", "transpose", "einsum", "stack",
+                "broadcast_to", "ascontiguousarray", "empty", "power", "divide", "full"}
+_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult)
+_CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
+
+
+@functools.lru_cache(maxsize=1)
+def _helper_dumps() -> dict[str, str]:
+    return {name: ast.dump(ast.parse(src).body[0]) for name, src in HELPERS.items()}
+
+
+def _fail(node: ast.AST, why: str) -> UnsafeCodeError:
+    line = getattr(node, "lineno", "?")
+    return UnsafeCodeError(f"generated code line {line}: {why}")
+
+
+def _check_name(node: ast.AST, name: str) -> None:
+    if "__" in name:
+        raise _fail(node, f"name {name!r} is not allowed")
+
+
+def _literal(node: ast.AST) -> None:
+    """Module constants: str, numbers, and tuples/dicts/lists of them."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Constant) and isinstance(n.value, (str, int, float)):
+            continue
+        if isinstance(n, (ast.Tuple, ast.List)):
+            stack.extend(n.elts)
+        elif isinstance(n, ast.Dict):
+            stack.extend(k for k in n.keys if k is not None)
+            stack.extend(n.values)
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            stack.append(n.operand)
+        else:
+            raise _fail(n, f"{type(n).__name__} in a module constant")
+
+
+def _expression(node: ast.AST, callables: set[str]) -> None:
+    """Arithmetic over names and numbers, iteratively (generated expressions are shallow)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Name):
+            _check_name(n, n.id)
+            if not isinstance(n.ctx, ast.Load):
+                raise _fail(n, "assignment inside an expression")
+        elif isinstance(n, ast.Constant):
+            if not isinstance(n.value, (int, float)) or isinstance(n.value, bool):
+                raise _fail(n, f"constant {n.value!r}")
+        elif isinstance(n, ast.BinOp) and isinstance(n.op, _BINOPS):
+            stack.extend((n.left, n.right))
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            stack.append(n.operand)
+        elif isinstance(n, ast.Compare) and all(isinstance(o, _CMPOPS) for o in n.ops):
+            stack.append(n.left)
+            stack.extend(n.comparators)
+        elif isinstance(n, ast.BoolOp) and isinstance(n.op, (ast.Or, ast.And)):
+            stack.extend(n.values)
+        elif isinstance(n, ast.IfExp):
+            stack.extend((n.test, n.body, n.orelse))
+        elif isinstance(n, ast.Attribute):
+            base = n.value
+            allowed = _MATH_ATTRS if isinstance(base, ast.Name) and base.id == "math" else (
+                _NUMPY_ATTRS if isinstance(base, ast.Name) and base.id == "np" else None)
+            if allowed is None or n.attr not in allowed:
+                raise _fail(n, f"attribute .{n.attr}")
+        elif isinstance(n, ast.Call):
+            if n.keywords:
+                raise _fail(n, "keyword arguments")
+            func = n.func
+            if isinstance(func, ast.Name):
+                if func.id not in callables:
+                    raise _fail(n, f"call of {func.id!r}")
+            elif not isinstance(func, ast.Attribute):
+                raise _fail(n, "call of a computed function")
+            stack.append(func)
+            stack.extend(n.args)
+        elif isinstance(n, (ast.Tuple, ast.List)):
+            if not isinstance(n.ctx, ast.Load):
+                raise _fail(n, "unpacking inside an expression")
+            stack.extend(n.elts)
+        elif isinstance(n, ast.Subscript):
+            stack.extend((n.value, n.slice))
+        elif isinstance(n, ast.Slice):
+            stack.extend(x for x in (n.lower, n.upper, n.step) if x is not None)
+        else:
+            raise _fail(n, f"{type(n).__name__} is not an allowed expression")
+
+
+def _target(node: ast.AST) -> None:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Name):
+            _check_name(n, n.id)
+        elif isinstance(n, (ast.Tuple, ast.List)):
+            stack.extend(n.elts)
+        else:
+            raise _fail(n, f"assignment to {type(n).__name__}")
+
+
+def _function(fn: ast.FunctionDef, callables: set[str]) -> None:
+    if fn.decorator_list or fn.returns or fn.args.defaults[:-1] or fn.args.vararg or \
+            fn.args.kwarg or fn.args.kwonlyargs or fn.args.posonlyargs:
+        raise _fail(fn, f"function {fn.name} has a disallowed signature")
+    for arg in fn.args.args:
+        _check_name(arg, arg.arg)
+    for default in fn.args.defaults:
+        _literal(default)
+    body = fn.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+            isinstance(body[0].value.value, str):
+        body = body[1:]
+    for stmt in body:
+        if isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                _target(target)
+            _expression(stmt.value, callables)
+        elif isinstance(stmt, ast.Return) and stmt is body[-1] and stmt.value is not None:
+            _expression(stmt.value, callables)
+        else:
+            raise _fail(stmt, f"{type(stmt).__name__} statement in {fn.name}")
+
+
+def verify_module(code: str) -> None:
+    """Raise UnsafeCodeError unless ``code`` is made only of what the emitter produces."""
+    tree = ast.parse(code)
+    helpers = _helper_dumps()
+    defined_helpers = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)
+                       and n.name in helpers}
+    callables = defined_helpers | {"abs", "float", "len"}
+    for index, stmt in enumerate(tree.body):
+        if index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # the module docstring
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.name not in _MODULES or alias.asname not in (None, "np"):
+                    raise _fail(stmt, f"import of {alias.name}")
+        elif isinstance(stmt, ast.Assign):
+            if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name) or \
+                    stmt.targets[0].id not in _CONSTANT_NAMES:
+                raise _fail(stmt, "a module-level assignment")
+            _literal(stmt.value)
+        elif isinstance(stmt, ast.FunctionDef):
+            if stmt.name in helpers:
+                if ast.dump(stmt) != helpers[stmt.name]:
+                    raise _fail(stmt, f"helper {stmt.name} differs from exprgrad's")
+                continue
+            _check_name(stmt, stmt.name)
+            if stmt.name == "init_params":
+                _init_params(stmt)
+                continue
+            _function(stmt, callables)
+        else:
+            raise _fail(stmt, f"{type(stmt).__name__} at module level")
+
+
+def _init_params(fn: ast.FunctionDef) -> None:
+    """``rng = random.Random(seed)`` and a list of rng.uniform/rng.gauss calls and numbers."""
+    body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body
+    for stmt in body:
+        if isinstance(stmt, ast.Assign):
+            value = stmt.value
+            ok = (len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                  and stmt.targets[0].id == "rng" and isinstance(value, ast.Call)
+                  and isinstance(value.func, ast.Attribute) and value.func.attr == "Random"
+                  and isinstance(value.func.value, ast.Name) and value.func.value.id == "random"
+                  and len(value.args) == 1 and isinstance(value.args[0], ast.Name)
+                  and value.args[0].id == "seed")
+            if not ok:
+                raise _fail(stmt, "init_params assigns something other than the generator")
+        elif isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.List):
+            for item in stmt.value.elts:
+                if isinstance(item, ast.Call):
+                    f = item.func
+                    if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+                            and f.value.id == "rng" and f.attr in ("uniform", "gauss")):
+                        raise _fail(item, "init_params calls something other than rng")
+                    for arg in item.args:
+                        _literal(arg)
+                else:
+                    _expression(item, set())
+        else:
+            raise _fail(stmt, "unexpected statement in init_params")

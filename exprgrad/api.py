@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 from .codegen import generate, safe_label
+from .ir import no_gc
 from .lower import Program, compile_program
 
 
@@ -56,7 +57,8 @@ def module_from_code(code: str, name: str, pseudo_file: str) -> types.ModuleType
     module.__file__ = pseudo_file
     lines = code.splitlines(keepends=True)
     linecache.cache[pseudo_file] = (len(code), None, lines, pseudo_file)
-    exec(compile(code, pseudo_file, "exec"), module.__dict__)  # noqa: S102 - generated, verified
+    with no_gc():
+        exec(compile(code, pseudo_file, "exec"), module.__dict__)  # noqa: S102 - verified
     return module
 
 

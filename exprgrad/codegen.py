@@ -28,7 +28,7 @@ from typing import Any
 from . import __version__
 from .diff import grad, hessian
 from .errors import ExprgradLimitError
-from .ir import Graph, Node, reachable
+from .ir import Graph, Node, no_gc, reachable
 from .limits import MAX_SCALAR_STATEMENTS
 from .lower import GENERATED_NAMES, Function, Program
 from .ops import HELPERS, OPS
@@ -312,6 +312,11 @@ def generate(program: Program, *, hessians: bool = False,
     With ``verify`` (the default) the text is checked against the allowlist of
     :mod:`exprgrad.verify` before it is returned.
     """
+    with no_gc():
+        return _generate(program, hessians, budget, verify)
+
+
+def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> str:
     writer = ModuleWriter(program, budget)
     graph = program.graph
     for fname, fn in program.functions.items():

@@ -28,7 +28,7 @@ from .errors import (
     ExprgradValueError,
     Span,
 )
-from .ir import Graph, Node, substitute
+from .ir import Graph, Node, no_gc, substitute
 from .limits import MAX_NODES
 from .nn import ACTIVATIONS, Net, ParamTensor, call_net, declare_net
 from .ops import BUILTINS, OPS, ShapeMismatch
@@ -78,6 +78,11 @@ class Program:
 def compile_program(text: str, filename: str = "<string>", *, allow_empty: bool = False
                     ) -> Program:
     """Parse and lower source text; errors carry the file name and text."""
+    with no_gc():
+        return _compile_program(text, filename, allow_empty)
+
+
+def _compile_program(text: str, filename: str, allow_empty: bool) -> Program:
     statements = parse(text, filename)
     try:
         if not statements and not allow_empty:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .ir import Graph, Node, Shape
@@ -584,6 +584,137 @@ def _simp_transpose(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Nod
 
 
 # ---------------------------------------------------------------------------------------------
+# numpy emitters for tensor ops. In numpy code every value that depends on the function's
+# arguments carries the batch as a leading axis ("batched"); parameters and constants do not.
+
+
+@dataclass(frozen=True)
+class NpCtx:
+    batched: Sequence[bool]  # per argument
+    shapes: Sequence[Shape]  # per-example shapes of the arguments
+    out: Shape
+    batch: str  # the expression for the batch size
+    consts: Sequence[float | None] = ()  # per argument: its value when it is a scalar constant
+
+
+def _np_pow(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    e = c.consts[1] if len(c.consts) > 1 else None
+    if e == 2.0:
+        return f"{a[0]} * {a[0]}"
+    return f"np.power({a[0]}, {a[1]})"
+
+
+def _shape_lse(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
+    if len(shapes[0]) != 1:
+        raise ShapeMismatch(f"logsumexp needs a vector, got {_shape_text(shapes[0])}")
+    return ()
+
+
+def _unroll_lse(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any,
+                shapes: Sequence[Shape], out: Shape) -> list[Any]:
+    """log(sum(exp(v))) computed stably: m + log(sum(exp(v - m))) with m = max(v)."""
+    items = elems[0]
+    m = items[0]
+    for item in items[1:]:
+        m = alg.scalar("max", [m, item])
+    total = _sum_chain(alg, [alg.scalar("exp", [alg.scalar("sub", [v, m])]) for v in items])
+    return [alg.scalar("add", [m, alg.scalar("log", [total])])]
+
+
+def _vjp_lse(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+             ) -> Sequence[Node | None]:
+    # d/dv log(sum(exp(v))) = softmax(v) = exp(v - out)
+    return (b.apply("mul", g, b.apply("exp", b.apply("sub", a[0], out))),)
+
+
+def _sym_lse(*items: Any) -> Any:
+    sympy = _sym()
+    return sympy.log(sum((sympy.exp(v) for v in items), sympy.Integer(0)))
+
+
+def _np_lse(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    v = a[0]
+    return f"np.log(np.sum(np.exp({v} - np.max({v}, -1)[..., None]), -1)) + np.max({v}, -1)"
+
+
+def _np_sum(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    rank = len(c.shapes[0])
+    if not c.batched[0] or rank == 0:
+        return f"np.sum({a[0]})" if not c.batched[0] else a[0]
+    axes = ", ".join(str(i) for i in range(1, rank + 1))
+    return f"np.sum({a[0]}, ({axes},))"
+
+
+def _np_dot(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    if any(c.batched):
+        return f"np.sum({a[0]} * {a[1]}, -1)"
+    return f"np.dot({a[0]}, {a[1]})"
+
+
+def _np_matmul(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    (ba, bb), (sa, sb) = c.batched, c.shapes
+    x, y = a
+    if len(sa) == 1 and len(sb) == 1:
+        return _np_dot(a, attr, c)
+    if not ba and not bb:
+        return f"np.matmul({x}, {y})"
+    if len(sb) == 1:  # (m,k) @ (k,)
+        if bb and not ba:
+            return f"np.matmul({y}, np.transpose({x}))"
+        if ba and not bb:
+            return f"np.matmul({x}, {y})"
+        return f"np.matmul({x}, {y}[:, :, None])[:, :, 0]"
+    if len(sa) == 1:  # (k,) @ (k,n)
+        if ba and bb:
+            return f"np.matmul({x}[:, None, :], {y})[:, 0, :]"
+        return f"np.matmul({x}, {y})"
+    return f"np.matmul({x}, {y})"
+
+
+def _np_transpose(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    return f"np.swapaxes({a[0]}, 1, 2)" if c.batched[0] else f"np.transpose({a[0]})"
+
+
+def _np_outer(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    return f"{a[0]}[..., :, None] * {a[1]}[..., None, :]"
+
+
+def _np_full(item: str, batched: bool, shape: Shape, c: NpCtx) -> str:
+    """An item as a batched array of its per-example shape."""
+    if batched:
+        return item
+    dims = ", ".join([c.batch, *map(str, shape)])
+    return f"np.broadcast_to({item}, ({dims},))"
+
+
+def _np_stack(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    if not any(c.batched):
+        return "np.stack((" + ", ".join(a) + ",))"
+    items = [_np_full(x, b, s, c) for x, b, s in zip(a, c.batched, c.shapes)]
+    return "np.stack((" + ", ".join(items) + ",), 1)"
+
+
+def _np_index(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    return f"{a[0]}[:, {attr}]" if c.batched[0] else f"{a[0]}[{attr}]"
+
+
+def _np_scatter(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    index, full = attr
+    zero = f"np.zeros_like({a[0]})"
+    items = [a[0] if i == index else zero for i in range(full[0])]
+    return "np.stack((" + ", ".join(items) + ",)" + (", 1)" if c.batched[0] else ")")
+
+
+def _np_broadcast(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    shape = tuple(attr)
+    if not c.batched[0]:
+        return f"np.broadcast_to({a[0]}, ({', '.join(map(str, shape))},))"
+    expand = ", ".join([":"] + ["None"] * len(shape))
+    dims = ", ".join([c.batch, *map(str, shape)])
+    return f"np.broadcast_to({a[0]}[{expand}], ({dims},))"
+
+
+# ---------------------------------------------------------------------------------------------
 # The table
 
 
@@ -596,7 +727,7 @@ class OpSpec:
     label: str
     ref: Callable[..., float] | None = None
     py: Callable[[Sequence[str], Sequence[float | None]], str] | None = None
-    np: Callable[[Sequence[str], Any], str] | None = None
+    np: Callable[[Sequence[str], Any, NpCtx], str] | None = None
     sym: Callable[..., Any] | None = None
     unroll: Callable[..., list[Any]] | None = None
     simplify: Callable[[Graph, Sequence[Node], Any, Shape], Node | None] | None = None
@@ -662,8 +793,8 @@ def _template(text: str) -> Callable[[Sequence[str], Sequence[float | None]], st
     return emit
 
 
-def _np_template(text: str) -> Callable[[Sequence[str], Any], str]:
-    def emit(a: Sequence[str], attr: Any) -> str:
+def _np_template(text: str) -> Callable[[Sequence[str], Any, NpCtx], str]:
+    def emit(a: Sequence[str], attr: Any, ctx: NpCtx) -> str:
         return text.format(*a)
 
     return emit
@@ -740,8 +871,8 @@ _register(
             "{0} * {1}", lambda a, b: a * b, simplify=_simp_mul),
     _binary("div", "/", _vjp_div, _h("_div"), _py_div, "{0} / {1}", lambda a, b: a / b,
             helpers=("_div",), simplify=_simp_div),
-    _binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "{0} ** {1}", lambda a, b: a**b,
-            helpers=("_pow", "_div"), simplify=_simp_pow),
+    replace(_binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "", lambda a, b: a**b,
+                    helpers=("_pow", "_div"), simplify=_simp_pow), np=_np_pow),
     _binary("max", "max", _vjp_max, _ref_max,
             lambda a, k: f"{a[0]} if {a[0]} >= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
             "np.where(({0} >= {1}) | np.isnan({1}), {0}, {1})",
@@ -779,23 +910,22 @@ _register(
            "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0)),
     _unary("sign", _vjp_none, _ref_sign, "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0)",
            "np.sign({0})", lambda a: _sym().sign(a)),
-    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, lambda a, attr: f"_sum({a[0]})",
-            builtin="sum"),
-    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, lambda a, attr: f"_dot({a[0]}, {a[1]})",
-            builtin="dot"),
+    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, builtin="sum"),
+    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, builtin="dot"),
+    _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, _np_lse, builtin="logsumexp"),
     _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
-            lambda a, attr: f"_matmul({a[0]}, {a[1]})", label="@"),
+            _np_matmul, label="@"),
     _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
-            lambda a, attr: f"_transpose({a[0]})", builtin="transpose",
+            _np_transpose, builtin="transpose",
             simplify=_simp_transpose),
     _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,
-            lambda a, attr: f"_outer({a[0]}, {a[1]})", builtin="outer"),
-    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, None, label="[...]"),
-    _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, None, simplify=_simp_index,
-            label="[i]"),
-    _tensor("scatter", 1, _scatter_shape, _vjp_scatter, _scatter_unroll, None,
+            _np_outer, builtin="outer"),
+    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, _np_stack, label="[...]"),
+    _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, _np_index,
+            simplify=_simp_index, label="[i]"),
+    _tensor("scatter", 1, _scatter_shape, _vjp_scatter, _scatter_unroll, _np_scatter,
             label="scatter"),
-    _tensor("broadcast", 1, _broadcast_shape, _vjp_broadcast, _broadcast_unroll, None,
+    _tensor("broadcast", 1, _broadcast_shape, _vjp_broadcast, _broadcast_unroll, _np_broadcast,
             simplify=_simp_broadcast, label="broadcast"),
 )
 

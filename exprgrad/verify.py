@@ -35,8 +35,9 @@ _NUMPY_ATTRS = {"tanh", "exp", "log", "log1p", "sqrt", "sin", "cos", "abs", "whe
                 "logaddexp", "isnan", "maximum", "minimum", "asarray", "float64", "sum", "dot",
                 "matmul", "outer", "newaxis", "inf", "nan", "zeros", "ones", "errstate",
                 "multiply", "add", "subtract", "negative", "transpose", "einsum", "stack",
-                "broadcast_to", "ascontiguousarray", "empty", "power", "divide", "full"}
-_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult)
+                "broadcast_to", "ascontiguousarray", "empty", "power", "divide", "full",
+                "reshape", "swapaxes", "zeros_like", "max"}
+_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult, ast.BitOr, ast.BitAnd)
 _CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 
 
@@ -83,6 +84,8 @@ def _expression(node: ast.AST, callables: set[str]) -> None:
             if not isinstance(n.ctx, ast.Load):
                 raise _fail(n, "assignment inside an expression")
         elif isinstance(n, ast.Constant):
+            if n.value is None or n.value is Ellipsis:
+                continue  # numpy indexing: x[:, None], x[..., 0]
             if not isinstance(n.value, (int, float)) or isinstance(n.value, bool):
                 raise _fail(n, f"constant {n.value!r}")
         elif isinstance(n, ast.BinOp) and isinstance(n.op, _BINOPS):
@@ -131,10 +134,27 @@ def _target(node: ast.AST) -> None:
         n = stack.pop()
         if isinstance(n, ast.Name):
             _check_name(n, n.id)
+        elif isinstance(n, ast.Subscript) and _local_base(n.value):
+            _expression(n.slice, set())  # numpy code fills its gradient array by slices
         elif isinstance(n, (ast.Tuple, ast.List)):
             stack.extend(n.elts)
         else:
             raise _fail(n, f"assignment to {type(n).__name__}")
+
+
+def _local_base(node: ast.AST) -> bool:
+    """``_g`` or ``np.reshape(_g[...], ...)``: an array the function itself created."""
+    if isinstance(node, ast.Name):
+        return node.id.startswith("_") and "__" not in node.id
+    if isinstance(node, ast.Subscript):
+        return _local_base(node.value)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+            isinstance(node.func.value, ast.Name) and node.func.value.id == "np" and \
+            node.func.attr == "reshape" and node.args:
+        for extra in node.args[1:]:
+            _expression(extra, set())
+        return _local_base(node.args[0])
+    return False
 
 
 def _function(fn: ast.FunctionDef, callables: set[str]) -> None:

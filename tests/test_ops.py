@@ -163,7 +163,7 @@ def test_tensor_rule_matches_finite_differences(name: str) -> None:
     from exprgrad.diff import grad
     from exprgrad.ops import _EvalAlgebra
 
-    shapes = {"sum": [(3,)], "dot": [(3,), (3,)], "matmul": [(2, 3), (3,)],
+    shapes = {"sum": [(3,)], "logsumexp": [(4,)], "dot": [(3,), (3,)], "matmul": [(2, 3), (3,)],
               "transpose": [(2, 3)], "outer": [(2,), (3,)], "stack": [(), (), ()],
               "index": [(3,)], "scatter": [()], "broadcast": [()]}[name]
     attr = {"index": 1, "scatter": (1, (3,)), "broadcast": (4,)}.get(name)

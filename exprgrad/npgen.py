@@ -119,13 +119,13 @@ class _Writer:
             if node.id in env:
                 continue
             if node.op == "const":
-                value = float(node.attr)
+                number = float(node.attr)
                 if node.shape == ():
-                    env[node.id] = (fmt_const(value), False)
+                    env[node.id] = (fmt_const(number), False)
                 else:
                     local = self.fresh(None)
                     dims = ", ".join(map(str, node.shape))
-                    body.append(f"    {local} = np.full(({dims},), {fmt_const(value)})")
+                    body.append(f"    {local} = np.full(({dims},), {fmt_const(number)})")
                     env[node.id] = (local, False)
                 continue
             if node.op == "custom":
@@ -138,9 +138,9 @@ class _Writer:
             args = [env[a.id] for a in node.args]
             batched = [b for _, b in args]
             texts = [t for t, _ in args]
-            spec = OPS[node.op]
-            assert spec.np is not None, f"{node.op} has no numpy emitter"
-            if spec.elementwise and any(batched):
+            op = OPS[node.op]
+            assert op.np is not None, f"{node.op} has no numpy emitter"
+            if op.elementwise and any(batched):
                 rank = len(node.shape)
                 texts = [t + ("[" + ", ".join([":"] + ["None"] * (rank - len(a.shape))) + "]"
                               if b and len(a.shape) < rank else "")
@@ -148,7 +148,7 @@ class _Writer:
             consts = [float(a.attr) if a.op == "const" and a.shape == () else None
                       for a in node.args]
             ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts)
-            expr = spec.np(texts, node.attr, ctx)
+            expr = op.np(texts, node.attr, ctx)
             local = self.fresh(graph.names.get(node.id))
             body.append(f"    {local} = {expr}")
             env[node.id] = (local, any(batched))
@@ -160,7 +160,7 @@ class _Writer:
         elif param_grads is not None:
             total = len(program.param_order)
             body.append(f"    _g = np.empty({total})")
-            for (t, pt), g in zip(program.params.items(), param_grads):
+            for t, g in zip(program.params, param_grads):
                 if g.id in env and not env[g.id][1]:
                     text = env[g.id][0]
                 else:

@@ -426,6 +426,27 @@ def predictor(program: Program, config: TrainConfig) -> Function | None:
     return fn
 
 
+def accuracy(preds: list[Any], targets: list[Any]) -> float | None:
+    """Classification accuracy when the targets look like labels: -1/+1 (the sign decides),
+    0/1 (0.5 decides) or one-hot vectors (the largest output decides); else None."""
+    if not preds or len(preds) != len(targets):
+        return None
+    if all(isinstance(t, float) for t in targets):
+        labels = set(targets)
+        if labels <= {-1.0, 1.0}:
+            hits = sum((p > 0) == (t > 0) for p, t in zip(preds, targets))
+        elif labels <= {0.0, 1.0}:
+            hits = sum((p > 0.5) == (t > 0.5) for p, t in zip(preds, targets))
+        else:
+            return None
+        return hits / len(targets)
+    if all(isinstance(t, list) and sorted(t)[-1] == 1.0 and sum(t) == 1.0 for t in targets):
+        hits = sum(max(range(len(p)), key=p.__getitem__) == t.index(1.0)
+                   for p, t in zip(preds, targets) if isinstance(p, list))
+        return hits / len(targets)
+    return None
+
+
 def predictions(program: Program, fn: Function, params: list[float],
                 inputs: list[list[Any]]) -> list[Any]:
     from .api import module_from_code
@@ -479,8 +500,10 @@ def train_cli(args: argparse.Namespace) -> int:
             raise ExprgradValueError("--plot writes a .png or .svg file")
     pred_fn = predictor(program, config)
     preds: list[Any] = []
-    if pred_fn is not None and len(examples) <= 20:
+    if pred_fn is not None and len(examples) <= 5000:
         preds = predictions(program, pred_fn, result.params, examples)
+    targets = [ex[-1] for ex in examples]
+    acc = accuracy(preds, targets)
     summary = {
         "file": args.file, "loss_function": config.loss, "optimizer": config.optimizer,
         "lr": config.lr, "steps": result.steps, "final_loss": last,
@@ -490,9 +513,11 @@ def train_cli(args: argparse.Namespace) -> int:
         "examples": len(examples), "seed": config.seed, "backend": result.backend,
         "stopped": result.stopped,
     }
-    if preds:
+    if acc is not None:
+        summary["accuracy"] = acc
+    if preds and len(examples) <= 20:
         summary["predictions"] = preds
-        summary["targets"] = [ex[-1] for ex in examples]
+        summary["targets"] = targets
     if args.json:
         from .evaluate import jsonable
 
@@ -504,7 +529,10 @@ def train_cli(args: argparse.Namespace) -> int:
               f"(lr {config.lr}) in {result.seconds:.2f}s "
               f"({summary['steps_per_second']} steps/s, {result.backend} backend)")
         print(f"final loss: {last:.6g}")
-        if preds:
+        if acc is not None:
+            print(f"training accuracy: {100 * acc:.1f}% ({round(acc * len(examples))} of "
+                  f"{len(examples)})")
+        if preds and len(examples) <= 20:
             print("prediction    target")
             for p, ex in zip(preds, examples):
                 shown = f"{p:+.6f}" if isinstance(p, float) else str(p)

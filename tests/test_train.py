@@ -147,3 +147,22 @@ def test_csv_data_and_progress_output(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "step 200/200" in result.stderr and "steps/s" in result.stderr
     assert "final loss" in result.stdout and "prediction" in result.stdout
+
+
+def test_moons_reaches_97_percent_training_accuracy() -> None:
+    result = run_cli("train", "examples/moons.exg", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["examples"] == 100 and summary["backend"] == "numpy"
+    assert summary["accuracy"] >= 0.97, summary
+
+
+def test_moons_data_script_reproduces_the_shipped_csv(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    script = tmp_path / "make_moons.py"
+    shutil.copy(EXAMPLES / "data" / "make_moons.py", script)
+    subprocess.run([sys.executable, str(script)], check=True, capture_output=True)
+    assert (tmp_path / "moons.csv").read_text() == (EXAMPLES / "data" / "moons.csv").read_text()

@@ -251,7 +251,7 @@ class ModuleWriter:
                 elems = self._rename(alg, start, elems, ident_part(user), named, node.size)
             env[node.id] = elems
         returned = returns([env[r.id] for r in roots])
-        body = _dce(alg.stmts, returned)
+        body = _fuse(_dce(alg.stmts, returned), returned)
         self.statements += len(body)
         lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""', *prologue]
         last_line: int | None = -1
@@ -288,6 +288,40 @@ class ModuleWriter:
 
 
 _NAME_USE = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+
+
+#: the most operations one fused statement may hold (keeps nesting shallow for CPython)
+FUSE_LIMIT = 12
+_TEMP = re.compile(r"\b_t\d+\b")
+_ATOM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(\([^()]*\))?$")
+
+
+def _fuse(stmts: list[list[Any]], returned: str) -> list[list[Any]]:
+    """Inline each unnamed temporary used exactly once into its user on the same source line,
+    up to FUSE_LIMIT operations per statement: fewer loads and stores, same arithmetic in the
+    same order (parentheses keep the evaluation order of the unfused code)."""
+    uses: dict[str, int] = {}
+    for stmt in stmts:
+        for name in _TEMP.findall(stmt[1]):
+            uses[name] = uses.get(name, 0) + 1
+    for name in _TEMP.findall(returned):
+        uses[name] = uses.get(name, 0) + 2  # never inline into the return
+    where = {stmt[0]: i for i, stmt in enumerate(stmts)}
+    ops = [1] * len(stmts)
+    gone = [False] * len(stmts)
+    for i, stmt in enumerate(stmts):
+        for name in dict.fromkeys(_TEMP.findall(stmt[1])):
+            j = where.get(name)
+            if j is None or j >= i or gone[j] or uses.get(name) != 1:
+                continue
+            if stmts[j][2] != stmt[2] or ops[i] + ops[j] > FUSE_LIMIT:
+                continue
+            inner = stmts[j][1]
+            text = inner if _ATOM.match(inner) else f"({inner})"
+            stmt[1] = re.sub(rf"\b{name}\b", lambda _m, t=text: t, stmt[1], count=1)
+            ops[i] += ops[j]
+            gone[j] = True
+    return [stmt for stmt, dead in zip(stmts, gone) if not dead]
 
 
 def _dce(stmts: list[list[Any]], returned: str) -> list[list[Any]]:

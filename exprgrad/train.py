@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import math
+import operator
 import random
 import sys
 import time
@@ -345,12 +346,11 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         loss_grad = getattr(module, fn.name + "_grad")
 
         def batch_grad(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
-            total = 0.0
-            acc = [0.0] * len(params)
-            for i in idx:
+            total, acc = loss_grad(params, *examples[idx[0]])
+            for i in idx[1:]:
                 value, g = loss_grad(params, *examples[i])
                 total += value
-                acc = [a + b for a, b in zip(acc, g)]
+                acc = list(map(operator.add, acc, g))
             return total, acc
 
     rng = random.Random(config.seed)

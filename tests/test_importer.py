@@ -185,7 +185,7 @@ def test_traceback_points_into_generated_code(project: Path) -> None:
     """, project)
     filename, line, name = result.stdout.splitlines()
     assert filename.endswith("__pycache__/model.exg.py")
-    assert line == "_t1 = math.tanh(a)" and name == "g"
+    assert line == "_t4 = math.tanh(a) - (_t2 * _t2 * _t2)" and name == "g"
     source = Path(filename).read_text().splitlines()
-    index = source.index("    _t1 = math.tanh(a)")
+    index = source.index("    _t2 = 0.0 if b <= 0.0 else b")
     assert source[index - 1] == "    # line 9"  # the comment names the .exg line

@@ -119,16 +119,20 @@ def test_exotic_file_name_on_disk(tmp_path: Path) -> None:
 
 
 def test_the_allowlist_rejects_what_the_emitter_never_writes() -> None:
-    good = exprgrad.compile_source("def f(x):\n    return exp(x) * x\n")
+    good = exprgrad.compile_source("def f(x):\n    y = exp(x) * x\n    return y * 2\n")
     verify_module(good)
+    line = "    _y = _exp(x) * x\n"
+    assert line in good and "    return _t3\n" in good
     attacks = [
         good + "\nimport os\n",
         good + "\n__import__('os')\n",
-        good.replace("return _t2", "return __import__('os')"),
-        good.replace("_t1 = _exp(x)", "_t1 = x.__class__"),
-        good.replace("_t1 = _exp(x)", "_t1 = open('x')"),
-        good.replace("_t1 = _exp(x)", "_t1 = 'text'"),
-        good.replace("_t1 = _exp(x)", "_t1 = (lambda: 1)()"),
+        good.replace("    return _t3\n", "    return __import__('os')\n"),
+        good.replace(line, "    _y = x.__class__\n"),
+        good.replace(line, "    _y = open('x')\n"),
+        good.replace(line, "    _y = 'text'\n"),
+        good.replace(line, "    _y = (lambda: 1)()\n"),
+        good.replace(line, "    _y = [v for v in x]\n"),
+        good.replace(line, "    import os\n"),
         good.replace("        return math.inf", "        return __import__('os')"),
         good + "\nclass A:\n    pass\n",
         good + "\nEXPRGRAD_VERSION = open('x')\n",

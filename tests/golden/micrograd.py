@@ -31,57 +31,39 @@ def init_params(seed=0):
 def sanity(x):
     """sanity(x) from line 5."""
     # line 6
-    _t1 = 2.0 * x
-    _t2 = _t1 + 2.0
-    _z = _t2 + x
+    _z = ((2.0 * x) + 2.0) + x
     # line 7
-    _t4 = 0.0 if _z <= 0.0 else _z
-    _t5 = _z * x
-    _q = _t4 + _t5
+    _q = (0.0 if _z <= 0.0 else _z) + (_z * x)
     # line 8
     _t7 = _z * _z
     _h = 0.0 if _t7 <= 0.0 else _t7
     # line 9
-    _t9 = _h + _q
-    _t10 = _q * x
-    _y = _t9 + _t10
+    _y = (_h + _q) + (_q * x)
     return _y
 
 
 def sanity_grad(x):
     """(value, gradient with respect to each argument) of sanity."""
     # line 6
-    _t1 = 2.0 * x
-    _t2 = _t1 + 2.0
-    _z = _t2 + x
+    _z = ((2.0 * x) + 2.0) + x
     # line 7
-    _t4 = 0.0 if _z <= 0.0 else _z
-    _t5 = _z * x
-    _q = _t4 + _t5
+    _q = (0.0 if _z <= 0.0 else _z) + (_z * x)
     # line 8
     _t7 = _z * _z
     _h = 0.0 if _t7 <= 0.0 else _t7
     # line 9
-    _t9 = _h + _q
-    _t10 = _q * x
-    _y = _t9 + _t10
+    _y = (_h + _q) + (_q * x)
     _dq = x + 1.0
     # line 8
-    _t13 = 1.0 if _t7 > 0.0 else 0.0
-    _dz = _t13 * _z
+    _dz = (1.0 if _t7 > 0.0 else 0.0) * _z
     _dz2 = _dz + _dz
     # line 7
-    _t16 = _dq * x
-    _t17 = _dq * _z
-    _dz3 = _dz2 + _t16
-    _dx = _q + _t17
-    _t20 = 1.0 if _z > 0.0 else 0.0
-    _t21 = _dq * _t20
-    _dz4 = _dz3 + _t21
+    _dz3 = _dz2 + (_dq * x)
+    _dx = _q + (_dq * _z)
+    _dz4 = _dz3 + (_dq * (1.0 if _z > 0.0 else 0.0))
     # line 6
     _dx2 = _dx + _dz4
-    _t24 = _dz4 * 2.0
-    _dx3 = _dx2 + _t24
+    _dx3 = _dx2 + (_dz4 * 2.0)
     return _y, (_dx3,)
 
 
@@ -90,29 +72,17 @@ def more_ops(a, b):
     # line 13
     _c = a + b
     # line 14
-    _t2 = a * b
-    _t3 = b * b * b
-    _d = _t2 + _t3
+    _d = (a * b) + (b * b * b)
     # line 15
-    _t5 = _c + 1.0
-    _c2 = _c + _t5
+    _c2 = _c + (_c + 1.0)
     # line 16
-    _t7 = 1.0 + _c2
-    _t8 = -a
-    _t9 = _t7 + _t8
-    _c3 = _c2 + _t9
+    _c3 = _c2 + ((1.0 + _c2) + (-a))
     # line 17
-    _t11 = _d * 2.0
     _t12 = b + a
-    _t13 = 0.0 if _t12 <= 0.0 else _t12
-    _t14 = _t11 + _t13
-    _d2 = _d + _t14
+    _d2 = _d + ((_d * 2.0) + (0.0 if _t12 <= 0.0 else _t12))
     # line 18
-    _t16 = 3.0 * _d2
     _t17 = b - a
-    _t18 = 0.0 if _t17 <= 0.0 else _t17
-    _t19 = _t16 + _t18
-    _d3 = _d2 + _t19
+    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t17 <= 0.0 else _t17))
     # line 19
     _e = _c3 - _d3
     # line 20
@@ -120,8 +90,7 @@ def more_ops(a, b):
     # line 21
     _g = _f / 2.0
     # line 22
-    _t24 = _div(10.0, _f)
-    _g2 = _g + _t24
+    _g2 = _g + _div(10.0, _f)
     return _g2
 
 
@@ -130,29 +99,17 @@ def more_ops_grad(a, b):
     # line 13
     _c = a + b
     # line 14
-    _t2 = a * b
-    _t3 = b * b * b
-    _d = _t2 + _t3
+    _d = (a * b) + (b * b * b)
     # line 15
-    _t5 = _c + 1.0
-    _c2 = _c + _t5
+    _c2 = _c + (_c + 1.0)
     # line 16
-    _t7 = 1.0 + _c2
-    _t8 = -a
-    _t9 = _t7 + _t8
-    _c3 = _c2 + _t9
+    _c3 = _c2 + ((1.0 + _c2) + (-a))
     # line 17
-    _t11 = _d * 2.0
     _t12 = b + a
-    _t13 = 0.0 if _t12 <= 0.0 else _t12
-    _t14 = _t11 + _t13
-    _d2 = _d + _t14
+    _d2 = _d + ((_d * 2.0) + (0.0 if _t12 <= 0.0 else _t12))
     # line 18
-    _t16 = 3.0 * _d2
     _t17 = b - a
-    _t18 = 0.0 if _t17 <= 0.0 else _t17
-    _t19 = _t16 + _t18
-    _d3 = _d2 + _t19
+    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t17 <= 0.0 else _t17))
     # line 19
     _e = _c3 - _d3
     # line 20
@@ -162,42 +119,31 @@ def more_ops_grad(a, b):
     # line 22
     _t24 = _div(10.0, _f)
     _g2 = _g + _t24
-    _t26 = _div(_t24, _f)
-    _df = -_t26
+    _df = -_div(_t24, _f)
     # line 21
     _df2 = _df + 0.5
     # line 20
-    _t29 = 2.0 * _e
-    _de = _df2 * _t29
+    _de = _df2 * (2.0 * _e)
     # line 19
     _dd = -_de
     # line 18
-    _t32 = 1.0 if _t17 > 0.0 else 0.0
-    _db = _dd * _t32
+    _db = _dd * (1.0 if _t17 > 0.0 else 0.0)
     _da = -_db
-    _t35 = _dd * 3.0
-    _dd2 = _dd + _t35
+    _dd2 = _dd + (_dd * 3.0)
     # line 17
-    _t37 = 1.0 if _t12 > 0.0 else 0.0
-    _t38 = _dd2 * _t37
+    _t38 = _dd2 * (1.0 if _t12 > 0.0 else 0.0)
     _db2 = _db + _t38
     _da2 = _da + _t38
-    _t41 = _dd2 * 2.0
-    _dd3 = _dd2 + _t41
+    _dd3 = _dd2 + (_dd2 * 2.0)
     # line 16
     _da3 = _da2 + _dd
     _dc = _de + _de
     # line 15
     _dc2 = _dc + _dc
     # line 14
-    _t46 = b * b
-    _t47 = 3.0 * _t46
-    _t48 = _dd3 * _t47
-    _db3 = _db2 + _t48
-    _t50 = _dd3 * b
-    _t51 = _dd3 * a
-    _da4 = _da3 + _t50
-    _db4 = _db3 + _t51
+    _db3 = _db2 + (_dd3 * (3.0 * (b * b)))
+    _da4 = _da3 + (_dd3 * b)
+    _db4 = _db3 + (_dd3 * a)
     # line 13
     _da5 = _da4 + _dc2
     _db5 = _db4 + _dc2

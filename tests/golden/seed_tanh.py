@@ -37,24 +37,18 @@ def init_params(seed=0):
 def seed_tanh(x):
     """seed_tanh(x) from line 11."""
     # line 12
-    _t1 = 2.0 * x
-    _e = _exp(_t1)
+    _e = _exp((2.0 * x))
     # line 13
-    _t3 = _e - 1.0
-    _t4 = _e + 1.0
-    _t = _div(_t3, _t4)
+    _t = _div((_e - 1.0), (_e + 1.0))
     return _t
 
 
 def seed_tanh_grad(x):
     """(value, gradient with respect to each argument) of seed_tanh."""
     # line 12
-    _t1 = 2.0 * x
-    _e = _exp(_t1)
+    _e = _exp((2.0 * x))
     # line 13
-    _t3 = _e - 1.0
-    _t4 = _e + 1.0
-    _t = _div(_t3, _t4)
+    _t = _div((_e - 1.0), (_e + 1.0))
     # line 14
     _t6 = _t * _t
     _dx = 1.0 - _t6
@@ -64,25 +58,18 @@ def seed_tanh_grad(x):
 def fixed_tanh(x):
     """fixed_tanh(x) from line 17."""
     # line 18
-    _t1 = 2.0 * x
-    _e = _exp(_t1)
+    _e = _exp((2.0 * x))
     # line 19
-    _t3 = _e - 1.0
-    _t4 = _e + 1.0
-    _t = _div(_t3, _t4)
+    _t = _div((_e - 1.0), (_e + 1.0))
     return _t
 
 
 def fixed_tanh_grad(x):
     """(value, gradient with respect to each argument) of fixed_tanh."""
     # line 18
-    _t1 = 2.0 * x
-    _e = _exp(_t1)
+    _e = _exp((2.0 * x))
     # line 19
-    _t3 = _e - 1.0
-    _t4 = _e + 1.0
-    _t = _div(_t3, _t4)
+    _t = _div((_e - 1.0), (_e + 1.0))
     # line 20
-    _t6 = _t * _t
-    _dx = 1.0 - _t6
+    _dx = 1.0 - (_t * _t)
     return _t, (_dx,)

@@ -45,21 +45,9 @@ def loss(params, x, y):
     (_x_0, _x_1) = x
     (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
     # line 5
-    _t1 = _n_layers_0_w_0_0 * _x_0
-    _t2 = _n_layers_0_w_0_1 * _x_1
-    _t3 = _t1 + _t2
-    _t4 = _n_layers_0_w_1_0 * _x_0
-    _t5 = _n_layers_0_w_1_1 * _x_1
-    _t6 = _t4 + _t5
-    _t7 = _t3 + _n_layers_0_b_0
-    _t8 = _t6 + _n_layers_0_b_1
-    _t9 = 0.0 if _t7 <= 0.0 else _t7
-    _t10 = 0.0 if _t8 <= 0.0 else _t8
-    _t11 = _n_layers_1_w_0_0 * _t9
-    _t12 = _n_layers_1_w_0_1 * _t10
-    _t13 = _t11 + _t12
-    _t14 = _t13 + _n_layers_1_b_0
-    _t15 = _t14 - y
+    _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0
+    _t8 = ((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + _n_layers_0_b_1
+    _t15 = (((_n_layers_1_w_0_0 * (0.0 if _t7 <= 0.0 else _t7)) + (_n_layers_1_w_0_1 * (0.0 if _t8 <= 0.0 else _t8))) + _n_layers_1_b_0) - y
     _t16 = _t15 * _t15
     return _t16
 
@@ -69,31 +57,17 @@ def loss_grad(params, x, y):
     (_x_0, _x_1) = x
     (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
     # line 5
-    _t1 = _n_layers_0_w_0_0 * _x_0
-    _t2 = _n_layers_0_w_0_1 * _x_1
-    _t3 = _t1 + _t2
-    _t4 = _n_layers_0_w_1_0 * _x_0
-    _t5 = _n_layers_0_w_1_1 * _x_1
-    _t6 = _t4 + _t5
-    _t7 = _t3 + _n_layers_0_b_0
-    _t8 = _t6 + _n_layers_0_b_1
+    _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0
+    _t8 = ((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + _n_layers_0_b_1
     _t9 = 0.0 if _t7 <= 0.0 else _t7
     _t10 = 0.0 if _t8 <= 0.0 else _t8
-    _t11 = _n_layers_1_w_0_0 * _t9
-    _t12 = _n_layers_1_w_0_1 * _t10
-    _t13 = _t11 + _t12
-    _t14 = _t13 + _n_layers_1_b_0
-    _t15 = _t14 - y
+    _t15 = (((_n_layers_1_w_0_0 * _t9) + (_n_layers_1_w_0_1 * _t10)) + _n_layers_1_b_0) - y
     _t16 = _t15 * _t15
     _t17 = 2.0 * _t15
     _t18 = _t17 * _t9
     _t19 = _t17 * _t10
-    _t20 = _n_layers_1_w_0_0 * _t17
-    _t21 = _n_layers_1_w_0_1 * _t17
-    _t22 = 1.0 if _t7 > 0.0 else 0.0
-    _t23 = 1.0 if _t8 > 0.0 else 0.0
-    _t24 = _t20 * _t22
-    _t25 = _t21 * _t23
+    _t24 = (_n_layers_1_w_0_0 * _t17) * (1.0 if _t7 > 0.0 else 0.0)
+    _t25 = (_n_layers_1_w_0_1 * _t17) * (1.0 if _t8 > 0.0 else 0.0)
     _t26 = _t24 * _x_0
     _t27 = _t24 * _x_1
     _t28 = _t25 * _x_0

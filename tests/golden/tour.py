@@ -70,60 +70,40 @@ def init_params(seed=0):
 def f(x, y):
     """f(x, y) from line 3."""
     # line 4
-    _t1 = x * y
-    _t2 = _sin(x)
-    _z = _t1 + _t2
+    _z = (x * y) + _sin(x)
     # line 5
     _z2 = _z * 2.0
     # line 6
-    _t5 = _z2 * _z2
-    _t6 = -y
-    _t7 = _exp(_t6)
-    _t8 = 1.0 + _t7
-    _t9 = _div(_t5, _t8)
+    _t9 = _div((_z2 * _z2), (1.0 + (_exp((-y)))))
     return _t9
 
 
 def f_grad(x, y):
     """(value, gradient with respect to each argument) of f."""
     # line 4
-    _t1 = x * y
-    _t2 = _sin(x)
-    _z = _t1 + _t2
+    _z = (x * y) + _sin(x)
     # line 5
     _z2 = _z * 2.0
     # line 6
-    _t5 = _z2 * _z2
-    _t6 = -y
-    _t7 = _exp(_t6)
+    _t7 = _exp((-y))
     _t8 = 1.0 + _t7
-    _t9 = _div(_t5, _t8)
-    _t10 = _div(1.0, _t8)
-    _t11 = _div(_t9, _t8)
-    _t12 = -_t11
-    _t13 = _t12 * _t7
-    _dy = -_t13
-    _t15 = 2.0 * _z2
-    _dz = _t10 * _t15
+    _t9 = _div((_z2 * _z2), _t8)
+    _dy = -((-_div(_t9, _t8)) * _t7)
+    _dz = _div(1.0, _t8) * (2.0 * _z2)
     # line 5
     _dz2 = _dz * 2.0
     # line 4
-    _t18 = _cos(x)
-    _dx = _dz2 * _t18
-    _t20 = _dz2 * y
-    _t21 = _dz2 * x
-    _dx2 = _dx + _t20
-    _dy2 = _dy + _t21
+    _dx = _dz2 * _cos(x)
+    _dx2 = _dx + (_dz2 * y)
+    _dy2 = _dy + (_dz2 * x)
     return _t9, (_dx2, _dy2)
 
 
 def g(a, b):
     """g(a, b) from line 8."""
     # line 9
-    _t1 = math.tanh(a)
     _t2 = 0.0 if b <= 0.0 else b
-    _t3 = _t2 * _t2 * _t2
-    _t4 = _t1 - _t3
+    _t4 = math.tanh(a) - (_t2 * _t2 * _t2)
     return _t4
 
 
@@ -132,15 +112,9 @@ def g_grad(a, b):
     # line 9
     _t1 = math.tanh(a)
     _t2 = 0.0 if b <= 0.0 else b
-    _t3 = _t2 * _t2 * _t2
-    _t4 = _t1 - _t3
-    _t5 = _t2 * _t2
-    _t6 = 3.0 * _t5
-    _t7 = -_t6
-    _t8 = 1.0 if b > 0.0 else 0.0
-    _db = _t7 * _t8
-    _t10 = _t1 * _t1
-    _da = 1.0 - _t10
+    _t4 = _t1 - (_t2 * _t2 * _t2)
+    _db = (-(3.0 * (_t2 * _t2))) * (1.0 if b > 0.0 else 0.0)
+    _da = 1.0 - (_t1 * _t1)
     return _t4, (_da, _db)
 
 
@@ -149,13 +123,7 @@ def softmax2(u, v):
     # line 12
     _m = u if u >= v or v != v else v
     # line 13
-    _t2 = u - _m
-    _t3 = _exp(_t2)
-    _t4 = v - _m
-    _t5 = _exp(_t4)
-    _t6 = _t3 + _t5
-    _t7 = _log(_t6)
-    _lse = _m + _t7
+    _lse = _m + (_log(((_exp((u - _m))) + (_exp((v - _m))))))
     # line 14
     _t9 = u - _lse
     _t10 = v - _lse
@@ -167,30 +135,23 @@ def softmax2_grad(u, v):
     # line 12
     _m = u if u >= v or v != v else v
     # line 13
-    _t2 = u - _m
-    _t3 = _exp(_t2)
-    _t4 = v - _m
-    _t5 = _exp(_t4)
+    _t3 = _exp((u - _m))
+    _t5 = _exp((v - _m))
     _t6 = _t3 + _t5
-    _t7 = _log(_t6)
-    _lse = _m + _t7
+    _lse = _m + _log(_t6)
     # line 14
     _t9 = u - _lse
     _t10 = v - _lse
     # line 13
     _t11 = _div((-1.0), _t6)
     _dv = _t11 * _t5
-    _t13 = -_dv
-    _dm = (-1.0) + _t13
+    _dm = (-1.0) + (-_dv)
     _du = _t11 * _t3
-    _t16 = -_du
     _du2 = 1.0 + _du
-    _dm2 = _dm + _t16
+    _dm2 = _dm + (-_du)
     # line 12
-    _t19 = v - u
-    _t20 = 1.0 if _t19 > 0.0 else 0.0
-    _t21 = 1.0 - _t20
-    _t22 = _dm2 * _t21
+    _t20 = 1.0 if (v - u) > 0.0 else 0.0
+    _t22 = _dm2 * (1.0 - _t20)
     _t23 = _dm2 * _t20
     _du3 = _du2 + _t22
     _dv2 = _dv + _t23
@@ -205,89 +166,39 @@ def softmax2_grad(u, v):
 def h(x, y):
     """h(x, y) from line 16."""
     # line 17
-    _t1 = x * y
-    _t2 = _sin(x)
-    _z = _t1 + _t2
+    _z = (x * y) + _sin(x)
     _z2 = _z * 2.0
-    _t5 = _z2 * _z2
     _t6 = -y
-    _t7 = _exp(_t6)
-    _t8 = 1.0 + _t7
-    _t9 = _div(_t5, _t8)
-    _t10 = math.tanh(x)
     _t11 = 0.0 if y <= 0.0 else y
-    _t12 = _t11 * _t11 * _t11
-    _t13 = _t10 - _t12
-    _t14 = _sigmoid(x)
-    _t15 = _t13 * _t14
-    _t16 = _t9 + _t15
-    _t17 = _softplus(_t6)
-    _t18 = _t16 + _t17
-    _t19 = x * x
-    _t20 = _t19 + 1.0
-    _t21 = _sqrt(_t20)
-    _t22 = _t18 + _t21
+    _t18 = ((_div((_z2 * _z2), (1.0 + _exp(_t6)))) + ((math.tanh(x) - (_t11 * _t11 * _t11)) * _sigmoid(x))) + _softplus(_t6)
+    _t22 = _t18 + (_sqrt(((x * x) + 1.0)))
     return _t22
 
 
 def h_grad(x, y):
     """(value, gradient with respect to each argument) of h."""
     # line 17
-    _t1 = x * y
-    _t2 = _sin(x)
-    _z = _t1 + _t2
+    _z = (x * y) + _sin(x)
     _z2 = _z * 2.0
-    _t5 = _z2 * _z2
     _t6 = -y
     _t7 = _exp(_t6)
     _t8 = 1.0 + _t7
-    _t9 = _div(_t5, _t8)
+    _t9 = _div((_z2 * _z2), _t8)
     _t10 = math.tanh(x)
     _t11 = 0.0 if y <= 0.0 else y
-    _t12 = _t11 * _t11 * _t11
-    _t13 = _t10 - _t12
+    _t13 = _t10 - (_t11 * _t11 * _t11)
     _t14 = _sigmoid(x)
-    _t15 = _t13 * _t14
-    _t16 = _t9 + _t15
-    _t17 = _softplus(_t6)
-    _t18 = _t16 + _t17
-    _t19 = x * x
-    _t20 = _t19 + 1.0
-    _t21 = _sqrt(_t20)
-    _t22 = _t18 + _t21
-    _t23 = _div(0.5, _t21)
-    _dx = _t23 * x
+    _t21 = _sqrt(((x * x) + 1.0))
+    _t22 = ((_t9 + (_t13 * _t14)) + _softplus(_t6)) + _t21
+    _dx = _div(0.5, _t21) * x
     _dx2 = _dx + _dx
-    _t26 = _sigmoid(_t6)
-    _t27 = 1.0 - _t14
-    _t28 = _t14 * _t27
-    _t29 = _t13 * _t28
-    _dx3 = _dx2 + _t29
-    _t31 = -_t14
-    _t32 = _t11 * _t11
-    _t33 = 3.0 * _t32
-    _t34 = _t31 * _t33
-    _t35 = 1.0 if y > 0.0 else 0.0
-    _dy = _t34 * _t35
-    _t37 = _t10 * _t10
-    _t38 = 1.0 - _t37
-    _t39 = _t14 * _t38
-    _dx4 = _dx3 + _t39
-    _t41 = _div(1.0, _t8)
-    _t42 = _div(_t9, _t8)
-    _t43 = -_t42
-    _t44 = _t43 * _t7
-    _t45 = _t26 + _t44
-    _t46 = -_t45
-    _dy2 = _dy + _t46
-    _t48 = 2.0 * _z2
-    _dz = _t41 * _t48
+    _dx3 = _dx2 + (_t13 * (_t14 * (1.0 - _t14)))
+    _dy = ((-_t14) * (3.0 * (_t11 * _t11))) * (1.0 if y > 0.0 else 0.0)
+    _dx4 = _dx3 + (_t14 * (1.0 - (_t10 * _t10)))
+    _dy2 = _dy + (-(_sigmoid(_t6) + ((-_div(_t9, _t8)) * _t7)))
+    _dz = _div(1.0, _t8) * (2.0 * _z2)
     _dz2 = _dz * 2.0
-    _t51 = _cos(x)
-    _t52 = _dz2 * _t51
-    _dx5 = _dx4 + _t52
-    _t54 = _dz2 * y
-    _t55 = _dz2 * x
-    _dx6 = _dx5 + _t54
-    _dy3 = _dy2 + _t55
+    _dx5 = _dx4 + (_dz2 * _cos(x))
+    _dx6 = _dx5 + (_dz2 * y)
+    _dy3 = _dy2 + (_dz2 * x)
     return _t22, (_dx6, _dy3)

@@ -318,10 +318,17 @@ def _fuse(stmts: list[list[Any]], returned: str) -> list[list[Any]]:
                 continue
             inner = stmts[j][1]
             text = inner if _ATOM.match(inner) else f"({inner})"
-            stmt[1] = re.sub(rf"\b{name}\b", lambda _m, t=text: t, stmt[1], count=1)
+            stmt[1] = re.sub(rf"\b{name}\b", _literal_replacement(text), stmt[1], count=1)
             ops[i] += ops[j]
             gone[j] = True
     return [stmt for stmt, dead in zip(stmts, gone) if not dead]
+
+
+def _literal_replacement(text: str) -> Callable[[re.Match[str]], str]:
+    def replace(_match: re.Match[str]) -> str:
+        return text
+
+    return replace
 
 
 def _dce(stmts: list[list[Any]], returned: str) -> list[list[Any]]:

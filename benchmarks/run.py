@@ -423,11 +423,14 @@ def operation_counts() -> dict[str, Any]:
 
 
 def _count(code: str, fname: str) -> int:
-    start = code.index(f"\ndef {fname}(")
-    end = code.find("\ndef ", start + 1)
-    body = code[start:end if end > 0 else len(code)].splitlines()
-    return sum(1 for line in body if re.match(r"^    _\w+ = ", line)
-               and "= params" not in line and "= x" not in line)
+    """Arithmetic operations (binary and unary operators, calls, conditionals) in a function."""
+    import ast
+
+    tree = ast.parse(code)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == fname)
+    body = fn.body[1:]  # without the docstring
+    return sum(1 for stmt in body for node in ast.walk(stmt)
+               if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.IfExp)))
 
 
 import re  # noqa: E402
@@ -483,7 +486,7 @@ def main() -> None:
     for label, row in compiled.items():
         print(f"  {label:<22} " + ", ".join(f"{k} {v}" for k, v in row.items()))
     ops = operation_counts()
-    print("\narithmetic statements, gradient function / forward function (scalar backend)")
+    print("\narithmetic operations, gradient function / forward function (scalar backend)")
     for label, row in ops.items():
         print(f"  {label:<40} {row['gradient']:>6} / {row['forward']:<6} = {row['ratio']}")
     if args.json:

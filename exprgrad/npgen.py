@@ -184,8 +184,8 @@ class _Writer:
         """A batched parameter gradient summed over the batch (a matrix product for outer)."""
         if g.op == "outer" and all(a.id in env and env[a.id][1] for a in g.args):
             a, b = (env[x.id][0] for x in g.args)
-            return f"np.matmul(np.transpose({a}), {b})"
-        return f"np.sum({env[g.id][0]}, 0)"
+            return f"{a}.T @ {b}"
+        return f"{env[g.id][0]}.sum(0)"
 
 
 def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:

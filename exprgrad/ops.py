@@ -642,12 +642,12 @@ def _np_sum(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if not c.batched[0] or rank == 0:
         return f"np.sum({a[0]})" if not c.batched[0] else a[0]
     axes = ", ".join(str(i) for i in range(1, rank + 1))
-    return f"np.sum({a[0]}, ({axes},))"
+    return f"{a[0]}.sum(({axes},))"
 
 
 def _np_dot(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if any(c.batched):
-        return f"np.sum({a[0]} * {a[1]}, -1)"
+        return f"({a[0]} * {a[1]}).sum(-1)"
     return f"np.dot({a[0]}, {a[1]})"
 
 
@@ -657,22 +657,22 @@ def _np_matmul(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if len(sa) == 1 and len(sb) == 1:
         return _np_dot(a, attr, c)
     if not ba and not bb:
-        return f"np.matmul({x}, {y})"
+        return f"{x} @ {y}"
     if len(sb) == 1:  # (m,k) @ (k,)
         if bb and not ba:
-            return f"np.matmul({y}, np.transpose({x}))"
+            return f"{y} @ {x}.T"
         if ba and not bb:
-            return f"np.matmul({x}, {y})"
-        return f"np.matmul({x}, {y}[:, :, None])[:, :, 0]"
+            return f"{x} @ {y}"
+        return f"({x} @ {y}[:, :, None])[:, :, 0]"
     if len(sa) == 1:  # (k,) @ (k,n)
         if ba and bb:
-            return f"np.matmul({x}[:, None, :], {y})[:, 0, :]"
-        return f"np.matmul({x}, {y})"
-    return f"np.matmul({x}, {y})"
+            return f"({x}[:, None, :] @ {y})[:, 0, :]"
+        return f"{x} @ {y}"
+    return f"{x} @ {y}"
 
 
 def _np_transpose(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    return f"np.swapaxes({a[0]}, 1, 2)" if c.batched[0] else f"np.transpose({a[0]})"
+    return f"np.swapaxes({a[0]}, 1, 2)" if c.batched[0] else f"{a[0]}.T"
 
 
 def _np_outer(a: Sequence[str], attr: Any, c: NpCtx) -> str:
@@ -688,6 +688,8 @@ def _np_full(item: str, batched: bool, shape: Shape, c: NpCtx) -> str:
 
 
 def _np_stack(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    if len(a) == 1:
+        return f"{a[0]}[:, None]" if c.batched[0] else f"{a[0]}[None]"
     if not any(c.batched):
         return "np.stack((" + ", ".join(a) + ",))"
     items = [_np_full(x, b, s, c) for x, b, s in zip(a, c.batched, c.shapes)]
@@ -700,6 +702,8 @@ def _np_index(a: Sequence[str], attr: Any, c: NpCtx) -> str:
 
 def _np_scatter(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     index, full = attr
+    if full[0] == 1:  # the whole (one-row) tensor: just a new axis
+        return f"{a[0]}[:, None]" if c.batched[0] else f"{a[0]}[None]"
     zero = f"np.zeros_like({a[0]})"
     items = [a[0] if i == index else zero for i in range(full[0])]
     return "np.stack((" + ", ".join(items) + ",)" + (", 1)" if c.batched[0] else ")")

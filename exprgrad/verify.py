@@ -37,6 +37,8 @@ _NUMPY_ATTRS = {"tanh", "exp", "log", "log1p", "sqrt", "sin", "cos", "abs", "whe
                 "multiply", "add", "subtract", "negative", "transpose", "einsum", "stack",
                 "broadcast_to", "ascontiguousarray", "empty", "power", "divide", "full",
                 "reshape", "swapaxes", "zeros_like", "max"}
+#: array attributes numpy code may use on its own values
+_ARRAY_ATTRS = {"T", "sum"}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult, ast.BitOr, ast.BitAnd)
 _CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 
@@ -99,6 +101,9 @@ def _expression(node: ast.AST, callables: set[str]) -> None:
             stack.extend(n.values)
         elif isinstance(n, ast.IfExp):
             stack.extend((n.test, n.body, n.orelse))
+        elif isinstance(n, ast.Attribute) and n.attr in _ARRAY_ATTRS and not (
+                isinstance(n.value, ast.Name) and n.value.id in ("math", "np")):
+            stack.append(n.value)  # x.T, x.sum(...) on arrays the function made
         elif isinstance(n, ast.Attribute):
             base = n.value
             allowed = _MATH_ATTRS if isinstance(base, ast.Name) and base.id == "math" else (
@@ -112,7 +117,8 @@ def _expression(node: ast.AST, callables: set[str]) -> None:
             if isinstance(func, ast.Name):
                 if func.id not in callables:
                     raise _fail(n, f"call of {func.id!r}")
-            elif not isinstance(func, ast.Attribute):
+            elif not isinstance(func, ast.Attribute) or (
+                    func.attr == "T"):
                 raise _fail(n, "call of a computed function")
             stack.append(func)
             stack.extend(n.args)

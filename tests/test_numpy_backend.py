@@ -90,4 +90,4 @@ def test_cli_compiles_numpy_modules() -> None:
     result = run_cli("compile", "examples/seed_mlp.exg", "--backend", "numpy")
     assert result.returncode == 0, result.stderr
     assert "import numpy as np" in result.stdout and "import math" not in result.stdout
-    assert result.stdout.count("np.matmul(np.transpose(") == 3  # one product per layer
+    assert result.stdout.count(".T @ ") == 3  # one matrix product per layer for dW

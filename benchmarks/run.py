@@ -433,7 +433,6 @@ def _count(code: str, fname: str) -> int:
                if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.IfExp)))
 
 
-import re  # noqa: E402
 
 
 def compile_times() -> dict[str, Any]:

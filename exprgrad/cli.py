@@ -70,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     module = module_from_code(generate(program), "exg_eval", f"<exprgrad:{args.file}>")
     params = None
     if args.params:
-        from .train import load_params
+        from .training import load_params
 
         params = load_params(args.params, program)
     result = evaluate(program, module, args.function, values, params)
@@ -88,19 +88,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train_cli
+    from .training import train_cli
 
     return train_cli(args)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .train import predict_cli
+    from .training import predict_cli
 
     return predict_cli(args)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .draw import graph_cli
+    from .drawing import graph_cli
 
     return graph_cli(args)
 

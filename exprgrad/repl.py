@@ -362,7 +362,7 @@ class Session:
 
     def _graph(self, rest: str, line: int, typed: str, col: int) -> None:
         self._need(rest, "an expression", line)
-        from .draw import dot_source, render
+        from .drawing import dot_source, render
 
         expr, output = rest, "repl_graph.svg"
         parts = rest.rsplit(" ", 1)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli
 
+import exprgrad
 from exprgrad.api import program_of
-from exprgrad.draw import dot_source, draw
+from exprgrad.drawing import dot_source
 from exprgrad.errors import ExprgradLimitError
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -98,7 +99,7 @@ def test_without_dot_svg_explains_and_dot_still_works(tmp_path: Path) -> None:
 def test_python_api_returns_a_digraph() -> None:
     import graphviz
 
-    g = draw(EXAMPLES / "seed_graph.exg", "neuron",
+    g = exprgrad.draw(EXAMPLES / "seed_graph.exg", "neuron",
              at={"x1": 2.0, "x2": 0.0, "w1": -3.0, "w2": 1.0})
     assert isinstance(g, graphviz.Digraph)
     assert "data 0.7071" in g.source and "grad 0.5000" in g.source

@@ -71,7 +71,7 @@ def test_functions_without_parameters_give_per_example_gradients() -> None:
 
 
 def test_training_with_the_numpy_backend_matches_the_scalar_backend() -> None:
-    from exprgrad.train import config_from_program, train
+    from exprgrad.training import config_from_program, train
 
     program = program_of(EXAMPLES / "seed_mlp.exg")
     config = config_from_program(program)

@@ -11,7 +11,7 @@ from conftest import EXAMPLES, run_cli
 
 import exprgrad
 from exprgrad.api import program_of
-from exprgrad.train import config_from_program, train
+from exprgrad.training import config_from_program, train
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -166,3 +166,11 @@ def test_moons_data_script_reproduces_the_shipped_csv(tmp_path: Path) -> None:
     shutil.copy(EXAMPLES / "data" / "make_moons.py", script)
     subprocess.run([sys.executable, str(script)], check=True, capture_output=True)
     assert (tmp_path / "moons.csv").read_text() == (EXAMPLES / "data" / "moons.csv").read_text()
+
+
+def test_python_api_train_returns_history_and_parameters() -> None:
+    result = exprgrad.train(EXAMPLES / "seed_mlp.exg", steps=60, optimizer="adam", lr=0.05)
+    assert len(result.losses) == 60 and result.losses[-1] < result.losses[0]
+    assert len(result.params) == 41 and result.names[0] == "n.layers.0.neurons.0.w.0"
+    with pytest.raises(TypeError):
+        exprgrad.train(EXAMPLES / "seed_mlp.exg", stepz=3)

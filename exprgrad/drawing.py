@@ -131,7 +131,7 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
     if count > limit:
         raise ExprgradLimitError(
             f"the graph of '{fname}' has {count} nodes; pictures are limited to {limit} "
-            "(exprgrad.draw.MAX_DRAW_NODES)",
+            "(exprgrad.drawing.MAX_DRAW_NODES)",
             hint="draw one layer per box with --collapse, leave out --backward, or draw a "
             "smaller function")
     values: dict[int, list[float]] = {}

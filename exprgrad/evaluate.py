@@ -104,20 +104,21 @@ def evaluate(program: Program, module: types.ModuleType, fname: str, args: dict[
 
 def format_result(result: Result) -> str:
     """The human-readable form printed by `exprgrad eval`."""
-    call = ", ".join(f"{k}={_fmt(v)}" for k, v in result.args.items())
-    lines = [f"{result.function}({call}) = {_fmt(result.value)}"]
+    call = ", ".join(f"{k}={format_value(v)}" for k, v in result.args.items())
+    lines = [f"{result.function}({call}) = {format_value(result.value)}"]
     rows = result.grad if isinstance(result.grad, list) else [result.grad]
     for k, row in enumerate(rows):
         out = result.function if len(rows) == 1 else f"{result.function}[{k}]"
         for name, g in row.items():
-            lines.append(f"  d{out}/d{name} = {_fmt(g)}")
+            lines.append(f"  d{out}/d{name} = {format_value(g)}")
     return "\n".join(lines)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """Floats with 10 significant digits; lists in brackets, tuples in parentheses."""
     if isinstance(value, float):
         return f"{value:.10g}"
     if isinstance(value, (list, tuple)):
-        inner = ", ".join(_fmt(v) for v in value)
+        inner = ", ".join(format_value(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"
     return str(value)

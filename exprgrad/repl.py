@@ -401,12 +401,9 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(_show(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
-    return str(value)
+    from .evaluate import format_value
+
+    return format_value(value)
 
 
 # ---------------------------------------------------------------------------------------------

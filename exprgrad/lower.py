@@ -11,7 +11,6 @@ length need no recursion either.
 
 from __future__ import annotations
 
-import builtins
 import csv
 import difflib
 import keyword
@@ -28,7 +27,7 @@ from .errors import (
     ExprgradValueError,
     Span,
 )
-from .ir import Graph, Node, no_gc, substitute
+from .ir import Graph, Node, no_gc, reachable, substitute
 from .limits import MAX_NODES
 from .nn import ACTIVATIONS, Net, ParamTensor, call_net, declare_net
 from .ops import BUILTINS, OPS, ShapeMismatch
@@ -347,7 +346,6 @@ class _Lowerer:
             inputs.append(node)
         outputs: list[Node] | None = None
         rules: list[tuple[Expr, dict[str, Node]]] = []
-        params_before = len(self.graph.nodes)
         for stmt in d.body:
             if outputs is not None:
                 raise ExprgradTypeError("a statement after 'return' never runs", stmt[1],
@@ -384,17 +382,12 @@ class _Lowerer:
                       outputs, d.span)
         if rules:
             self._attach_rules(fn, d, rules)
-        fn.uses_params = self._uses_params(fn.outputs, params_before)
+        fn.uses_params = any(n.op == "param" for n in reachable(fn.outputs))
         self.current = None
         if len(self.graph.nodes) > MAX_NODES:
             raise ExprgradError(f"the program creates {len(self.graph.nodes)} IR nodes; the limit "
                                 f"is {MAX_NODES}", d.span)
         return fn
-
-    def _uses_params(self, outputs: list[Node], _start: int) -> bool:
-        from .ir import reachable
-
-        return any(n.op == "param" for n in reachable(outputs))
 
     def _attach_rules(self, fn: Function, d: Def, rules: list[tuple[Expr, dict[str, Node]]]
                       ) -> None:
@@ -613,5 +606,3 @@ def _flatten(value: Any) -> list[float]:
             out.append(float(v))
     return out
 
-
-_ = builtins  # builtins are mangled by the code generator, not rejected here

@@ -44,7 +44,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.backend == "numpy":
         from .npgen import generate_numpy
 
-        code = generate_numpy(program)
+        code = generate_numpy(program, verify=not args.no_verify)
     else:
         code = generate(program, hessians=args.hessian, verify=not args.no_verify)
     if args.output in (None, "-"):

@@ -41,3 +41,27 @@ def test_hessians_of_the_corpus_agree_with_sympy() -> None:
             for j in range(len(syms)):
                 want = float(sp.N(reference[i, j].subs(subs), 30))
                 assert abs(hess[i][j] - want) <= 1e-8 * max(1.0, abs(want)), (name, i, j)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_gradient_costs_at_most_three_forward_passes(name: str) -> None:
+    """The cheap-gradient bound, counted on the generated code: arithmetic operations (binary and
+    unary operators, calls, conditionals) in f_grad are at most 3x those of f."""
+    import ast
+
+    from conftest import EXAMPLES
+
+    import exprgrad
+
+    tree = ast.parse(exprgrad.compile_file(EXAMPLES / name))
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def ops(fn: ast.FunctionDef) -> int:
+        return sum(1 for stmt in fn.body[1:] for node in ast.walk(stmt)
+                   if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.IfExp)))
+
+    pairs = [(functions[n[:-5]], fn) for n, fn in functions.items() if n.endswith("_grad")]
+    assert pairs
+    for forward, backward in pairs:
+        assert ops(backward) <= 3 * max(1, ops(forward)), (forward.name, ops(backward),
+                                                          ops(forward))

@@ -33,7 +33,7 @@ import sympy
 from .diff import grad, hessian
 from .errors import CheckFailure, ExprgradValueError, Span
 from .ir import Graph, Node, reachable
-from .lower import Function, Program
+from .lower import Function, Program, flatten_values
 from .ops import OPS
 
 #: above this many partials per function, the sympy comparisons use a random sample
@@ -361,12 +361,6 @@ def _random_args(fn: Function, rng: random.Random) -> list[Any]:
     return [make(s) for s in fn.arg_shapes]
 
 
-def _flatten(value: Any) -> list[float]:
-    if isinstance(value, list):
-        return [x for v in value for x in _flatten(v)]
-    return [float(value)]
-
-
 def _unflatten(flat: list[float], shape: tuple[int, ...]) -> Any:
     if shape == ():
         return flat[0]
@@ -404,13 +398,13 @@ def finite_difference_lines(program: Program, module: types.ModuleType, fn: Func
             _, grads = backward(base, *args)
             rows = [list(r) for r in (grads if n_out > 1 else [grads])]
         else:
-            base = [x for a in args for x in _flatten(a)]
+            base = [x for a in args for x in flatten_values(a)]
             labels = [name if shape == () else f"{name}[{i}]"
                       for name, shape in zip(fn.arg_names, fn.arg_shapes)
                       for i in range(math.prod(shape))]
             evaluate = functools.partial(_eval_args, forward, fn.arg_shapes, n_out)
             _, grads = backward(*args)
-            rows = [[x for g in row for x in _flatten(g)]
+            rows = [[x for g in row for x in flatten_values(g)]
                     for row in (grads if n_out > 1 else [grads])]
         for k, row in enumerate(rows):
             for i, label in enumerate(labels):

@@ -22,7 +22,6 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
@@ -132,13 +131,6 @@ def _identity(op: str, args: Sequence[Elem]) -> Elem | None:
     return None
 
 
-@dataclass
-class _Emitted:
-    lines: list[str]
-    helpers: set[str] = field(default_factory=set)
-    uses_math: bool = False
-
-
 def _shape_elems(names: list[Elem], shape: tuple[int, ...]) -> str:
     """A tensor's elements as a Python list display (nested for a matrix)."""
     texts = [fmt_const(e) if isinstance(e, float) else e for e in names]
@@ -173,16 +165,17 @@ class ModuleWriter:
 
     # ---- naming ------------------------------------------------------------------------
     def arg_names(self, fn: Function) -> list[str]:
-        taken: set[str] = set()
+        """The signature's names: a user name that would shadow a builtin or a name the module
+        uses gets a suffix (``list`` -> ``list_``, then ``list_2``, ...), avoiding every other
+        argument's name and never forming a double underscore."""
+        used = set(fn.arg_names)
         out = []
         for name in fn.arg_names:
-            mangled = name
-            while mangled in _PY_NAMES or mangled in taken or mangled in fn.arg_names[:0]:
-                mangled += "_"
-            if mangled != name:
-                while mangled in fn.arg_names:
-                    mangled += "_"
-            taken.add(mangled)
+            mangled, k = name, 1
+            while mangled in _PY_NAMES or (mangled != name and mangled in used):
+                mangled = f"{name}_" if k == 1 else f"{name}_{k}"
+                k += 1
+            used.add(mangled)
             out.append(mangled)
         return out
 

@@ -85,11 +85,6 @@ def _local_vjp(graph: Graph, node: Node, g: Node) -> Sequence[Node | None]:
     return rule(graph, g, node, node.args, node.attr)
 
 
-def jacobian(graph: Graph, outputs: Sequence[Node], wrt: Sequence[Node]) -> list[list[Node]]:
-    """One gradient list per scalar output (each output must be a scalar)."""
-    return [grad(graph, out, wrt) for out in outputs]
-
-
 def hessian(graph: Graph, output: Node, wrt: Sequence[Node]) -> list[list[Node]]:
     """Second derivatives of a scalar output: the gradient IR differentiated again."""
     first = grad(graph, output, wrt)

@@ -28,7 +28,7 @@ from typing import Any
 from .diff import grad
 from .errors import ExprgradLimitError, ExprgradValueError
 from .ir import Node, reachable
-from .lower import Function, Program
+from .lower import Function, Program, flatten_values
 from .ops import OPS, _EvalAlgebra
 
 #: the most IR nodes drawn in one picture
@@ -74,11 +74,9 @@ def evaluate_nodes(program: Program, nodes: Sequence[Node], leaves: dict[int, li
 
 def _leaf_values(program: Program, fn: Function, at: dict[str, Any],
                  params: Sequence[float] | None) -> dict[int, list[float]]:
-    from .check import _flatten
-
     leaves: dict[int, list[float]] = {}
     for node, name in zip(fn.inputs, fn.arg_names):
-        leaves[node.id] = _flatten(at[name])
+        leaves[node.id] = flatten_values(at[name])
     if program.params:
         if params is None:
             from .api import module_from_code

@@ -103,6 +103,9 @@ def check_name(name: str, span: Span, what: str) -> None:
         raise ExprgradNameError(f"names starting with '_' are reserved for generated code "
                                 f"('{name}')", span, hint=f"rename it, e.g. '{name.lstrip('_')}'"
                                 if name.strip("_") else None)
+    if "__" in name:
+        raise ExprgradNameError(f"names containing '__' are reserved ('{name}')", span,
+                                hint=f"rename it, e.g. '{name.replace('__', '_')}'")
     if name in LANGUAGE_WORDS or name in BUILTINS:
         raise ExprgradNameError(f"'{name}' is a built-in name of exprgrad; it cannot name "
                                 f"{_article(what)} {what}", span, hint=f"rename it, e.g. '{name}1'")
@@ -203,7 +206,7 @@ class _Lowerer:
             if expr[2] == "normal" and b < 0:
                 raise ExprgradValueError("normal(mean, sd) needs sd >= 0", expr[1])
             return [(expr[2], a, b)] * size
-        values = _flatten(self.eval_data(expr))
+        values = flatten_values(self.eval_data(expr))
         if len(values) == 1:
             values = values * size
         if len(values) != size:
@@ -595,7 +598,8 @@ def _indices(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return [(i, j) for i in range(shape[0]) for j in range(shape[1])]
 
 
-def _flatten(value: Any) -> list[float]:
+def flatten_values(value: Any) -> list[float]:
+    """A number or nested lists of numbers as a flat list of floats (row-major, iterative)."""
     out: list[float] = []
     stack = [value]
     while stack:

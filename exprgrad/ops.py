@@ -627,11 +627,6 @@ def _vjp_lse(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
     return (b.apply("mul", g, b.apply("exp", b.apply("sub", a[0], out))),)
 
 
-def _sym_lse(*items: Any) -> Any:
-    sympy = _sym()
-    return sympy.log(sum((sympy.exp(v) for v in items), sympy.Integer(0)))
-
-
 def _np_lse(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     v = a[0]
     return f"np.log(np.sum(np.exp({v} - np.max({v}, -1)[..., None]), -1)) + np.max({v}, -1)"

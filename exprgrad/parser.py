@@ -94,10 +94,6 @@ def _span(tok: Token) -> Span:
     return Span(line, col, tok.end_line or line, tok.end_column or col + 1)
 
 
-def span_of(expr: Expr) -> Span:
-    return expr[1]  # type: ignore[no-any-return]
-
-
 class AstBuilder(Transformer):  # type: ignore[type-arg]
     """Builds expression tuples and statement objects; method names are the grammar's aliases.
 

@@ -303,3 +303,11 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
     finally:
         if mounted:
             subprocess.run(["umount", str(small)])
+
+
+def test_mangled_argument_names_stay_distinct_and_allowed() -> None:
+    """`list` is mangled; `list_` is already taken, so the mangled name must not collide with it
+    nor form a double underscore, which the allowlist rejects."""
+    mod = exprgrad.load_source("def f(list, list_, math):\n    return list * list_ + math\n")
+    assert mod.f_grad(2.0, 3.0, 1.0) == (7.0, (3.0, 2.0, 1.0))
+    assert _outcome("def f(a__b):\n    return a__b\n") == "refused"

@@ -29,7 +29,7 @@ from .codegen import fmt_const, ident_part, safe_label
 from .diff import grad
 from .ir import Node, no_gc, reachable
 from .lower import Function, Program
-from .ops import OPS, NpCtx
+from .ops import OPS, NpCtx, np_t
 
 
 def _layout(positions: list[int], shape: tuple[int, ...], total: int) -> str | None:
@@ -54,11 +54,54 @@ def _layout(positions: list[int], shape: tuple[int, ...], total: int) -> str | N
 
 
 def _view(base: str, spec: str) -> str:
+    """The expression for a parameter tensor's view of the flat vector ``base``."""
     if spec.startswith("reshape:"):
         _, a, b, m, r, n = spec.split(":")
-        cols = f"[:, 0:{n}]"
-        return f"np.reshape({base}[{a}:{b}], ({m}, {r})){cols}"
+        view = f"{base}[{a}:{b}].reshape({m}, {r})"
+        return view if r == n else f"{view}[:, :{n}]"
     return f"{base}[{spec}]"
+
+
+class _Plan:
+    """Liveness of one function's values, for writing results into dead temporaries.
+
+    ``order`` is the emission order; position ``len(order)`` stands for the function's end (its
+    return value and gradient assembly). Every value gets *roots*: the arrays its memory may
+    belong to (its own id for a fresh result; its arguments' roots for a view; none for inputs,
+    parameters and constants, which are never written). An array is free once every value
+    rooted in it has had its last use.
+    """
+
+    def __init__(self, order: list[Node], final: Sequence[Node], known: set[int],
+                 batched: set[int], fused: dict[int, Node]) -> None:
+        end = len(order)
+        self.index = {n.id: i for i, n in enumerate(order)}
+        last: dict[int, int] = {}
+        for i, node in enumerate(order):
+            if node.id not in fused:
+                for a in node.args:
+                    last[a.id] = max(last.get(a.id, -1), i)
+        for node in final:
+            last[node.id] = end
+        roots: dict[int, tuple[int, ...]] = {}
+        for node in order:
+            spec = OPS[node.op]
+            if node.id in known or node.op == "const":
+                roots[node.id] = ()
+            elif spec.np_view:
+                roots[node.id] = tuple(sorted({r for a in node.args for r in roots.get(a.id, ())}))
+            else:
+                roots[node.id] = (node.id,)
+        death: dict[int, int] = {}
+        for node in order:
+            for r in roots[node.id]:
+                death[r] = max(death.get(r, -1), last.get(node.id, self.index[node.id]))
+        self.roots = roots
+        self.death = death
+        self.dies_at: dict[int, list[int]] = {}
+        for r, i in death.items():
+            if r in batched and r not in known:
+                self.dies_at.setdefault(i, []).append(r)
 
 
 class _Writer:
@@ -76,20 +119,30 @@ class _Writer:
                  param_grads: list[Node] | None) -> None:
         program, graph = self.program, self.graph
         sig = list(fn.arg_names)
+        head: list[str] = []
         body: list[str] = []
         env: dict[int, tuple[str, bool]] = {}
         batch = None
         for node, arg in zip(fn.inputs, fn.arg_names):
             local = f"_{ident_part(arg)}"
-            body.append(f"    {local} = np.asarray({arg}, np.float64)")
+            head.append(f"    {local} = np.asarray({arg}, np.float64)")
             env[node.id] = (local, True)
             batch = batch or f"len({local})"
         if batch:
-            body.append(f"    _B = {batch}")
+            head.append(f"    _B = {batch}")
+        ones: dict[str, str] = {}
+
+        def ones_of(n: int | str) -> str:
+            key = str(n)
+            if key not in ones:
+                ones[key] = "_onesB" if key == "_B" else f"_ones{key}"
+                head.append(f"    {ones[key]} = np.ones({key})")
+            return ones[key]
+
         layouts: dict[str, str] = {}
         if fn.uses_params:
             sig = ["params", *sig]
-            body.append("    _p = np.asarray(params, np.float64)")
+            head.append("    _p = np.asarray(params, np.float64)")
             total = len(program.param_order)
             where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
                                            for t in program.params}
@@ -97,27 +150,37 @@ class _Writer:
                 where[t][i] = pos
             for t, pt in program.params.items():
                 spec = _layout(where[t], pt.node.shape, total)
+                local = self.fresh(t)
                 if spec is None:
                     spec = "[" + ", ".join(map(str, where[t])) + "]"
-                    local = self.fresh(t)
                     dims = ", ".join(map(str, pt.node.shape))
-                    body.append(f"    {local} = np.reshape(_p[np.asarray({spec})], ({dims},))")
+                    head.append(f"    {local} = np.reshape(_p[np.asarray({spec})], ({dims},))")
                 else:
-                    local = self.fresh(t)
-                    body.append(f"    {local} = {_view('_p', spec)}")
+                    head.append(f"    {local} = {_view('_p', spec)}")
                 layouts[t] = spec
                 env[pt.node.id] = (local, False)
-        last_line = None
+        known = set(env)
         # a batched outer product that is a parameter gradient is never formed: its batch sum
-        # is one matrix product of its two factors (see _batch_sum)
+        # is one matrix product of its two factors (see the gradient assembly below)
         batched_ids = _depends_on(roots, {n.id for n in fn.inputs})
-        emitted = [r for r in roots]
+        emitted = list(roots)
+        outer_grads: set[int] = set()
         for g in param_grads or []:
             if g.op == "outer" and all(a.id in batched_ids for a in g.args):
                 emitted = [x for x in emitted if x is not g] + list(g.args)
-        for node in reachable(emitted):
-            if node.id in env:
-                continue
+                outer_grads.add(g.id)
+        order = [n for n in reachable(emitted) if n.id not in known]
+        fused = _softmax_of_lse(order)
+        unneeded = _unneeded_subs(order, fused, emitted)
+        order = [n for n in order if n.id not in unneeded]
+        final = [*emitted, *(a for g in param_grads or [] if g.id in outer_grads
+                             for a in g.args)]
+        plan = _Plan(order, final, known, batched_ids, fused)
+        by_id = {n.id: n for n in order}
+        free: dict[tuple[int, ...], list[str]] = {}  # per-example shape -> dead arrays
+        lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp argument -> (exp(v - max), sum)
+        last_line = None
+        for i, node in enumerate(order):
             if node.op == "const":
                 number = float(node.attr)
                 if node.shape == ():
@@ -131,61 +194,160 @@ class _Writer:
             if node.op == "custom":
                 env[node.id] = env[node.args[node.attr[0]].id]
                 continue
+            if node.op == "transpose" and node.id not in batched_ids:  # a view, written inline
+                env[node.id] = (np_t(env[node.args[0].id][0]), False)
+                continue
             span = graph.spans.get(node.id)
             if span and span.line != last_line:
                 body.append(f"    # line {span.line}")
                 last_line = span.line
-            args = [env[a.id] for a in node.args]
-            batched = [b for _, b in args]
-            texts = [t for t, _ in args]
-            op = OPS[node.op]
-            assert op.np is not None, f"{node.op} has no numpy emitter"
-            if op.elementwise and any(batched):
-                rank = len(node.shape)
-                texts = [t + ("[" + ", ".join([":"] + ["None"] * (rank - len(a.shape))) + "]"
-                              if b and len(a.shape) < rank else "")
-                         for t, b, a in zip(texts, batched, node.args)]
-            consts = [float(a.attr) if a.op == "const" and a.shape == () else None
-                      for a in node.args]
-            ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts)
-            expr = op.np(texts, node.attr, ctx)
+            is_batched = node.id in batched_ids
             local = self.fresh(graph.names.get(node.id))
-            body.append(f"    {local} = {expr}")
-            env[node.id] = (local, any(batched))
+            taken: str | None = None  # the dead array this result is written into
+            if node.op == "logsumexp":
+                self._logsumexp(node, local, env, free, body, lse_parts, ones_of,
+                                shared=any(f is node for f in fused.values()))
+            elif node.id in fused:
+                e, esum = lse_parts[fused[node.id].args[0].id]
+                body.append(f"    {local} = np.divide({e}, {esum}[..., None], {e})"
+                            if is_batched else f"    {local} = {e} / {esum}")
+            else:
+                taken = self._operation(node, local, i, env, free, plan, body, batched_ids,
+                                        ones_of)
+            env[node.id] = (local, is_batched)
+            for r in plan.dies_at.get(i, ()):
+                if env[r][0] != taken:
+                    free.setdefault(by_id[r].shape, []).append(env[r][0])
         outs = [env[r.id][0] for r in fn.outputs]
         value = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
         if param_grads is None and name.endswith("_grad"):
             grads = [env[r.id][0] for r in roots[len(fn.outputs):]]
             ret = f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
         elif param_grads is not None:
-            total = len(program.param_order)
-            body.append(f"    _g = np.empty({total})")
+            body.append(f"    _g = np.empty({len(program.param_order)})")
             for t, g in zip(program.params, param_grads):
-                if g.id in env and not env[g.id][1]:
-                    text = env[g.id][0]
-                else:
-                    text = self._batch_sum(g, env)
-                spec = layouts[t]
-                if spec.startswith("["):
-                    body.append(f"    _g[np.asarray({spec})] = np.reshape({text}, (-1,))")
-                else:
-                    body.append(f"    {_view('_g', spec)} = {text}")
+                body.append(self._gradient(g, layouts[t], env, outer_grads, ones_of,
+                                           batch is not None))
             ret = f"{value}, _g"
         else:
             ret = value
         self.lines.append(f"def {name}({', '.join(sig)}):")
         self.lines.append(f'    """{doc}"""')
+        self.lines.extend(head)
         self.lines.extend(body)
         self.lines.append(f"    return {ret}")
         self.lines.append("")
         self.lines.append("")
+    def _operation(self, node: Node, local: str, i: int, env: dict[int, tuple[str, bool]],
+                   free: dict[tuple[int, ...], list[str]], plan: _Plan, body: list[str],
+                   batched_ids: set[int], ones_of: Any) -> str | None:
+        """Emit one array operation; returns the dead array it was written into, if any."""
+        op = OPS[node.op]
+        args = [env[a.id] for a in node.args]
+        batched = [b for _, b in args]
+        texts = [t for t, _ in args]
+        if op.elementwise and any(batched):
+            rank = len(node.shape)
+            texts = [t + ("[" + ", ".join([":"] + ["None"] * (rank - len(a.shape))) + "]"
+                          if b and len(a.shape) < rank else "")
+                     for t, b, a in zip(texts, batched, node.args)]
+        consts = [float(a.attr) if a.op == "const" and a.shape == () else None
+                  for a in node.args]
+        ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts, ones_of)
+        if op.np_into is not None and node.id in batched_ids:
+            target = None
+            if op.elementwise:  # an argument that dies here can take the result in place
+                for a in node.args:
+                    if (a.id in batched_ids and plan.roots.get(a.id) == (a.id,)
+                            and plan.death.get(a.id) == i and a.shape == node.shape):
+                        target = env[a.id][0]
+                        break
+            pool = free.get(node.shape)
+            if target is None and pool:
+                target = pool[-1]
+            text = op.np_into(texts, node.attr, ctx, target) if target else None
+            if text is not None:
+                if pool and target == pool[-1]:
+                    pool.pop()
+                body.append(f"    {local} = {text}")
+                return target
+        assert op.np is not None, f"{node.op} has no numpy emitter"
+        body.append(f"    {local} = {op.np(texts, node.attr, ctx)}")
+        return None
 
-    def _batch_sum(self, g: Node, env: dict[int, tuple[str, bool]]) -> str:
-        """A batched parameter gradient summed over the batch (a matrix product for outer)."""
-        if g.op == "outer" and all(a.id in env and env[a.id][1] for a in g.args):
+    def _logsumexp(self, node: Node, local: str, env: dict[int, tuple[str, bool]],
+                   free: dict[tuple[int, ...], list[str]], body: list[str],
+                   parts: dict[int, tuple[str, str]], ones_of: Any, shared: bool) -> None:
+        """log(sum(exp(v))) as m + log(sum(exp(v - m))), m = max(v), computing max once.
+
+        The exponentials and their sum are kept for the gradient's softmax (``shared``), which
+        then costs one division instead of a second pass of exponentials.
+        """
+        v, batched = env[node.args[0].id]
+        n = node.args[0].shape[0]
+        m, e, total = self.fresh("max"), self.fresh("exp"), self.fresh("sumexp")
+        body.append(f"    {m} = {v}.max(-1)")
+        pool = free.get(node.args[0].shape) if batched else None
+        if pool:
+            buf = pool.pop()
+            body.append(f"    {e} = np.subtract({v}, {m}[..., None], {buf})")
+            body.append(f"    {e} = np.exp({e}, {e})")
+        elif batched:
+            body.append(f"    {e} = {v} - {m}[..., None]")
+            body.append(f"    {e} = np.exp({e}, {e})")
+        else:
+            body.append(f"    {e} = np.exp({v} - {m}[..., None])")
+        body.append(f"    {total} = {e} @ {ones_of(n)}")
+        if batched:
+            body.append(f"    {local} = np.log({total})")
+            body.append(f"    {local} = np.add({local}, {m}, {local})")
+            if not shared:
+                free.setdefault(node.args[0].shape, []).append(e)
+        else:
+            body.append(f"    {local} = np.log({total}) + {m}")
+        parts[node.args[0].id] = (e, total)
+
+    def _gradient(self, g: Node, spec: str, env: dict[int, tuple[str, bool]],
+                  outer_grads: set[int], ones_of: Any, batch: bool) -> str:
+        """The statement storing one parameter tensor's gradient, summed over the batch."""
+        if g.id in env and not env[g.id][1]:  # the same for every example: B times it
+            value, product = (f"_B * {env[g.id][0]}" if batch else env[g.id][0]), None
+        elif g.id in outer_grads:  # sum over the batch of outer(a, b) = a.T @ b
             a, b = (env[x.id][0] for x in g.args)
-            return f"{a}.T @ {b}"
-        return f"{env[g.id][0]}.sum(0)"
+            value, product = f"{a}.T @ {b}", (f"{a}.T", b)
+        elif len(g.shape) <= 1:
+            t = env[g.id][0]
+            value, product = f"{ones_of('_B')} @ {t}", (ones_of("_B"), t)
+        else:
+            value, product = f"{env[g.id][0]}.sum(0)", None
+        if spec.startswith("["):
+            return f"    _g[np.asarray({spec})] = np.reshape({value}, (-1,))"
+        if product is None or g.shape == ():
+            target = _view("_g", spec)
+            return f"    {target}{'[...]' if target.endswith(')') else ''} = {value}"
+        return f"    {self.fresh('dw')} = np.matmul({product[0]}, {product[1]}, " \
+            f"{_view('_g', spec)})"
+
+
+def _softmax_of_lse(order: list[Node]) -> dict[int, Node]:
+    """``exp(v - logsumexp(v))`` nodes (the softmax in logsumexp's gradient) -> their lse."""
+    found: dict[int, Node] = {}
+    for node in order:
+        if node.op == "exp" and node.args[0].op == "sub":
+            v, lse = node.args[0].args
+            if lse.op == "logsumexp" and lse.args[0] is v and node.shape == v.shape:
+                found[node.id] = lse
+    return found
+
+
+def _unneeded_subs(order: list[Node], fused: dict[int, Node], emitted: Sequence[Node]
+                   ) -> set[int]:
+    """The ``v - logsumexp(v)`` nodes of fused softmaxes that nothing else uses."""
+    subs = {n.args[0].id for n in order if n.id in fused}
+    for node in order:
+        if node.id not in fused:
+            subs.difference_update(a.id for a in node.args)
+    return subs - {r.id for r in emitted}
 
 
 def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:

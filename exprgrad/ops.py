@@ -13,6 +13,10 @@ Each :class:`OpSpec` entry gives
   elements), following the numeric policy below; for elementwise ops only.
 - ``py``: the scalar-Python emitter: argument expressions to one expression (one operation).
 - ``np``: the numpy emitter: argument expressions to one array expression.
+- ``np_into``: for ops that numpy computes with one ufunc (or matrix product), the same operation
+  written into a given output array (``np.add(a, b, out)``), or ``None`` where the form does not
+  apply; the numpy backend uses it to reuse dead temporaries instead of allocating.
+- ``np_view``: the numpy result may share memory with an argument (a transpose, an index).
 - ``sym``: the sympy counterpart, on sympy expressions.
 - ``unroll``: for tensor ops, how output elements are made from input elements with an "element
   algebra" (the scalar emitter, sympy and the evaluator each provide one).
@@ -514,6 +518,11 @@ def _simp_add(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | No
         return _same_shape(a[0], shape)
     if _is_const(a[0], 0.0):
         return _same_shape(a[1], shape)
+    # IEEE defines x - y as x + (-y), so these are exact
+    if a[1].op == "neg":
+        return b.apply("sub", a[0], a[1].args[0])
+    if a[0].op == "neg":
+        return b.apply("sub", a[1], a[0].args[0])
     return None
 
 
@@ -522,6 +531,8 @@ def _simp_sub(b: Graph, a: Sequence[Node], attr: Any, shape: Shape) -> Node | No
         return _same_shape(a[0], shape)
     if _is_const(a[0], 0.0) and a[1].shape == shape:
         return b.apply("neg", a[1])
+    if a[1].op == "neg":
+        return b.apply("add", a[0], a[1].args[0])
     return None
 
 
@@ -595,6 +606,14 @@ class NpCtx:
     out: Shape
     batch: str  # the expression for the batch size
     consts: Sequence[float | None] = ()  # per argument: its value when it is a scalar constant
+    ones: Callable[[int], str] = lambda n: f"np.ones({n})"  # a vector of n ones (hoisted)
+
+
+def np_t(text: str) -> str:
+    """The transpose of a numpy expression, cancelling a trailing ``.T`` on a plain name."""
+    if text.endswith(".T") and text[:-2].isidentifier():
+        return text[:-2]
+    return f"{text}.T"
 
 
 def _np_pow(a: Sequence[str], attr: Any, c: NpCtx) -> str:
@@ -602,6 +621,20 @@ def _np_pow(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if e == 2.0:
         return f"{a[0]} * {a[0]}"
     return f"np.power({a[0]}, {a[1]})"
+
+
+def _np_pow_into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str:
+    e = c.consts[1] if len(c.consts) > 1 else None
+    if e == 2.0:
+        return f"np.multiply({a[0]}, {a[0]}, {out})"
+    return f"np.power({a[0]}, {a[1]}, {out})"
+
+
+def _ufunc_into(ufunc: str) -> Callable[[Sequence[str], Any, NpCtx, str], str]:
+    def into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str:
+        return f"{ufunc}({', '.join(a)}, {out})"
+
+    return into
 
 
 def _shape_lse(op: str, shapes: Sequence[Shape], attr: Any) -> Shape:
@@ -623,51 +656,68 @@ def _unroll_lse(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], attr: Any
 
 def _vjp_lse(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
              ) -> Sequence[Node | None]:
-    # d/dv log(sum(exp(v))) = softmax(v) = exp(v - out)
+    # d/dv log(sum(exp(v))) = softmax(v) = exp(v - out); the numpy backend computes this
+    # exp(v - out) as exp(v - max) / sum, reusing the forward pass's exponentials
     return (b.apply("mul", g, b.apply("exp", b.apply("sub", a[0], out))),)
-
-
-def _np_lse(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    v = a[0]
-    return f"np.log(np.sum(np.exp({v} - np.max({v}, -1)[..., None]), -1)) + np.max({v}, -1)"
 
 
 def _np_sum(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     rank = len(c.shapes[0])
     if not c.batched[0] or rank == 0:
         return f"np.sum({a[0]})" if not c.batched[0] else a[0]
+    if rank == 1:  # a matrix-vector product: much faster than a reduction over short rows
+        return f"{a[0]} @ {c.ones(c.shapes[0][0])}"
     axes = ", ".join(str(i) for i in range(1, rank + 1))
     return f"{a[0]}.sum(({axes},))"
 
 
 def _np_dot(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if any(c.batched):
-        return f"({a[0]} * {a[1]}).sum(-1)"
+        return f"({a[0]} * {a[1]}) @ {c.ones(c.shapes[0][0])}"
     return f"np.dot({a[0]}, {a[1]})"
 
 
-def _np_matmul(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+def _matmul_form(a: Sequence[str], c: NpCtx) -> tuple[str, str, str] | str:
+    """``(ufunc, x, y)`` when the product is one call ``ufunc(x, y)``, else an expression."""
     (ba, bb), (sa, sb) = c.batched, c.shapes
     x, y = a
     if len(sa) == 1 and len(sb) == 1:
-        return _np_dot(a, attr, c)
-    if not ba and not bb:
-        return f"{x} @ {y}"
+        return _np_dot(a, None, c)
     if len(sb) == 1:  # (m,k) @ (k,)
-        if bb and not ba:
-            return f"{y} @ {x}.T"
+        if bb and not ba:  # a batch of vectors times a fixed matrix: y @ x.T
+            if sa[1] == 1:  # inner size 1: a broadcast product, not a matrix product
+                return ("np.multiply", y, np_t(x))
+            return ("np.matmul", y, np_t(x))
         if ba and not bb:
-            return f"{x} @ {y}"
+            return ("np.matmul", x, y)
+        if not ba and not bb:
+            return ("np.matmul", x, y)
         return f"({x} @ {y}[:, :, None])[:, :, 0]"
-    if len(sa) == 1:  # (k,) @ (k,n)
-        if ba and bb:
-            return f"({x}[:, None, :] @ {y})[:, 0, :]"
-        return f"{x} @ {y}"
-    return f"{x} @ {y}"
+    if len(sa) == 1 and ba and bb:  # (k,) @ (k,n), both batched
+        return f"({x}[:, None, :] @ {y})[:, 0, :]"
+    if len(sa) == 1 and ba and sa[0] == 1:  # inner size 1: (B,1) * (1,n)
+        return ("np.multiply", x, y)
+    return ("np.matmul", x, y)
+
+
+def _np_matmul(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+    form = _matmul_form(a, c)
+    if isinstance(form, str):
+        return form
+    ufunc, x, y = form
+    return f"{x} * {y}" if ufunc == "np.multiply" else f"{x} @ {y}"
+
+
+def _np_matmul_into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str | None:
+    form = _matmul_form(a, c)
+    if isinstance(form, str):
+        return None
+    ufunc, x, y = form
+    return f"{ufunc}({x}, {y}, {out})"
 
 
 def _np_transpose(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    return f"np.swapaxes({a[0]}, 1, 2)" if c.batched[0] else f"{a[0]}.T"
+    return f"np.swapaxes({a[0]}, 1, 2)" if c.batched[0] else np_t(a[0])
 
 
 def _np_outer(a: Sequence[str], attr: Any, c: NpCtx) -> str:
@@ -727,6 +777,8 @@ class OpSpec:
     ref: Callable[..., float] | None = None
     py: Callable[[Sequence[str], Sequence[float | None]], str] | None = None
     np: Callable[[Sequence[str], Any, NpCtx], str] | None = None
+    np_into: Callable[[Sequence[str], Any, NpCtx, str], str | None] | None = None
+    np_view: bool = False
     sym: Callable[..., Any] | None = None
     unroll: Callable[..., list[Any]] | None = None
     simplify: Callable[[Graph, Sequence[Node], Any, Shape], Node | None] | None = None
@@ -801,10 +853,11 @@ def _np_template(text: str) -> Callable[[Sequence[str], Any, NpCtx], str]:
 
 def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
            sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
-           simplify: Any = None) -> OpSpec:
+           simplify: Any = None, ufunc: str | None = None) -> OpSpec:
     return OpSpec(
         name=name, arity=1, shape_of=_elementwise_shape, vjp=vjp, label=name, ref=ref,
         py=_template(py), np=_np_template(np_),
+        np_into=_ufunc_into(ufunc) if ufunc else None,
         sym=sym, unroll=_elementwise_unroll, helpers=helpers,
         builtin=builtin if builtin is not None else name, elementwise=True, simplify=simplify,
     )
@@ -813,18 +866,21 @@ def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
 def _binary(name: str, label: str, vjp: Vjp, ref: Callable[..., float],
             py: Callable[[Sequence[str], Sequence[float | None]], str], np_: str,
             sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
-            simplify: Any = None) -> OpSpec:
+            simplify: Any = None, ufunc: str | None = None) -> OpSpec:
     return OpSpec(
         name=name, arity=2, shape_of=_elementwise_shape, vjp=vjp, label=label, ref=ref, py=py,
-        np=_np_template(np_), sym=sym, unroll=_elementwise_unroll,
+        np=_np_template(np_), np_into=_ufunc_into(ufunc) if ufunc else None, sym=sym,
+        unroll=_elementwise_unroll,
         helpers=helpers, builtin=builtin, elementwise=True, simplify=simplify,
     )
 
 
 def _tensor(name: str, arity: int | None, shape_of: Any, vjp: Vjp, unroll: Any, np_: Any,
-            builtin: str | None = None, simplify: Any = None, label: str | None = None) -> OpSpec:
+            builtin: str | None = None, simplify: Any = None, label: str | None = None,
+            np_into: Any = None, np_view: bool = False) -> OpSpec:
     return OpSpec(name=name, arity=arity, shape_of=shape_of, vjp=vjp, label=label or name,
-                  np=np_, unroll=unroll, builtin=builtin, simplify=simplify)
+                  np=np_, unroll=unroll, builtin=builtin, simplify=simplify, np_into=np_into,
+                  np_view=np_view)
 
 
 def _py_div(a: Sequence[str], k: Sequence[float | None]) -> str:
@@ -861,17 +917,18 @@ _register(
     OpSpec("param", 0, _leaf_shape, _vjp_none, "param"),
     OpSpec("hole", 0, _leaf_shape, _vjp_none, "dout"),
     # a call of a function with a user-written derivative rule; see exprgrad.diff
-    OpSpec("custom", None, _leaf_shape, None, "custom"),
+    OpSpec("custom", None, _leaf_shape, None, "custom", np_view=True),
     _binary("add", "+", _vjp_add, lambda a, b: a + b, lambda a, k: f"{a[0]} + {a[1]}",
-            "{0} + {1}", lambda a, b: a + b, simplify=_simp_add),
+            "{0} + {1}", lambda a, b: a + b, simplify=_simp_add, ufunc="np.add"),
     _binary("sub", "-", _vjp_sub, lambda a, b: a - b, lambda a, k: f"{a[0]} - {a[1]}",
-            "{0} - {1}", lambda a, b: a - b, simplify=_simp_sub),
+            "{0} - {1}", lambda a, b: a - b, simplify=_simp_sub, ufunc="np.subtract"),
     _binary("mul", "*", _vjp_mul, lambda a, b: a * b, lambda a, k: f"{a[0]} * {a[1]}",
-            "{0} * {1}", lambda a, b: a * b, simplify=_simp_mul),
+            "{0} * {1}", lambda a, b: a * b, simplify=_simp_mul, ufunc="np.multiply"),
     _binary("div", "/", _vjp_div, _h("_div"), _py_div, "{0} / {1}", lambda a, b: a / b,
-            helpers=("_div",), simplify=_simp_div),
+            helpers=("_div",), simplify=_simp_div, ufunc="np.divide"),
     replace(_binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "", lambda a, b: a**b,
-                    helpers=("_pow", "_div"), simplify=_simp_pow), np=_np_pow),
+                    helpers=("_pow", "_div"), simplify=_simp_pow), np=_np_pow,
+            np_into=_np_pow_into),
     _binary("max", "max", _vjp_max, _ref_max,
             lambda a, k: f"{a[0]} if {a[0]} >= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
             "np.where(({0} >= {1}) | np.isnan({1}), {0}, {1})",
@@ -881,51 +938,53 @@ _register(
             "np.where(({0} <= {1}) | np.isnan({1}), {0}, {1})",
             lambda a, b: _sym().Min(a, b), builtin="min"),
     _unary("neg", _vjp_neg, lambda a: -a, "-{0}", "-{0}", lambda a: -a, builtin="",
-           simplify=_simp_neg),
+           simplify=_simp_neg, ufunc="np.negative"),
     _unary("exp", _vjp_exp, _h("_exp"), "_exp({0})", "np.exp({0})", lambda a: _sym().exp(a),
-           helpers=("_exp",)),
+           helpers=("_exp",), ufunc="np.exp"),
     _unary("log", _vjp_log, _h("_log"), "_log({0})", "np.log({0})", lambda a: _sym().log(a),
-           helpers=("_log",)),
+           helpers=("_log",), ufunc="np.log"),
     _unary("tanh", _vjp_tanh, math.tanh, "math.tanh({0})", "np.tanh({0})",
-           lambda a: _sym().tanh(a)),
+           lambda a: _sym().tanh(a), ufunc="np.tanh"),
     _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "_sigmoid({0})",
            "0.5 * np.tanh(0.5 * {0}) + 0.5", lambda a: 1 / (1 + _sym().exp(-a)),
            helpers=("_sigmoid",)),
     _unary("relu", _vjp_relu, lambda a: 0.0 if a <= 0.0 else a, "0.0 if {0} <= 0.0 else {0}",
            "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a)),
     _unary("sin", _vjp_sin, _h("_sin"), "_sin({0})", "np.sin({0})", lambda a: _sym().sin(a),
-           helpers=("_sin",)),
+           helpers=("_sin",), ufunc="np.sin"),
     _unary("cos", _vjp_cos, _h("_cos"), "_cos({0})", "np.cos({0})", lambda a: _sym().cos(a),
-           helpers=("_cos",)),
+           helpers=("_cos",), ufunc="np.cos"),
     _unary("sqrt", _vjp_sqrt, _h("_sqrt"), "_sqrt({0})", "np.sqrt({0})",
-           lambda a: _sym().sqrt(a), helpers=("_sqrt",)),
-    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs({0})", lambda a: _sym().Abs(a)),
+           lambda a: _sym().sqrt(a), helpers=("_sqrt",), ufunc="np.sqrt"),
+    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs({0})", lambda a: _sym().Abs(a),
+           ufunc="np.abs"),
     _unary("softplus", _vjp_softplus, _h("_softplus"), "_softplus({0})",
            "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a)),
            helpers=("_softplus",)),
     _unary("log1p", _vjp_log1p, _h("_log1p"), "_log1p({0})", "np.log1p({0})",
-           lambda a: _sym().log(1 + a), helpers=("_log1p",)),
+           lambda a: _sym().log(1 + a), helpers=("_log1p",), ufunc="np.log1p"),
     _unary("step", _vjp_none, lambda a: 1.0 if a > 0.0 else 0.0, "1.0 if {0} > 0.0 else 0.0",
            "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0)),
     _unary("sign", _vjp_none, _ref_sign, "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0)",
-           "np.sign({0})", lambda a: _sym().sign(a)),
-    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, builtin="sum"),
+           "np.sign({0})", lambda a: _sym().sign(a), ufunc="np.sign"),
+    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, builtin="sum", np_view=True),
     _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, builtin="dot"),
-    _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, _np_lse, builtin="logsumexp"),
+    # numpy: written by exprgrad.npgen as a block (max once, exponentials shared with the gradient)
+    _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, None, builtin="logsumexp"),
     _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
-            _np_matmul, label="@"),
+            _np_matmul, label="@", np_into=_np_matmul_into),
     _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
-            _np_transpose, builtin="transpose",
-            simplify=_simp_transpose),
+            _np_transpose, builtin="transpose", simplify=_simp_transpose, np_view=True),
     _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,
             _np_outer, builtin="outer"),
-    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, _np_stack, label="[...]"),
+    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, _np_stack, label="[...]",
+            np_view=True),
     _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, _np_index,
-            simplify=_simp_index, label="[i]"),
+            simplify=_simp_index, label="[i]", np_view=True),
     _tensor("scatter", 1, _scatter_shape, _vjp_scatter, _scatter_unroll, _np_scatter,
-            label="scatter"),
+            label="scatter", np_view=True),
     _tensor("broadcast", 1, _broadcast_shape, _vjp_broadcast, _broadcast_unroll, _np_broadcast,
-            simplify=_simp_broadcast, label="broadcast"),
+            simplify=_simp_broadcast, label="broadcast", np_view=True),
 )
 
 #: builtin function name in the language -> op name

@@ -38,7 +38,12 @@ _NUMPY_ATTRS = {"tanh", "exp", "log", "log1p", "sqrt", "sin", "cos", "abs", "whe
                 "broadcast_to", "ascontiguousarray", "empty", "power", "divide", "full",
                 "reshape", "swapaxes", "zeros_like", "max"}
 #: array attributes numpy code may use on its own values
-_ARRAY_ATTRS = {"T", "sum"}
+_ARRAY_ATTRS = {"T", "sum", "max", "reshape"}
+#: numpy functions numpy code calls with an output array after their inputs (``np.add(a, b,
+#: out)``), by number of inputs; the output must be an array the function itself made
+_OUT_CALLS = {"add": 2, "subtract": 2, "multiply": 2, "divide": 2, "power": 2, "matmul": 2,
+              "negative": 1, "exp": 1, "log": 1, "log1p": 1, "tanh": 1, "sin": 1, "cos": 1,
+              "sqrt": 1, "abs": 1, "sign": 1}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult, ast.BitOr, ast.BitAnd)
 _CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 
@@ -122,6 +127,11 @@ def _expression(node: ast.AST, callables: set[str]) -> None:
                 raise _fail(n, "call of a computed function")
             stack.append(func)
             stack.extend(n.args)
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and \
+                    func.value.id == "np" and \
+                    func.attr in _OUT_CALLS and len(n.args) > _OUT_CALLS[func.attr]:
+                if len(n.args) != _OUT_CALLS[func.attr] + 1 or not _local_base(n.args[-1]):
+                    raise _fail(n, f"np.{func.attr} writing into something it did not make")
         elif isinstance(n, (ast.Tuple, ast.List)):
             if not isinstance(n.ctx, ast.Load):
                 raise _fail(n, "unpacking inside an expression")
@@ -140,8 +150,8 @@ def _target(node: ast.AST) -> None:
         n = stack.pop()
         if isinstance(n, ast.Name):
             _check_name(n, n.id)
-        elif isinstance(n, ast.Subscript) and _local_base(n.value):
-            _expression(n.slice, set())  # numpy code fills its gradient array by slices
+        elif isinstance(n, ast.Subscript) and _local_base(n):
+            pass  # numpy code fills its gradient array by slices
         elif isinstance(n, (ast.Tuple, ast.List)):
             stack.extend(n.elts)
         else:
@@ -149,17 +159,17 @@ def _target(node: ast.AST) -> None:
 
 
 def _local_base(node: ast.AST) -> bool:
-    """``_g`` or ``np.reshape(_g[...], ...)``: an array the function itself created."""
+    """``_g``, ``_g[...]`` or ``_g[...].reshape(...)[...]``: a local array of the function."""
     if isinstance(node, ast.Name):
         return node.id.startswith("_") and "__" not in node.id
     if isinstance(node, ast.Subscript):
+        _expression(node.slice, set())
         return _local_base(node.value)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-            isinstance(node.func.value, ast.Name) and node.func.value.id == "np" and \
-            node.func.attr == "reshape" and node.args:
-        for extra in node.args[1:]:
+            node.func.attr == "reshape" and not node.keywords:
+        for extra in node.args:
             _expression(extra, set())
-        return _local_base(node.args[0])
+        return _local_base(node.func.value)
     return False
 
 

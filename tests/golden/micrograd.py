@@ -76,13 +76,13 @@ def more_ops(a, b):
     # line 15
     _c2 = _c + (_c + 1.0)
     # line 16
-    _c3 = _c2 + ((1.0 + _c2) + (-a))
+    _c3 = _c2 + ((1.0 + _c2) - a)
     # line 17
-    _t12 = b + a
-    _d2 = _d + ((_d * 2.0) + (0.0 if _t12 <= 0.0 else _t12))
+    _t11 = b + a
+    _d2 = _d + ((_d * 2.0) + (0.0 if _t11 <= 0.0 else _t11))
     # line 18
-    _t17 = b - a
-    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t17 <= 0.0 else _t17))
+    _t16 = b - a
+    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t16 <= 0.0 else _t16))
     # line 19
     _e = _c3 - _d3
     # line 20
@@ -103,13 +103,13 @@ def more_ops_grad(a, b):
     # line 15
     _c2 = _c + (_c + 1.0)
     # line 16
-    _c3 = _c2 + ((1.0 + _c2) + (-a))
+    _c3 = _c2 + ((1.0 + _c2) - a)
     # line 17
-    _t12 = b + a
-    _d2 = _d + ((_d * 2.0) + (0.0 if _t12 <= 0.0 else _t12))
+    _t11 = b + a
+    _d2 = _d + ((_d * 2.0) + (0.0 if _t11 <= 0.0 else _t11))
     # line 18
-    _t17 = b - a
-    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t17 <= 0.0 else _t17))
+    _t16 = b - a
+    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t16 <= 0.0 else _t16))
     # line 19
     _e = _c3 - _d3
     # line 20
@@ -117,34 +117,33 @@ def more_ops_grad(a, b):
     # line 21
     _g = _f / 2.0
     # line 22
-    _t24 = _div(10.0, _f)
-    _g2 = _g + _t24
-    _df = -_div(_t24, _f)
+    _t23 = _div(10.0, _f)
+    _g2 = _g + _t23
+    _t25 = _div(_t23, _f)
     # line 21
-    _df2 = _df + 0.5
+    _df = 0.5 - _t25
     # line 20
-    _de = _df2 * (2.0 * _e)
+    _de = _df * (2.0 * _e)
     # line 19
     _dd = -_de
     # line 18
-    _db = _dd * (1.0 if _t17 > 0.0 else 0.0)
-    _da = -_db
-    _dd2 = _dd + (_dd * 3.0)
+    _db = _dd * (1.0 if _t16 > 0.0 else 0.0)
+    _dd2 = (_dd * 3.0) - _de
     # line 17
-    _t38 = _dd2 * (1.0 if _t12 > 0.0 else 0.0)
-    _db2 = _db + _t38
-    _da2 = _da + _t38
+    _t35 = _dd2 * (1.0 if _t11 > 0.0 else 0.0)
+    _db2 = _db + _t35
+    _da = _t35 - _db
     _dd3 = _dd2 + (_dd2 * 2.0)
     # line 16
-    _da3 = _da2 + _dd
+    _da2 = _da - _de
     _dc = _de + _de
     # line 15
     _dc2 = _dc + _dc
     # line 14
     _db3 = _db2 + (_dd3 * (3.0 * (b * b)))
-    _da4 = _da3 + (_dd3 * b)
+    _da3 = _da2 + (_dd3 * b)
     _db4 = _db3 + (_dd3 * a)
     # line 13
-    _da5 = _da4 + _dc2
+    _da4 = _da3 + _dc2
     _db5 = _db4 + _dc2
-    return _g2, (_da5, _db5)
+    return _g2, (_da4, _db5)

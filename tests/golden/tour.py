@@ -88,15 +88,15 @@ def f_grad(x, y):
     _t7 = _exp((-y))
     _t8 = 1.0 + _t7
     _t9 = _div((_z2 * _z2), _t8)
-    _dy = -((-_div(_t9, _t8)) * _t7)
+    _t13 = (-_div(_t9, _t8)) * _t7
     _dz = _div(1.0, _t8) * (2.0 * _z2)
     # line 5
     _dz2 = _dz * 2.0
     # line 4
     _dx = _dz2 * _cos(x)
     _dx2 = _dx + (_dz2 * y)
-    _dy2 = _dy + (_dz2 * x)
-    return _t9, (_dx2, _dy2)
+    _dy = (_dz2 * x) - _t13
+    return _t9, (_dx2, _dy)
 
 
 def g(a, b):
@@ -145,21 +145,21 @@ def softmax2_grad(u, v):
     # line 13
     _t11 = _div((-1.0), _t6)
     _dv = _t11 * _t5
-    _dm = (-1.0) + (-_dv)
+    _dm = (-1.0) - _dv
     _du = _t11 * _t3
     _du2 = 1.0 + _du
-    _dm2 = _dm + (-_du)
+    _dm2 = _dm - _du
     # line 12
-    _t20 = 1.0 if (v - u) > 0.0 else 0.0
-    _t22 = _dm2 * (1.0 - _t20)
-    _t23 = _dm2 * _t20
-    _du3 = _du2 + _t22
-    _dv2 = _dv + _t23
+    _t18 = 1.0 if (v - u) > 0.0 else 0.0
+    _t20 = _dm2 * (1.0 - _t18)
+    _t21 = _dm2 * _t18
+    _du3 = _du2 + _t20
+    _dv2 = _dv + _t21
     # line 13
     _dv3 = 1.0 + _dv
     # line 12
-    _du4 = _du + _t22
-    _dv4 = _dv3 + _t23
+    _du4 = _du + _t20
+    _dv4 = _dv3 + _t21
     return (_t9, _t10), ((_du3, _dv2), (_du4, _dv4))
 
 
@@ -195,7 +195,7 @@ def h_grad(x, y):
     _dx3 = _dx2 + (_t13 * (_t14 * (1.0 - _t14)))
     _dy = ((-_t14) * (3.0 * (_t11 * _t11))) * (1.0 if y > 0.0 else 0.0)
     _dx4 = _dx3 + (_t14 * (1.0 - (_t10 * _t10)))
-    _dy2 = _dy + (-(_sigmoid(_t6) + ((-_div(_t9, _t8)) * _t7)))
+    _dy2 = _dy - (_sigmoid(_t6) + ((-_div(_t9, _t8)) * _t7))
     _dz = _div(1.0, _t8) * (2.0 * _z2)
     _dz2 = _dz * 2.0
     _dx5 = _dx4 + (_dz2 * _cos(x))

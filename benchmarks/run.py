@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import operator
 import statistics
 import sys
 import time
@@ -86,19 +85,13 @@ def layers_from_flat(params: list[float], nin: int, sizes: list[int]) -> list[tu
 def exprgrad_scalar(name: str, params: list[float], xs: list[Any], ys: list[Any]
                     ) -> Callable[[], float]:
     mod = exprgrad.load_source(SOURCES[name][0], f"{name}.exg")
-    loss_grad = mod.loss_grad
+    loss_grad_sum = mod.loss_grad_sum  # one loop over the batch in generated code
     state = {"p": list(params)}
-    data = list(zip(xs, ys))
-    add = operator.add
 
     def step() -> float:
         p = state["p"]
-        total, acc = loss_grad(p, *data[0])
-        for x, y in data[1:]:
-            v, g = loss_grad(p, x, y)
-            total += v
-            acc = list(map(add, acc, g))
-        state["p"] = [q - LR * g for q, g in zip(p, acc)]
+        total, g = loss_grad_sum(p, xs, ys)
+        state["p"] = [q - LR * d for q, d in zip(p, g)]
         return total
 
     return step
@@ -348,25 +341,47 @@ CONTENDERS: dict[str, Callable[..., Callable[[], float]]] = {
 }
 
 
-def measure(step: Callable[[], float], repeat: int, budget: float) -> float:
-    """Median seconds per step: warm up, then `repeat` timed blocks of enough steps each."""
-    start = time.perf_counter()
-    step()
-    one = time.perf_counter() - start
-    inner = max(1, min(1000, int(0.02 / max(one, 1e-7))))
-    for _ in range(2):
-        for _ in range(inner):
+def measure_all(steps: dict[str, Callable[[], float]], repeat: int, budget: float
+                ) -> dict[str, float]:
+    """Median seconds per step for each contender, measured interleaved.
+
+    Each contender gets a block size worth about 20 ms of steps and two warm-up blocks; then
+    rounds time one block of every contender in turn (the order rotating between rounds), so a
+    slow drift of the machine's speed affects all of them alike. Rounds stop after ``repeat``,
+    or after ``budget`` seconds once there are three. A contender slower than 0.2 s per step
+    is timed in the first three rounds only.
+    """
+    inner: dict[str, int] = {}
+    slow: set[str] = set()
+    for label, step in steps.items():
+        start = time.perf_counter()
+        step()
+        one = time.perf_counter() - start
+        inner[label] = max(1, min(1000, int(0.02 / max(one, 1e-7))))
+        if one > 0.2:
+            slow.add(label)
+        for _ in range(0 if one > 0.2 else 2 * inner[label]):
             step()
-    samples = []
+    samples: dict[str, list[float]] = {label: [] for label in steps}
+    labels = list(steps)
     deadline = time.perf_counter() + budget
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(inner):
-            step()
-        samples.append((time.perf_counter() - t) / inner)
-        if time.perf_counter() > deadline and len(samples) >= 3:
+    for r in range(repeat):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            if label in slow and r >= 3:
+                continue
+            step, n = steps[label], inner[label]
+            t = time.perf_counter()
+            for _ in range(n):
+                step()
+            samples[label].append((time.perf_counter() - t) / n)
+        if time.perf_counter() > deadline and r >= 2:
             break
-    return statistics.median(samples)
+    return {label: statistics.median(v) for label, v in samples.items()}
+
+
+def measure(step: Callable[[], float], repeat: int, budget: float) -> float:
+    """Median seconds per step of one contender (see measure_all)."""
+    return measure_all({"step": step}, repeat, budget)["step"]
 
 
 def run(workloads: list[str], repeat: int, budget: float) -> dict[str, Any]:
@@ -380,7 +395,8 @@ def run(workloads: list[str], repeat: int, budget: float) -> dict[str, Any]:
         mod = exprgrad.load_source(SOURCES[name][0], f"{name}.exg")
         params = mod.init_params(0)
         reference = None
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
+        fresh: dict[str, Callable[[], float]] = {}
         for label, make in CONTENDERS.items():
             try:
                 step = make(name, params, xs, ys)
@@ -393,8 +409,10 @@ def run(workloads: list[str], repeat: int, budget: float) -> dict[str, Any]:
             if not math.isclose(first, reference, rel_tol=1e-9):
                 rows[label] = {"skipped": f"first loss {first} != {reference}"}
                 continue
-            make_fresh = make(name, params, xs, ys)
-            rows[label] = {"seconds": measure(make_fresh, repeat, budget), "first_loss": first}
+            fresh[label] = make(name, params, xs, ys)
+            rows[label] = {"first_loss": first}
+        for label, seconds in measure_all(fresh, repeat, budget).items():
+            rows[label]["seconds"] = seconds
         timed = {k: v["seconds"] for k, v in rows.items() if "seconds" in v}
         base = min(timed.get("exprgrad (scalar)", math.inf), timed.get("exprgrad (numpy)",
                                                                             math.inf))
@@ -467,7 +485,8 @@ def compile_times() -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--budget", type=float, default=10.0, help="seconds per contender")
+    ap.add_argument("--budget", type=float, default=30.0,
+                    help="seconds of timing rounds per workload")
     ap.add_argument("--workloads", default="seed,moons,digits")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args()

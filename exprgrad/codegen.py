@@ -5,6 +5,9 @@ for ``init_params`` when the program has parameters). For every ``def f`` it def
 
 - ``f(...)``: the value(s) of ``f``;
 - ``f_grad(...)``: ``(value, grads)``, the value and the gradient (see ``docs/generated.md``);
+- ``f_grad_sum(params, ...)``: for a scalar function of parameters (a loss), the value and the
+  parameter gradient summed over a batch, each argument holding one value per example: one loop
+  in generated code instead of a call per example;
 - ``f_hess(...)``: ``(value, grads, hessian)`` when Hessians are requested.
 
 The text is deterministic (same program, byte-identical output). No text from the ``.exg``
@@ -181,21 +184,31 @@ class ModuleWriter:
 
     # ---- one function --------------------------------------------------------------------
     def emit(self, name: str, fn: Function, roots: list[Node],
-             returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool) -> None:
-        """Emit ``def name(...)`` computing ``roots``; ``returns`` prints the return value."""
+             returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool,
+             summed: Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]] | None = None
+             ) -> None:
+        """Emit ``def name(...)`` computing ``roots``; ``returns`` prints the return value.
+
+        With ``summed`` (which picks the value and the flat gradient out of the roots'
+        elements), also emit ``name + "_sum"``: the same statements in a loop over a batch,
+        accumulating the value and the gradient.
+        """
         try:
-            self._emit(name, fn, roots, returns, doc, with_params)
+            self._emit(name, fn, roots, returns, doc, with_params, summed)
         except ExprgradLimitError as err:
             err.span = err.span or fn.span
             err.lineno, err.offset = err.span.line, err.span.col
             raise err.with_source(self.program.filename, self.program.source) from None
 
     def _emit(self, name: str, fn: Function, roots: list[Node],
-              returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool) -> None:
+              returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool,
+              summed: Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]] | None) -> None:
         alg = PyAlgebra(self.budget - self.statements)
         env: dict[int, list[Elem]] = {}
         sig = self.arg_names(fn)
-        prologue: list[str] = []
+        arg_sig = list(sig)
+        unpack: list[str] = []  # the arguments' elements
+        prologue: list[str] = []  # the parameters' elements
         for node, pyname, shape in zip(fn.inputs, sig, fn.arg_shapes):
             if shape == ():
                 env[node.id] = [pyname]
@@ -203,7 +216,7 @@ class ModuleWriter:
                 names = [f"_{ident_part(node.attr[1])}_{i}" for i in range(node.size)]
                 alg.taken.update(names)
                 env[node.id] = names
-                prologue.append(f"    {_unpack_target(names, shape)} = {pyname}")
+                unpack.append(f"{_unpack_target(names, shape)} = {pyname}")
         alg.taken.update(sig)
         if with_params:
             flat = []
@@ -243,20 +256,47 @@ class ModuleWriter:
             if user is not None and len(alg.stmts) > start:
                 elems = self._rename(alg, start, elems, ident_part(user), named, node.size)
             env[node.id] = elems
-        returned = returns([env[r.id] for r in roots])
+        elems = [env[r.id] for r in roots]
+        returned = returns(elems)
+        stmts = [list(s) for s in alg.stmts] if summed else alg.stmts
         body = _fuse(_dce(alg.stmts, returned), returned)
-        self.statements += len(body)
-        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""', *prologue]
-        last_line: int | None = -1
-        for target, expr, line in body:
-            if line != last_line and line is not None:
-                lines.append(f"    # line {line}")
-            last_line = line
-            lines.append(f"    {target} = {expr}")
+        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
+                 *(f"    {u}" for u in unpack), *prologue, *_body_lines(body, "    ")]
         lines.append("    return " + returned)
+        self.chunks.append("\n".join(lines))
+        self.statements += len(body)
+        if summed:
+            self.chunks.append(self._summed(name, stmts, summed(elems), alg, sig, arg_sig,
+                                            prologue, unpack, fn))
         self.helpers |= alg.helpers
         self.uses_math = self.uses_math or alg.uses_math
-        self.chunks.append("\n".join(lines))
+
+    def _summed(self, name: str, stmts: list[list[Any]], picked: tuple[Elem, list[Elem]],
+                alg: PyAlgebra, sig: list[str], arg_sig: list[str], prologue: list[str],
+                unpack: list[str], fn: Function) -> str:
+        """``name_sum``: the body of ``name`` in a loop over the examples, accumulating."""
+        value, flat = picked
+        line_of = {s[0]: s[2] for s in stmts}
+        accs = [alg.fresh("sum")] + [alg.fresh("gsum") for _ in flat]
+        for acc, elem in zip(accs, [value, *flat]):
+            if isinstance(elem, float):
+                if elem != 0.0:  # a constant: the same for every example
+                    stmts.append([acc, f"{acc} + {fmt_const(elem)}", None])
+            else:
+                stmts.append([acc, f"{acc} + {elem}", line_of.get(elem)])
+        live = " ".join(accs)
+        body = _fuse(_dce(stmts, live), live)
+        self.statements += len(body)
+        loop = arg_sig[0] if len(arg_sig) == 1 else ", ".join(arg_sig)
+        target = f"({loop},)" if len(arg_sig) == 1 else loop
+        lines = [f"def {name}_sum({', '.join(sig)}):",
+                 f'    """(sum of {fn.name}, gradient of that sum with respect to the parameters) '
+                 f'over a batch: each argument holds one value per example."""',
+                 *prologue, f"    {' = '.join(accs)} = 0.0",
+                 f"    for {target} in zip({', '.join(arg_sig)}):",
+                 *(f"        {u}" for u in unpack), *_body_lines(body, "        "),
+                 f"    return {accs[0]}, [{', '.join(accs[1:])}]"]
+        return "\n".join(lines)
 
     def _rename(self, alg: PyAlgebra, start: int, elems: list[Elem], base: str,
                 named: dict[str, int], size: int) -> list[Elem]:
@@ -281,6 +321,18 @@ class ModuleWriter:
 
 
 _NAME_USE = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+
+
+def _body_lines(body: list[list[Any]], indent: str) -> list[str]:
+    """Statements as lines, with a ``# line N`` comment where the source line changes."""
+    lines = []
+    last_line: int | None = -1
+    for target, expr, line in body:
+        if line != last_line and line is not None:
+            lines.append(f"{indent}# line {line}")
+        last_line = line
+        lines.append(f"{indent}{target} = {expr}")
+    return lines
 
 
 #: the most operations one fused statement may hold (keeps nesting shallow for CPython)
@@ -374,10 +426,13 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
         roots = list(outs)
         for out in outs:
             roots.extend(grad(graph, out, wrt))
+        summed = None
+        if fn.uses_params and n_out == 1 and shapes[0] == () and fn.inputs:
+            summed = _grad_picker(program, len(wrt))
         writer.emit(fname + "_grad", fn, roots, _grad_render(program, fn, n_out, len(wrt), values),
                     f"(value, gradient with respect to "
                     f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
-                    fn.uses_params)
+                    fn.uses_params, summed)
         if hessians and not fn.uses_params and n_out == 1 and outs[0].shape == () and all(
                 s == () for s in fn.arg_shapes):
             n = len(fn.inputs)
@@ -403,6 +458,18 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
 
 def _tuple(items: list[str]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _grad_picker(program: Program, n_wrt: int
+                 ) -> Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]]:
+    """For a scalar loss of parameters: (value element, flat gradient elements)."""
+    position = {t: i for i, t in enumerate(program.params)}
+
+    def pick(v: list[list[Elem]]) -> tuple[Elem, list[Elem]]:
+        row = v[1:1 + n_wrt]
+        return v[0][0], [row[position[t]][i] for t, i in program.param_order]
+
+    return pick
 
 
 def _grad_render(program: Program, fn: Function, n_out: int, n_wrt: int, values: Render) -> Render:

@@ -317,6 +317,33 @@ def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
 NUMPY_BATCH = 32
 
 
+def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
+                       ) -> Callable[[list[float], list[int]], tuple[float, list[float]]]:
+    """``(params, indices) -> (summed loss, summed gradient)`` through ``name_grad_sum``."""
+    summed = getattr(module, name + "_grad_sum", None)
+    if summed is None:  # a module from an exprgrad without f_grad_sum: one call per example
+        loss_grad = getattr(module, name + "_grad")
+
+        def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+            total, acc = loss_grad(params, *examples[idx[0]])
+            for i in idx[1:]:
+                value, g = loss_grad(params, *examples[i])
+                total += value
+                acc = list(map(operator.add, acc, g))
+            return total, acc
+
+        return per_example
+    columns = [list(c) for c in zip(*examples)]
+    everything = list(range(len(examples)))
+
+    def step(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+        if idx == everything:
+            return summed(params, *columns)  # type: ignore[no-any-return]
+        return summed(params, *[[c[i] for i in idx] for c in columns])  # type: ignore[no-any-return]
+
+    return step
+
+
 def train(program: Program, *, config: TrainConfig | None = None, csv_path: str | None = None,
           init: Sequence[float] | None = None, progress: Progress | None = None,
           module: types.ModuleType | None = None) -> TrainResult:
@@ -343,15 +370,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     else:
         module = module or module_from_code(generate(program), "exg_train",
                                             f"<exprgrad:{program.filename}>")
-        loss_grad = getattr(module, fn.name + "_grad")
-
-        def batch_grad(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
-            total, acc = loss_grad(params, *examples[idx[0]])
-            for i in idx[1:]:
-                value, g = loss_grad(params, *examples[i])
-                total += value
-                acc = list(map(operator.add, acc, g))
-            return total, acc
+        batch_grad = _scalar_batch_step(module, fn.name, examples)
 
     rng = random.Random(config.seed)
     if init is not None:

@@ -5,10 +5,11 @@ Contract: :func:`verify_module` parses generated source with :mod:`ast` and rais
 imports of ``math``, ``random`` and ``numpy``; module constants that are strings, numbers and
 tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ops.HELPERS` spells them;
 ``init_params``; and functions whose bodies are a docstring, assignments to plain local names
-and one ``return``, over arithmetic, comparisons, conditional expressions, numbers, and calls of
-``math``/``numpy`` functions and the helpers. Names containing ``__`` never pass. It is run on
-every module exprgrad loads, so nothing a ``.exg`` file says can make compiled code do anything
-but arithmetic.
+(possibly inside a ``for ... in zip(<the function's arguments>)`` loop) and one ``return``, over
+arithmetic, comparisons, conditional expressions, numbers, and calls of ``math``/``numpy``
+functions and the helpers (numpy ufuncs may write into an array the function made). Names
+containing ``__`` never pass. It is run on every module exprgrad loads, so nothing a ``.exg``
+file says can make compiled code do anything but arithmetic.
 """
 
 from __future__ import annotations
@@ -187,13 +188,37 @@ def _function(fn: ast.FunctionDef, callables: set[str]) -> None:
         body = body[1:]
     for stmt in body:
         if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
-                _target(target)
-            _expression(stmt.value, callables)
+            _assign(stmt, callables)
+        elif isinstance(stmt, ast.For):
+            _batch_loop(stmt, fn, callables)
         elif isinstance(stmt, ast.Return) and stmt is body[-1] and stmt.value is not None:
             _expression(stmt.value, callables)
         else:
             raise _fail(stmt, f"{type(stmt).__name__} statement in {fn.name}")
+
+
+def _assign(stmt: ast.Assign, callables: set[str]) -> None:
+    for target in stmt.targets:
+        _target(target)
+    _expression(stmt.value, callables)
+
+
+def _batch_loop(stmt: ast.For, fn: ast.FunctionDef, callables: set[str]) -> None:
+    """``for (a, b) in zip(a, b):`` over the function's own arguments, assignments inside."""
+    args = {a.arg for a in fn.args.args}
+    it = stmt.iter
+    if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "zip"
+            and not it.keywords and it.args
+            and all(isinstance(a, ast.Name) and a.id in args for a in it.args)):
+        raise _fail(stmt, "a loop over something other than zip of the arguments")
+    if stmt.orelse or not isinstance(stmt.target, ast.Tuple) or not all(
+            isinstance(t, ast.Name) for t in stmt.target.elts):
+        raise _fail(stmt, "a loop of an unexpected form")
+    _target(stmt.target)
+    for inner in stmt.body:
+        if not isinstance(inner, ast.Assign):
+            raise _fail(inner, f"{type(inner).__name__} statement in a loop")
+        _assign(inner, callables)
 
 
 def verify_module(code: str) -> None:

@@ -133,3 +133,44 @@ def test_param_declarations() -> None:
     value, grads = mod.f_grad(params, [1.0, 2.0])
     assert grads[:4] == [6.0, 0.5, 0.5, 0.5]
     assert grads[4:] == [1.0, 2.0, 1.0, 2.0]
+
+
+BATCH_PROGRAMS = {
+    "seed": (EXAMPLES / "seed_mlp.exg").read_text(),
+    # a constant-per-example gradient (d/ds = 1), a scalar argument and a matrix argument
+    "mixed": "param w[2] = [0.3, -0.7]\nparam s = 0.2\n"
+             "def loss(m[2, 2], t):\n    v = tanh(m @ w) * t\n    return dot(v, v) + s + s * t\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_PROGRAMS))
+def test_grad_sum_is_the_batch_sum_of_the_gradient(name: str) -> None:
+    """f_grad_sum (one loop in generated code) = the sum of f_grad over the examples, and its
+    gradient matches central differences of the summed loss."""
+    mod = exprgrad.load_source(BATCH_PROGRAMS[name], f"{name}.exg")
+    rng = random.Random(name)
+    if name == "seed":
+        cols = [[[rng.uniform(-2, 2) for _ in range(3)] for _ in range(6)],
+                [rng.choice([-1.0, 1.0]) for _ in range(6)]]
+    else:
+        cols = [[[[rng.uniform(-2, 2) for _ in range(2)] for _ in range(2)] for _ in range(6)],
+                [rng.uniform(-1, 1) for _ in range(6)]]
+    params = mod.init_params(4)
+    total, grads = mod.loss_grad_sum(params, *cols)
+    want_total, want = 0.0, [0.0] * len(params)
+    for example in zip(*cols):
+        v, g = mod.loss_grad(params, *example)
+        want_total += v
+        want = [a + b for a, b in zip(want, g)]
+    assert math.isclose(total, want_total, rel_tol=1e-13)
+    assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-14) for a, b in zip(grads, want))
+    for i in range(len(params)):
+        h = 1e-6
+        up, down = list(params), list(params)
+        up[i] += h
+        down[i] -= h
+        fd = (sum(mod.loss(up, *ex) for ex in zip(*cols))
+              - sum(mod.loss(down, *ex) for ex in zip(*cols))) / (2 * h)
+        assert math.isclose(grads[i], fd, rel_tol=1e-6, abs_tol=1e-7), (i, grads[i], fd)
+    if name == "mixed":
+        assert math.isclose(grads[-1], 6 + sum(cols[1]), rel_tol=1e-12)  # d/ds of s + s*t

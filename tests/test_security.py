@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 
 import exprgrad
 from exprgrad.errors import ExprgradError
+from exprgrad.lower import compile_program
+from exprgrad.npgen import generate_numpy
 from exprgrad.verify import UnsafeCodeError, verify_module
 
 CANARY_PAYLOAD = "__import__('pathlib').Path({path!r}).write_text('pwned')"
@@ -140,6 +143,38 @@ def test_the_allowlist_rejects_what_the_emitter_never_writes() -> None:
     ]
     assert all(a != good for a in attacks)
     for attack in attacks:
+        with pytest.raises(UnsafeCodeError):
+            verify_module(attack)
+
+
+def test_the_allowlist_accepts_only_the_batch_loop_and_output_arrays_the_emitters_write() -> None:
+    src = "param w = 0.5\ndef loss(x, y):\n    return (w * x - y) ** 2\n"
+    scalar = exprgrad.compile_source(src)
+    loop = "    for x, y in zip(x, y):\n"
+    assert loop in scalar
+    verify_module(scalar)
+    numpy_code = generate_numpy(compile_program("net n = MLP(2, [3, 1])\n"
+                                                "def loss(x[2], y):\n    return (n(x) - y) ** 2\n"))
+    verify_module(numpy_code)
+    out_call = re.search(r"    (_\w+) = np\.tanh\((_\w+), (_\w+)\)\n", numpy_code)
+    assert out_call is not None
+    attacks = [
+        scalar.replace(loop, "    for x, y in zip(open('f'), y):\n"),
+        scalar.replace(loop, "    for x in range(10 ** 9):\n"),
+        scalar.replace(loop, "    for x, y in zip(x, y, __import__('os')):\n"),
+        scalar.replace(loop, "    for x.attr, y in zip(x, y):\n"),
+        scalar.replace(loop, "    while True:\n"),
+        scalar.replace(loop, loop + "        import os\n"),
+        scalar.replace(loop, loop + "        os = 1\n        del os\n"),
+        numpy_code.replace(out_call.group(0),
+                           f"    {out_call.group(1)} = np.tanh({out_call.group(2)}, params)\n"),
+        numpy_code.replace(out_call.group(0),
+                           f"    {out_call.group(1)} = np.tanh({out_call.group(2)}, x.attr)\n"),
+        numpy_code.replace(out_call.group(0), f"    {out_call.group(1)} = np.tanh("
+                           f"{out_call.group(2)}, {out_call.group(3)}, {out_call.group(3)})\n"),
+    ]
+    for attack in attacks:
+        assert attack != scalar and attack != numpy_code
         with pytest.raises(UnsafeCodeError):
             verify_module(attack)
 

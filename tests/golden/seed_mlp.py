@@ -181,3 +181,74 @@ def loss_grad(params, x, y):
     _t166 = _t155 * _x_1
     _t167 = _t155 * _x_2
     return _t75, [_t156, _t157, _t158, _t152, _t159, _t160, _t161, _t153, _t162, _t163, _t164, _t154, _t165, _t166, _t167, _t155, _t100, _t101, _t102, _t103, _t96, _t104, _t105, _t106, _t107, _t97, _t108, _t109, _t110, _t111, _t98, _t112, _t113, _t114, _t115, _t99, _t80, _t81, _t82, _t83, _t79]
+
+
+def loss_grad_sum(params, x, y):
+    """(sum of loss, gradient of that sum with respect to the parameters) over a batch: each argument holds one value per example."""
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_w_0_2, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_w_1_2, _n_layers_0_b_1, _n_layers_0_w_2_0, _n_layers_0_w_2_1, _n_layers_0_w_2_2, _n_layers_0_b_2, _n_layers_0_w_3_0, _n_layers_0_w_3_1, _n_layers_0_w_3_2, _n_layers_0_b_3, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_w_0_2, _n_layers_1_w_0_3, _n_layers_1_b_0, _n_layers_1_w_1_0, _n_layers_1_w_1_1, _n_layers_1_w_1_2, _n_layers_1_w_1_3, _n_layers_1_b_1, _n_layers_1_w_2_0, _n_layers_1_w_2_1, _n_layers_1_w_2_2, _n_layers_1_w_2_3, _n_layers_1_b_2, _n_layers_1_w_3_0, _n_layers_1_w_3_1, _n_layers_1_w_3_2, _n_layers_1_w_3_3, _n_layers_1_b_3, _n_layers_2_w_0_0, _n_layers_2_w_0_1, _n_layers_2_w_0_2, _n_layers_2_w_0_3, _n_layers_2_b_0) = params
+    _sum168 = _gsum169 = _gsum170 = _gsum171 = _gsum172 = _gsum173 = _gsum174 = _gsum175 = _gsum176 = _gsum177 = _gsum178 = _gsum179 = _gsum180 = _gsum181 = _gsum182 = _gsum183 = _gsum184 = _gsum185 = _gsum186 = _gsum187 = _gsum188 = _gsum189 = _gsum190 = _gsum191 = _gsum192 = _gsum193 = _gsum194 = _gsum195 = _gsum196 = _gsum197 = _gsum198 = _gsum199 = _gsum200 = _gsum201 = _gsum202 = _gsum203 = _gsum204 = _gsum205 = _gsum206 = _gsum207 = _gsum208 = _gsum209 = 0.0
+    for x, y in zip(x, y):
+        (_x_0, _x_1, _x_2) = x
+        # line 12
+        _t25 = math.tanh(((((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + (_n_layers_0_w_0_2 * _x_2)) + _n_layers_0_b_0))
+        _t26 = math.tanh(((((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + (_n_layers_0_w_1_2 * _x_2)) + _n_layers_0_b_1))
+        _t27 = math.tanh(((((_n_layers_0_w_2_0 * _x_0) + (_n_layers_0_w_2_1 * _x_1)) + (_n_layers_0_w_2_2 * _x_2)) + _n_layers_0_b_2))
+        _t28 = math.tanh(((((_n_layers_0_w_3_0 * _x_0) + (_n_layers_0_w_3_1 * _x_1)) + (_n_layers_0_w_3_2 * _x_2)) + _n_layers_0_b_3))
+        _t61 = math.tanh((((((_n_layers_1_w_0_0 * _t25) + (_n_layers_1_w_0_1 * _t26)) + (_n_layers_1_w_0_2 * _t27)) + (_n_layers_1_w_0_3 * _t28)) + _n_layers_1_b_0))
+        _t62 = math.tanh((((((_n_layers_1_w_1_0 * _t25) + (_n_layers_1_w_1_1 * _t26)) + (_n_layers_1_w_1_2 * _t27)) + (_n_layers_1_w_1_3 * _t28)) + _n_layers_1_b_1))
+        _t63 = math.tanh((((((_n_layers_1_w_2_0 * _t25) + (_n_layers_1_w_2_1 * _t26)) + (_n_layers_1_w_2_2 * _t27)) + (_n_layers_1_w_2_3 * _t28)) + _n_layers_1_b_2))
+        _t64 = math.tanh((((((_n_layers_1_w_3_0 * _t25) + (_n_layers_1_w_3_1 * _t26)) + (_n_layers_1_w_3_2 * _t27)) + (_n_layers_1_w_3_3 * _t28)) + _n_layers_1_b_3))
+        _t73 = math.tanh((((((_n_layers_2_w_0_0 * _t61) + (_n_layers_2_w_0_1 * _t62)) + (_n_layers_2_w_0_2 * _t63)) + (_n_layers_2_w_0_3 * _t64)) + _n_layers_2_b_0))
+        _t74 = _t73 - y
+        _t79 = (2.0 * _t74) * (1.0 - (_t73 * _t73))
+        _t96 = (_n_layers_2_w_0_0 * _t79) * (1.0 - (_t61 * _t61))
+        _t97 = (_n_layers_2_w_0_1 * _t79) * (1.0 - (_t62 * _t62))
+        _t98 = (_n_layers_2_w_0_2 * _t79) * (1.0 - (_t63 * _t63))
+        _t99 = (_n_layers_2_w_0_3 * _t79) * (1.0 - (_t64 * _t64))
+        _t152 = ((((_n_layers_1_w_0_0 * _t96) + (_n_layers_1_w_1_0 * _t97)) + (_n_layers_1_w_2_0 * _t98)) + (_n_layers_1_w_3_0 * _t99)) * (1.0 - (_t25 * _t25))
+        _t153 = ((((_n_layers_1_w_0_1 * _t96) + (_n_layers_1_w_1_1 * _t97)) + (_n_layers_1_w_2_1 * _t98)) + (_n_layers_1_w_3_1 * _t99)) * (1.0 - (_t26 * _t26))
+        _t154 = ((((_n_layers_1_w_0_2 * _t96) + (_n_layers_1_w_1_2 * _t97)) + (_n_layers_1_w_2_2 * _t98)) + (_n_layers_1_w_3_2 * _t99)) * (1.0 - (_t27 * _t27))
+        _t155 = ((((_n_layers_1_w_0_3 * _t96) + (_n_layers_1_w_1_3 * _t97)) + (_n_layers_1_w_2_3 * _t98)) + (_n_layers_1_w_3_3 * _t99)) * (1.0 - (_t28 * _t28))
+        _sum168 = _sum168 + (_t74 * _t74)
+        _gsum169 = _gsum169 + (_t152 * _x_0)
+        _gsum170 = _gsum170 + (_t152 * _x_1)
+        _gsum171 = _gsum171 + (_t152 * _x_2)
+        _gsum172 = _gsum172 + _t152
+        _gsum173 = _gsum173 + (_t153 * _x_0)
+        _gsum174 = _gsum174 + (_t153 * _x_1)
+        _gsum175 = _gsum175 + (_t153 * _x_2)
+        _gsum176 = _gsum176 + _t153
+        _gsum177 = _gsum177 + (_t154 * _x_0)
+        _gsum178 = _gsum178 + (_t154 * _x_1)
+        _gsum179 = _gsum179 + (_t154 * _x_2)
+        _gsum180 = _gsum180 + _t154
+        _gsum181 = _gsum181 + (_t155 * _x_0)
+        _gsum182 = _gsum182 + (_t155 * _x_1)
+        _gsum183 = _gsum183 + (_t155 * _x_2)
+        _gsum184 = _gsum184 + _t155
+        _gsum185 = _gsum185 + (_t96 * _t25)
+        _gsum186 = _gsum186 + (_t96 * _t26)
+        _gsum187 = _gsum187 + (_t96 * _t27)
+        _gsum188 = _gsum188 + (_t96 * _t28)
+        _gsum189 = _gsum189 + _t96
+        _gsum190 = _gsum190 + (_t97 * _t25)
+        _gsum191 = _gsum191 + (_t97 * _t26)
+        _gsum192 = _gsum192 + (_t97 * _t27)
+        _gsum193 = _gsum193 + (_t97 * _t28)
+        _gsum194 = _gsum194 + _t97
+        _gsum195 = _gsum195 + (_t98 * _t25)
+        _gsum196 = _gsum196 + (_t98 * _t26)
+        _gsum197 = _gsum197 + (_t98 * _t27)
+        _gsum198 = _gsum198 + (_t98 * _t28)
+        _gsum199 = _gsum199 + _t98
+        _gsum200 = _gsum200 + (_t99 * _t25)
+        _gsum201 = _gsum201 + (_t99 * _t26)
+        _gsum202 = _gsum202 + (_t99 * _t27)
+        _gsum203 = _gsum203 + (_t99 * _t28)
+        _gsum204 = _gsum204 + _t99
+        _gsum205 = _gsum205 + (_t79 * _t61)
+        _gsum206 = _gsum206 + (_t79 * _t62)
+        _gsum207 = _gsum207 + (_t79 * _t63)
+        _gsum208 = _gsum208 + (_t79 * _t64)
+        _gsum209 = _gsum209 + _t79
+    return _sum168, [_gsum169, _gsum170, _gsum171, _gsum172, _gsum173, _gsum174, _gsum175, _gsum176, _gsum177, _gsum178, _gsum179, _gsum180, _gsum181, _gsum182, _gsum183, _gsum184, _gsum185, _gsum186, _gsum187, _gsum188, _gsum189, _gsum190, _gsum191, _gsum192, _gsum193, _gsum194, _gsum195, _gsum196, _gsum197, _gsum198, _gsum199, _gsum200, _gsum201, _gsum202, _gsum203, _gsum204, _gsum205, _gsum206, _gsum207, _gsum208, _gsum209]

@@ -73,3 +73,31 @@ def loss_grad(params, x, y):
     _t28 = _t25 * _x_0
     _t29 = _t25 * _x_1
     return _t16, [_t26, _t27, _t24, _t28, _t29, _t25, _t18, _t19, _t17]
+
+
+def loss_grad_sum(params, x, y):
+    """(sum of loss, gradient of that sum with respect to the parameters) over a batch: each argument holds one value per example."""
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
+    _sum30 = _gsum31 = _gsum32 = _gsum33 = _gsum34 = _gsum35 = _gsum36 = _gsum37 = _gsum38 = _gsum39 = 0.0
+    for x, y in zip(x, y):
+        (_x_0, _x_1) = x
+        # line 5
+        _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0
+        _t8 = ((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + _n_layers_0_b_1
+        _t9 = 0.0 if _t7 <= 0.0 else _t7
+        _t10 = 0.0 if _t8 <= 0.0 else _t8
+        _t15 = (((_n_layers_1_w_0_0 * _t9) + (_n_layers_1_w_0_1 * _t10)) + _n_layers_1_b_0) - y
+        _t17 = 2.0 * _t15
+        _t24 = (_n_layers_1_w_0_0 * _t17) * (1.0 if _t7 > 0.0 else 0.0)
+        _t25 = (_n_layers_1_w_0_1 * _t17) * (1.0 if _t8 > 0.0 else 0.0)
+        _sum30 = _sum30 + (_t15 * _t15)
+        _gsum31 = _gsum31 + (_t24 * _x_0)
+        _gsum32 = _gsum32 + (_t24 * _x_1)
+        _gsum33 = _gsum33 + _t24
+        _gsum34 = _gsum34 + (_t25 * _x_0)
+        _gsum35 = _gsum35 + (_t25 * _x_1)
+        _gsum36 = _gsum36 + _t25
+        _gsum37 = _gsum37 + (_t17 * _t9)
+        _gsum38 = _gsum38 + (_t17 * _t10)
+        _gsum39 = _gsum39 + _t17
+    return _sum30, [_gsum31, _gsum32, _gsum33, _gsum34, _gsum35, _gsum36, _gsum37, _gsum38, _gsum39]

@@ -1,70 +1,168 @@
-"""Each code-generation optimization switched off in turn, on the seed and moons training steps.
+"""Each optimization switched off in turn, measured on the training steps of benchmarks/run.py.
 
-    python benchmarks/ablation.py
+    python benchmarks/ablation.py [--repeat N] [--budget SECONDS] [--workloads seed,moons,digits]
 
-Reports the median time per training step (scalar backend for seed, numpy for moons) and the
-generated line count, with: everything on; fusion of single-use temporaries off
-(codegen.FUSE_LIMIT = 1); constant folding and algebraic simplification off (Graph.simplify).
-Common-subexpression elimination and the reuse of forward values in the gradient come from
-hash-consing and cannot be switched off separately. Timings are reported, never asserted.
+seed runs on the scalar backend (``loss_grad_sum``), moons and digits on the numpy backend. For
+every variant it reports the median time per training step, measured interleaved with the other
+variants of the same workload (benchmarks/run.py's measure_all), its ratio to "all on", and the
+size of the generated gradient code (scalar lines, or numpy statements). The variants:
+
+- fusion off: no inlining of single-use temporaries (scalar backend; codegen.FUSE_LIMIT = 1);
+- simplification off: no constant folding or exact identities (x*1, x+0, --x, x + -y) at build;
+- CSE off: operation nodes are no longer hash-consed, so repeated subexpressions (within the
+  forward pass, and between it and the gradient) are computed again;
+- forward values recomputed: CSE off and the rules of tanh, exp, sigmoid and sqrt rebuilt from
+  their input (tanh' = 1 - tanh(x)**2), so the gradient recomputes what the forward pass had
+  (compare with "CSE off");
+- gradients nobody asked for: the numpy gradient also computes d loss/d inputs (pruning keeps
+  them out normally);
+- buffer reuse off: every numpy result is a freshly allocated array;
+- softmax sharing off: logsumexp's gradient takes a second pass of exponentials.
+
+Timings are reported, never asserted; the machine's noise shows in how far "all on" moves
+between runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402
 
-from exprgrad import codegen, lower  # noqa: E402
+from exprgrad import codegen, lower, npgen, ops  # noqa: E402
+from exprgrad.diff import grad  # noqa: E402
 
 
 @contextlib.contextmanager
-def no_fusion() -> Iterator[None]:
-    saved = codegen.FUSE_LIMIT
-    codegen.FUSE_LIMIT = 1
+def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
     try:
         yield
     finally:
-        codegen.FUSE_LIMIT = saved
+        setattr(obj, name, saved)
 
 
 @contextlib.contextmanager
-def no_simplification() -> Iterator[None]:
+def graph_flag(flag: str) -> Iterator[None]:
+    """Every graph the frontend builds gets ``flag`` set to False."""
     original = lower._Lowerer.__init__
 
-    def init(self, text: str, filename: str) -> None:  # type: ignore[no-untyped-def]
+    def init(self: Any, text: str, filename: str) -> None:
         original(self, text, filename)
-        self.graph.simplify = False
+        setattr(self.graph, flag, False)
 
-    lower._Lowerer.__init__ = init  # type: ignore[method-assign]
-    try:
+    with patched(lower._Lowerer, "__init__", init):
         yield
+
+
+def _recomputing(name: str, rule: Callable[..., Any]) -> ops.OpSpec:
+    return replace(ops.OPS[name], vjp=rule)
+
+
+def _one(b: Any) -> Any:
+    return b.const(1.0)
+
+
+RECOMPUTING_RULES = {
+    "tanh": lambda b, g, out, a, attr: (b.apply("mul", g, b.apply(
+        "sub", _one(b), b.apply("mul", b.apply("tanh", a[0]), b.apply("tanh", a[0])))),),
+    "exp": lambda b, g, out, a, attr: (b.apply("mul", g, b.apply("exp", a[0])),),
+    "sigmoid": lambda b, g, out, a, attr: (b.apply("mul", g, b.apply(
+        "mul", b.apply("sigmoid", a[0]), b.apply("sub", _one(b), b.apply("sigmoid", a[0])))),),
+    "sqrt": lambda b, g, out, a, attr: (b.apply("div", b.apply("mul", g, b.const(0.5)),
+                                                b.apply("sqrt", a[0])),),
+}
+
+
+@contextlib.contextmanager
+def recomputed_forward_values() -> Iterator[None]:
+    saved = {k: ops.OPS[k] for k in RECOMPUTING_RULES}
+    ops.OPS.update({k: _recomputing(k, rule) for k, rule in RECOMPUTING_RULES.items()})
+    try:
+        with graph_flag("share"):
+            yield
     finally:
-        lower._Lowerer.__init__ = original  # type: ignore[method-assign]
+        ops.OPS.update(saved)
+
+
+@contextlib.contextmanager
+def unasked_gradients() -> Iterator[None]:
+    original = npgen._Writer.function
+
+    def function(self: Any, name: str, fn: Any, roots: list[Any], doc: str,
+                 param_grads: Any) -> None:
+        if param_grads is not None:
+            roots = roots + grad(self.graph, fn.outputs[0], fn.inputs)
+        original(self, name, fn, roots, doc, param_grads)
+
+    with patched(npgen._Writer, "function", function):
+        yield
+
+
+SCALAR_VARIANTS: dict[str, Callable[[], Any]] = {
+    "all on": contextlib.nullcontext,
+    "fusion off": lambda: patched(codegen, "FUSE_LIMIT", 1),
+    "simplification off": lambda: graph_flag("simplify"),
+    "CSE off": lambda: graph_flag("share"),
+    "forward values recomputed": recomputed_forward_values,
+}
+NUMPY_VARIANTS: dict[str, Callable[[], Any]] = {
+    "all on": contextlib.nullcontext,
+    "simplification off": lambda: graph_flag("simplify"),
+    "CSE off": lambda: graph_flag("share"),
+    "forward values recomputed": recomputed_forward_values,
+    "gradients nobody asked for": unasked_gradients,
+    "buffer reuse off": lambda: patched(npgen, "REUSE_BUFFERS", False),
+    "softmax sharing off": lambda: patched(npgen, "SHARE_SOFTMAX", False),
+}
+
+
+def code_size(workload: str, numpy: bool) -> str:
+    program = lower.compile_program(run.SOURCES[workload][0], f"{workload}.exg")
+    if not numpy:
+        code = codegen.generate(program)
+        return f"{code.count(chr(10))} scalar lines"
+    tree = ast.parse(npgen.generate_numpy(program))
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "loss_grad")
+    return f"{len(fn.body) - 1} numpy statements"
 
 
 def main() -> None:
-    variants = {"all on": contextlib.nullcontext, "fusion off": no_fusion,
-                "simplification off": no_simplification}
-    for workload, contender in (("seed", run.exprgrad_scalar), ("moons", run.exprgrad_numpy)):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds of rounds per workload")
+    ap.add_argument("--workloads", default="seed,moons,digits")
+    args = ap.parse_args()
+    for workload in args.workloads.split(","):
+        numpy = workload != "seed"
+        contender = run.exprgrad_numpy if numpy else run.exprgrad_scalar
+        variants = NUMPY_VARIANTS if numpy else SCALAR_VARIANTS
         xs, ys = run.load_data(workload)
         params = run.exprgrad.load_source(run.SOURCES[workload][0]).init_params(0)
-        print(f"{workload} ({contender.__name__})")
-        base = None
-        for label, ctx in variants.items():
-            with ctx():
-                step = contender(workload, params, xs, ys)
-                code = codegen.generate(lower.compile_program(run.SOURCES[workload][0]))
-                seconds = run.measure(step, 7, 5.0)
-            base = base or seconds
-            print(f"  {label:<20} {seconds * 1e6:9.1f} us  {seconds / base:5.2f}x   "
-                  f"{code.count(chr(10))} scalar lines")
+        steps, sizes, first = {}, {}, {}
+        for label, make in variants.items():
+            with make():
+                steps[label] = contender(workload, params, xs, ys)
+                sizes[label] = code_size(workload, numpy)
+                first[label] = contender(workload, params, xs, ys)()
+        seconds = run.measure_all(steps, args.repeat, args.budget)
+        print(f"\n{workload} ({contender.__name__}): median time per training step")
+        base = seconds["all on"]
+        for label in variants:
+            same = abs(first[label] - first["all on"]) <= 1e-9 * abs(first["all on"])
+            print(f"  {label:<28} {seconds[label] * 1e6:9.1f} us  {seconds[label] / base:5.2f}x"
+                  f"   {sizes[label]}{'' if same else '   FIRST LOSS DIFFERS'}")
 
 
 if __name__ == "__main__":

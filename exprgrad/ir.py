@@ -62,6 +62,9 @@ class Graph:
     names: dict[int, str] = field(default_factory=dict)
     span: Span | None = None
     simplify: bool = True
+    #: hash-consing of operation nodes (common-subexpression elimination); leaves are always
+    #: shared. Off only to measure what it saves (benchmarks/ablation.py).
+    share: bool = True
     #: node id -> the network layer that created it (e.g. "n.layers.0"), for drawing clusters
     groups: dict[int, str] = field(default_factory=dict)
     group: str | None = None
@@ -70,7 +73,7 @@ class Graph:
         """Create (or find) a node exactly as given: no checks, no folding."""
         key = (op, tuple(a.id for a in args), attr, shape)
         found = self._table.get(key)
-        if found is not None:
+        if found is not None and (self.share or not args):
             return found
         node = Node(len(self.nodes), op, tuple(args), attr, shape)
         self.nodes.append(node)

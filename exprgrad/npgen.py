@@ -31,6 +31,11 @@ from .ir import Node, no_gc, reachable
 from .lower import Function, Program
 from .ops import OPS, NpCtx, np_t
 
+#: write results into dead temporaries (off only to measure what it saves: benchmarks/ablation.py)
+REUSE_BUFFERS = True
+#: compute logsumexp's gradient from its forward exponentials (likewise)
+SHARE_SOFTMAX = True
+
 
 def _layout(positions: list[int], shape: tuple[int, ...], total: int) -> str | None:
     """A slice/reshape view of ``params`` holding these flat positions, if there is one."""
@@ -170,7 +175,7 @@ class _Writer:
                 emitted = [x for x in emitted if x is not g] + list(g.args)
                 outer_grads.add(g.id)
         order = [n for n in reachable(emitted) if n.id not in known]
-        fused = _softmax_of_lse(order)
+        fused = _softmax_of_lse(order) if SHARE_SOFTMAX else {}
         unneeded = _unneeded_subs(order, fused, emitted)
         order = [n for n in order if n.id not in unneeded]
         final = [*emitted, *(a for g in param_grads or [] if g.id in outer_grads
@@ -254,7 +259,7 @@ class _Writer:
         consts = [float(a.attr) if a.op == "const" and a.shape == () else None
                   for a in node.args]
         ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts, ones_of)
-        if op.np_into is not None and node.id in batched_ids:
+        if op.np_into is not None and node.id in batched_ids and REUSE_BUFFERS:
             target = None
             if op.elementwise:  # an argument that dies here can take the result in place
                 for a in node.args:
@@ -287,7 +292,7 @@ class _Writer:
         n = node.args[0].shape[0]
         m, e, total = self.fresh("max"), self.fresh("exp"), self.fresh("sumexp")
         body.append(f"    {m} = {v}.max(-1)")
-        pool = free.get(node.args[0].shape) if batched else None
+        pool = free.get(node.args[0].shape) if batched and REUSE_BUFFERS else None
         if pool:
             buf = pool.pop()
             body.append(f"    {e} = np.subtract({v}, {m}[..., None], {buf})")

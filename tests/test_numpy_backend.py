@@ -181,3 +181,38 @@ def test_the_softmax_of_a_logsumexp_reuses_its_exponentials() -> None:
     want = [scalar.loss_grad(params, x, y) for x, y in zip(xs, ys)]
     np.testing.assert_allclose(values, [v for v, _ in want], rtol=1e-12)
     np.testing.assert_allclose(grad, np.sum([g for _, g in want], axis=0), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.exg")), ids=lambda p: p.name)
+def test_every_example_function_agrees_with_the_scalar_backend(path) -> None:  # type: ignore[no-untyped-def]
+    """Every function of every example (custom rules, several outputs, no parameters)."""
+    program = program_of(path)
+    scalar = exprgrad.load(path)
+    batched = module_from_code(generate_numpy(program), "np_example", "<np>")
+    rng = random.Random(path.name)
+    params = scalar.init_params(2) if program.params else None
+    for name, fn in program.functions.items():
+        examples = [[_shape_value(rng, s) for s in fn.arg_shapes] for _ in range(5)]
+        if not examples[0]:
+            continue  # no arguments: nothing to batch
+        cols = [np.asarray([e[i] for e in examples]) for i in range(len(fn.arg_shapes))]
+        lead = [params] if fn.uses_params else []
+        values = getattr(batched, name)(*lead, *cols)
+        want = [getattr(scalar, name)(*lead, *e) for e in examples]
+        if len(fn.outputs) == 1:
+            np.testing.assert_allclose(values, want, rtol=1e-12, atol=1e-14)
+        else:
+            for k in range(len(fn.outputs)):
+                np.testing.assert_allclose(values[k], [w[k] for w in want], rtol=1e-12)
+        if not hasattr(batched, name + "_grad"):
+            continue
+        got_v, got_g = getattr(batched, name + "_grad")(*lead, *cols)
+        per = [getattr(scalar, name + "_grad")(*lead, *e) for e in examples]
+        np.testing.assert_allclose(got_v, [v for v, _ in per], rtol=1e-12, atol=1e-14)
+        if fn.uses_params:
+            np.testing.assert_allclose(got_g, np.sum([g for _, g in per], axis=0),
+                                       rtol=1e-9, atol=1e-12)
+        else:
+            for k in range(len(fn.arg_shapes)):
+                np.testing.assert_allclose(got_g[k], [g[k] for _, g in per], rtol=1e-10,
+                                           atol=1e-12)

@@ -363,17 +363,18 @@ def _fuse(stmts: list[list[Any]], returned: str) -> list[list[Any]]:
                 continue
             inner = stmts[j][1]
             text = inner if _ATOM.match(inner) else f"({inner})"
-            stmt[1] = re.sub(rf"\b{name}\b", _literal_replacement(text), stmt[1], count=1)
+            stmt[1] = _replace_first(stmt[1], name, text)
             ops[i] += ops[j]
             gone[j] = True
     return [stmt for stmt, dead in zip(stmts, gone) if not dead]
 
 
-def _literal_replacement(text: str) -> Callable[[re.Match[str]], str]:
-    def replace(_match: re.Match[str]) -> str:
-        return text
-
-    return replace
+def _replace_first(expr: str, name: str, text: str) -> str:
+    """``expr`` with its first use of the temporary ``name`` replaced by ``text``."""
+    for match in _TEMP.finditer(expr):
+        if match.group(0) == name:
+            return expr[:match.start()] + text + expr[match.end():]
+    return expr
 
 
 def _dce(stmts: list[list[Any]], returned: str) -> list[list[Any]]:

@@ -241,6 +241,9 @@ class _Optimizer:
         self.m = [0.0] * n
         self.t = 0
 
+    def finite(self, grads: Sequence[float]) -> bool:
+        return all(math.isfinite(g) for g in grads)
+
     def step(self, params: list[float], grads: Sequence[float]) -> list[float]:
         c = self.c
         if c.optimizer == "sgd":
@@ -257,6 +260,38 @@ class _Optimizer:
         k2 = 1 - b2 ** self.t
         return [p - c.lr * (m / k1) / (math.sqrt(v / k2) + c.eps)
                 for p, m, v in zip(params, self.m, self.v)]
+
+
+class _ArrayOptimizer:
+    """:class:`_Optimizer`'s updates on numpy arrays, operation for operation (so the same
+    numbers), for the numpy backend's gradients."""
+
+    def __init__(self, config: TrainConfig, n: int) -> None:
+        import numpy as np
+
+        self.np = np
+        self.c = config
+        self.v = np.zeros(n)
+        self.m = np.zeros(n)
+        self.t = 0
+
+    def finite(self, grads: Any) -> bool:
+        return bool(self.np.isfinite(grads).all())
+
+    def step(self, params: Any, grads: Any) -> Any:
+        c = self.c
+        if c.optimizer == "sgd":
+            return params - c.lr * grads
+        if c.optimizer == "momentum":
+            self.v = c.momentum * self.v + grads
+            return params - c.lr * self.v
+        self.t += 1
+        b1, b2 = c.beta1, c.beta2
+        self.m = b1 * self.m + (1 - b1) * grads
+        self.v = b2 * self.v + (1 - b2) * grads * grads
+        k1 = 1 - b1 ** self.t
+        k2 = 1 - b2 ** self.t
+        return params - c.lr * (self.m / k1) / (self.np.sqrt(self.v / k2) + c.eps)
 
 
 class Progress:
@@ -379,7 +414,12 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         init_module = module or module_from_code(generate(program), "exg_init",
                                                  f"<exprgrad:{program.filename}>")
         params = list(init_module.init_params(config.seed))
-    opt = _Optimizer(config, len(params))
+    opt: _Optimizer | _ArrayOptimizer = _Optimizer(config, len(params))
+    if use_numpy:  # the same updates as whole-array operations
+        import numpy as np
+
+        params = np.asarray(params, dtype=np.float64)  # type: ignore[assignment]
+        opt = _ArrayOptimizer(config, len(params))
     losses: list[float] = []
     stopped = None
     start = time.perf_counter()
@@ -393,8 +433,8 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
             if config.reduce == "mean":
                 scale = 1.0 / len(idx)
                 value *= scale
-                grads = [g * scale for g in grads]
-            if not (math.isfinite(value) and all(math.isfinite(g) for g in grads)):
+                grads = grads * scale if use_numpy else [g * scale for g in grads]
+            if not (math.isfinite(value) and opt.finite(grads)):
                 stopped = (f"step {step}: the loss or its gradient is not finite "
                            f"(loss = {value}); kept the parameters from before this step")
                 break
@@ -408,6 +448,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     seconds = time.perf_counter() - start
     if progress:
         progress.close()
+    params = [float(p) for p in params]
     return TrainResult(losses, params, program.param_names, len(losses), seconds, config,
                        stopped, "numpy" if use_numpy else "python")
 

@@ -71,18 +71,24 @@ def test_functions_without_parameters_give_per_example_gradients() -> None:
         assert math.isclose(dx[i], gx, rel_tol=1e-10) and math.isclose(dy[i], gy, rel_tol=1e-10)
 
 
-def test_training_with_the_numpy_backend_matches_the_scalar_backend() -> None:
+@pytest.mark.parametrize("optimizer,reduce", [("sgd", "sum"), ("momentum", "mean"),
+                                              ("adam", "sum"), ("adam", "mean")])
+def test_training_with_the_numpy_backend_matches_the_scalar_backend(optimizer: str,
+                                                                    reduce: str) -> None:
     from exprgrad.training import config_from_program, train
 
     program = program_of(EXAMPLES / "seed_mlp.exg")
     config = config_from_program(program)
     config.steps = 30
+    config.optimizer, config.reduce = optimizer, reduce
     config.backend = "python"
     a = train(program, config=config)
     config.backend = "numpy"
     b = train(program, config=config)
     assert b.backend == "numpy" and a.backend == "python"
     np.testing.assert_allclose(a.losses, b.losses, rtol=1e-9)
+    assert all(type(p) is float for p in b.params)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-9, atol=1e-12)
 
 
 def test_cli_compiles_numpy_modules() -> None:

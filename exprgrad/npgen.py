@@ -176,6 +176,7 @@ class _Writer:
                 outer_grads.add(g.id)
         order = [n for n in reachable(emitted) if n.id not in known]
         fused = _softmax_of_lse(order) if SHARE_SOFTMAX else {}
+        shared = {lse.id for lse in fused.values()}
         unneeded = _unneeded_subs(order, fused, emitted)
         order = [n for n in order if n.id not in unneeded]
         final = [*emitted, *(a for g in param_grads or [] if g.id in outer_grads
@@ -183,7 +184,7 @@ class _Writer:
         plan = _Plan(order, final, known, batched_ids, fused)
         by_id = {n.id: n for n in order}
         free: dict[tuple[int, ...], list[str]] = {}  # per-example shape -> dead arrays
-        lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp argument -> (exp(v - max), sum)
+        lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp node -> (exp(v - max), sum)
         last_line = None
         for i, node in enumerate(order):
             if node.op == "const":
@@ -211,9 +212,9 @@ class _Writer:
             taken: str | None = None  # the dead array this result is written into
             if node.op == "logsumexp":
                 self._logsumexp(node, local, env, free, body, lse_parts, ones_of,
-                                shared=any(f is node for f in fused.values()))
+                                shared=node.id in shared)
             elif node.id in fused:
-                e, esum = lse_parts[fused[node.id].args[0].id]
+                e, esum = lse_parts[fused[node.id].id]
                 body.append(f"    {local} = np.divide({e}, {esum}[..., None], {e})"
                             if is_batched else f"    {local} = {e} / {esum}")
             else:
@@ -243,6 +244,7 @@ class _Writer:
         self.lines.append(f"    return {ret}")
         self.lines.append("")
         self.lines.append("")
+
     def _operation(self, node: Node, local: str, i: int, env: dict[int, tuple[str, bool]],
                    free: dict[tuple[int, ...], list[str]], plan: _Plan, body: list[str],
                    batched_ids: set[int], ones_of: Any) -> str | None:
@@ -310,7 +312,7 @@ class _Writer:
                 free.setdefault(node.args[0].shape, []).append(e)
         else:
             body.append(f"    {local} = np.log({total}) + {m}")
-        parts[node.args[0].id] = (e, total)
+        parts[node.id] = (e, total)
 
     def _gradient(self, g: Node, spec: str, env: dict[int, tuple[str, bool]],
                   outer_grads: set[int], ones_of: Any, batch: bool) -> str:
@@ -335,13 +337,17 @@ class _Writer:
 
 
 def _softmax_of_lse(order: list[Node]) -> dict[int, Node]:
-    """``exp(v - logsumexp(v))`` nodes (the softmax in logsumexp's gradient) -> their lse."""
+    """``exp(v - logsumexp(v))`` nodes (the softmax in logsumexp's gradient) -> their lse; one
+    per lse, as its exponentials are divided in place."""
     found: dict[int, Node] = {}
+    taken: set[int] = set()
     for node in order:
         if node.op == "exp" and node.args[0].op == "sub":
             v, lse = node.args[0].args
-            if lse.op == "logsumexp" and lse.args[0] is v and node.shape == v.shape:
+            if lse.op == "logsumexp" and lse.args[0] is v and node.shape == v.shape and \
+                    lse.id not in taken:
                 found[node.id] = lse
+                taken.add(lse.id)
     return found
 
 

@@ -4,11 +4,13 @@
 
 seed runs on the scalar backend (``loss_grad_sum``), moons and digits on the numpy backend. For
 every variant it reports the median time per training step, measured interleaved with the other
-variants of the same workload (benchmarks/run.py's measure_all), its ratio to "all on", and the
+variants of the same workload over three separately built copies of each (benchmarks/run.py's
+measure_instances), its ratio to "all on", and the
 size of the generated gradient code (scalar lines, or numpy statements). The variants:
 
 - fusion off: no inlining of single-use temporaries (scalar backend; codegen.FUSE_LIMIT = 1);
 - simplification off: no constant folding or exact identities (x*1, x+0, --x, x + -y) at build;
+- powers as pow calls: ``x ** 2`` printed as a call of the power function instead of ``x * x``;
 - CSE off: operation nodes are no longer hash-consed, so repeated subexpressions (within the
   forward pass, and between it and the gradient) are computed again;
 - forward values recomputed: CSE off and the rules of tanh, exp, sigmoid and sqrt rebuilt from
@@ -97,6 +99,26 @@ def recomputed_forward_values() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def powers_as_calls() -> Iterator[None]:
+    spec = ops.OPS["pow"]
+    generic = replace(spec, py=lambda a, k: f"_pow({a[0]}, {a[1]})",
+                      np=lambda a, attr, c: f"np.power({a[0]}, {a[1]})",
+                      np_into=lambda a, attr, c, out: f"np.power({a[0]}, {a[1]}, {out})")
+    with patched_op("pow", generic):
+        yield
+
+
+@contextlib.contextmanager
+def patched_op(name: str, spec: ops.OpSpec) -> Iterator[None]:
+    saved = ops.OPS[name]
+    ops.OPS[name] = spec
+    try:
+        yield
+    finally:
+        ops.OPS[name] = saved
+
+
+@contextlib.contextmanager
 def unasked_gradients() -> Iterator[None]:
     original = npgen._Writer.function
 
@@ -114,12 +136,14 @@ SCALAR_VARIANTS: dict[str, Callable[[], Any]] = {
     "all on": contextlib.nullcontext,
     "fusion off": lambda: patched(codegen, "FUSE_LIMIT", 1),
     "simplification off": lambda: graph_flag("simplify"),
+    "powers as pow calls": powers_as_calls,
     "CSE off": lambda: graph_flag("share"),
     "forward values recomputed": recomputed_forward_values,
 }
 NUMPY_VARIANTS: dict[str, Callable[[], Any]] = {
     "all on": contextlib.nullcontext,
     "simplification off": lambda: graph_flag("simplify"),
+    "powers as pow calls": powers_as_calls,
     "CSE off": lambda: graph_flag("share"),
     "forward values recomputed": recomputed_forward_values,
     "gradients nobody asked for": unasked_gradients,
@@ -143,6 +167,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--budget", type=float, default=20.0, help="seconds of rounds per workload")
     ap.add_argument("--workloads", default="seed,moons,digits")
+    ap.add_argument("--instances", type=int, default=3,
+                    help="separately built copies of each variant")
     args = ap.parse_args()
     for workload in args.workloads.split(","):
         numpy = workload != "seed"
@@ -150,13 +176,14 @@ def main() -> None:
         variants = NUMPY_VARIANTS if numpy else SCALAR_VARIANTS
         xs, ys = run.load_data(workload)
         params = run.exprgrad.load_source(run.SOURCES[workload][0]).init_params(0)
-        steps, sizes, first = {}, {}, {}
+        makers, sizes, first = {}, {}, {}
         for label, make in variants.items():
             with make():
-                steps[label] = contender(workload, params, xs, ys)
+                built = [contender(workload, params, xs, ys) for _ in range(args.instances)]
+                makers[label] = iter(built).__next__
                 sizes[label] = code_size(workload, numpy)
                 first[label] = contender(workload, params, xs, ys)()
-        seconds = run.measure_all(steps, args.repeat, args.budget)
+        seconds = run.measure_instances(makers, args.instances, args.repeat, args.budget)
         print(f"\n{workload} ({contender.__name__}): median time per training step")
         base = seconds["all on"]
         for label in variants:

@@ -1,21 +1,25 @@
 """Time per training step (forward over the batch, loss, gradient, SGD update) for exprgrad and
 the tools a user would pick instead, measured in one run from the same initial weights.
 
-    python benchmarks/run.py [--repeat N] [--json OUT.json] [--workloads seed,moons,digits]
+    python benchmarks/run.py [--repeat N] [--budget S] [--instances K] [--json OUT.json]
+                             [--workloads seed,moons,digits]
 
 Workloads: seed (MLP(3, [4, 4, 1]) on the notebook's 4 examples), moons (MLP(2, [16, 16, 1]) on
 100 two-moons points, squared error) and digits (MLP(64, [32, 10]) on scikit-learn's 1,797
 digits, tanh hidden layer, softmax cross-entropy). Contenders, each when installed: exprgrad's
 scalar and numpy backends, the seed notebook's Value engine (tanh corrected), hand-written
 straight-line Python (seed) and hand-written numpy (moons, digits), PyTorch eager on one thread,
-JAX with jit. Every contender's first loss is checked against exprgrad's before timing. The
-table shows medians and each time as a ratio to exprgrad's best backend for that workload.
+JAX with jit. Every contender's first loss is checked against exprgrad's before timing; then
+three separately built copies of every contender are timed interleaved (see measure_all and
+measure_instances). The table shows medians and each time as a ratio to exprgrad's best backend
+for that workload.
 Nothing here is a test: timings are reported, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -289,8 +293,9 @@ def pytorch_eager(name: str, params: list[float], xs: list[Any], ys: list[Any]
         loss.backward()
         with torch.no_grad():
             for t in tensors:
+                assert t.grad is not None
                 t -= LR * t.grad
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -384,7 +389,19 @@ def measure(step: Callable[[], float], repeat: int, budget: float) -> float:
     return measure_all({"step": step}, repeat, budget)["step"]
 
 
-def run(workloads: list[str], repeat: int, budget: float) -> dict[str, Any]:
+def measure_instances(makers: dict[str, Callable[[], Callable[[], float]]], instances: int,
+                      repeat: int, budget: float) -> dict[str, float]:
+    """Like measure_all, over ``instances`` separately built copies of each contender (their
+    arrays land at different addresses, which moves small-array numpy code by 10-15 %); a
+    contender's figure is the median of its copies' medians."""
+    steps = {f"{label}#{i}": make() for label, make in makers.items() for i in range(instances)}
+    seconds = measure_all(steps, repeat, budget)
+    return {label: statistics.median(seconds[f"{label}#{i}"] for i in range(instances))
+            for label in makers}
+
+
+def run(workloads: list[str], repeat: int, budget: float, instances: int = 3
+        ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in workloads:
         try:
@@ -396,7 +413,7 @@ def run(workloads: list[str], repeat: int, budget: float) -> dict[str, Any]:
         params = mod.init_params(0)
         reference = None
         rows: dict[str, dict[str, Any]] = {}
-        fresh: dict[str, Callable[[], float]] = {}
+        fresh: dict[str, Callable[[], Callable[[], float]]] = {}
         for label, make in CONTENDERS.items():
             try:
                 step = make(name, params, xs, ys)
@@ -409,9 +426,9 @@ def run(workloads: list[str], repeat: int, budget: float) -> dict[str, Any]:
             if not math.isclose(first, reference, rel_tol=1e-9):
                 rows[label] = {"skipped": f"first loss {first} != {reference}"}
                 continue
-            fresh[label] = make(name, params, xs, ys)
+            fresh[label] = functools.partial(make, name, params, xs, ys)
             rows[label] = {"first_loss": first}
-        for label, seconds in measure_all(fresh, repeat, budget).items():
+        for label, seconds in measure_instances(fresh, instances, repeat, budget).items():
             rows[label]["seconds"] = seconds
         timed = {k: v["seconds"] for k, v in rows.items() if "seconds" in v}
         base = min(timed.get("exprgrad (scalar)", math.inf), timed.get("exprgrad (numpy)",
@@ -484,13 +501,15 @@ def compile_times() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--instances", type=int, default=3,
+                    help="separately built copies of each contender")
     ap.add_argument("--budget", type=float, default=30.0,
                     help="seconds of timing rounds per workload")
     ap.add_argument("--workloads", default="seed,moons,digits")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args()
-    results = run(args.workloads.split(","), args.repeat, args.budget)
+    results = run(args.workloads.split(","), args.repeat, args.budget, args.instances)
     for name, res in results.items():
         print(f"\n{name} ({res['examples']} examples): median time per training step")
         for label, row in res["contenders"].items():

@@ -224,10 +224,18 @@ class _Writer:
             for r in plan.dies_at.get(i, ()):
                 if env[r][0] != taken:
                     free.setdefault(by_id[r].shape, []).append(env[r][0])
-        outs = [env[r.id][0] for r in fn.outputs]
+
+        def per_example(node: Node) -> str:
+            """A returned value, as an array with the batch axis even where it is constant."""
+            text, is_batched = env[node.id]
+            if is_batched or batch is None:
+                return text
+            return f"np.full(({', '.join(['_B', *map(str, node.shape)])},), {text})"
+
+        outs = [per_example(r) for r in fn.outputs]
         value = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
         if param_grads is None and name.endswith("_grad"):
-            grads = [env[r.id][0] for r in roots[len(fn.outputs):]]
+            grads = [per_example(r) for r in roots[len(fn.outputs):]]
             ret = f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
         elif param_grads is not None:
             body.append(f"    _g = np.empty({len(program.param_order)})")

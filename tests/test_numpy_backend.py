@@ -215,10 +215,25 @@ def test_every_example_function_agrees_with_the_scalar_backend(path) -> None:  #
         got_v, got_g = getattr(batched, name + "_grad")(*lead, *cols)
         per = [getattr(scalar, name + "_grad")(*lead, *e) for e in examples]
         np.testing.assert_allclose(got_v, [v for v, _ in per], rtol=1e-12, atol=1e-14)
+        assert np.shape(got_v) == (5, *fn.outputs[0].shape)
         if fn.uses_params:
             np.testing.assert_allclose(got_g, np.sum([g for _, g in per], axis=0),
                                        rtol=1e-9, atol=1e-12)
         else:
-            for k in range(len(fn.arg_shapes)):
+            for k, shape in enumerate(fn.arg_shapes):
+                assert np.shape(got_g[k]) == (5, *shape)
                 np.testing.assert_allclose(got_g[k], [g[k] for _, g in per], rtol=1e-10,
                                            atol=1e-12)
+
+
+def test_values_and_gradients_keep_the_batch_axis_where_they_are_constant() -> None:
+    source = "def f(x, y[2]):\n    return 2 * x + 3\n\ndef c(x):\n    return 5.0\n"
+    batched = module_from_code(generate_numpy(compile_program(source, "c.exg")), "np_c", "<np>")
+    x, y = np.arange(3.0), np.ones((3, 2))
+    values, (dx, dy) = batched.f_grad(x, y)
+    np.testing.assert_array_equal(values, [3.0, 5.0, 7.0])
+    np.testing.assert_array_equal(dx, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(dy, np.zeros((3, 2)))
+    np.testing.assert_array_equal(batched.c(x), [5.0, 5.0, 5.0])
+    values, (dx,) = batched.c_grad(x)
+    assert values.shape == (3,) and dx.shape == (3,) and not dx.any()

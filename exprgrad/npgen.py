@@ -110,6 +110,8 @@ class _Plan:
 
 
 class _Writer:
+    """The module's functions, as lines; local names are unique across the module."""
+
     def __init__(self, program: Program) -> None:
         self.program = program
         self.graph = program.graph
@@ -122,69 +124,103 @@ class _Writer:
 
     def function(self, name: str, fn: Function, roots: list[Node], doc: str,
                  param_grads: list[Node] | None) -> None:
-        program, graph = self.program, self.graph
-        sig = list(fn.arg_names)
-        head: list[str] = []
-        body: list[str] = []
-        env: dict[int, tuple[str, bool]] = {}
-        batch = None
+        """``def name``: computes ``roots`` (outputs first); with ``param_grads``, returns the
+        outputs and the flat parameter gradient summed over the batch."""
+        f = _Function(self, fn, roots, param_grads)
+        ret = f.build(per_example_grads=param_grads is None and name.endswith("_grad"))
+        self.lines += [f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""', *f.head,
+                       *f.body, f"    return {ret}", "", ""]
+
+
+class _Function:
+    """One generated function, written in order: the arguments, the parameter views, the planned
+    array operations, then the return value (after the parameter gradient's assembly)."""
+
+    def __init__(self, writer: _Writer, fn: Function, roots: list[Node],
+                 param_grads: list[Node] | None) -> None:
+        self.w, self.fn, self.roots, self.param_grads = writer, fn, roots, param_grads
+        self.head: list[str] = []  # arguments, views and hoisted constants
+        self.body: list[str] = []
+        self.env: dict[int, tuple[str, bool]] = {}  # node id -> (expression, batched)
+        self.ones: dict[str, str] = {}
+        self.layouts: dict[str, str] = {}
+        self.free: dict[tuple[int, ...], list[str]] = {}  # per-example shape -> dead arrays
+        self.lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp node -> (exp(v - m), sum)
+        self.sig = list(fn.arg_names)
         for node, arg in zip(fn.inputs, fn.arg_names):
             local = f"_{ident_part(arg)}"
-            head.append(f"    {local} = np.asarray({arg}, np.float64)")
-            env[node.id] = (local, True)
-            batch = batch or f"len({local})"
-        if batch:
-            head.append(f"    _B = {batch}")
-        ones: dict[str, str] = {}
-
-        def ones_of(n: int | str) -> str:
-            key = str(n)
-            if key not in ones:
-                ones[key] = "_onesB" if key == "_B" else f"_ones{key}"
-                head.append(f"    {ones[key]} = np.ones({key})")
-            return ones[key]
-
-        layouts: dict[str, str] = {}
+            self.head.append(f"    {local} = np.asarray({arg}, np.float64)")
+            self.env[node.id] = (local, True)
+        self.batch = bool(fn.inputs)
+        if self.batch:
+            self.head.append(f"    _B = len({self.env[fn.inputs[0].id][0]})")
         if fn.uses_params:
-            sig = ["params", *sig]
-            head.append("    _p = np.asarray(params, np.float64)")
-            total = len(program.param_order)
-            where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
-                                           for t in program.params}
-            for pos, (t, i) in enumerate(program.param_order):
-                where[t][i] = pos
-            for t, pt in program.params.items():
-                spec = _layout(where[t], pt.node.shape, total)
-                local = self.fresh(t)
-                if spec is None:
-                    spec = "[" + ", ".join(map(str, where[t])) + "]"
-                    dims = ", ".join(map(str, pt.node.shape))
-                    head.append(f"    {local} = np.reshape(_p[np.asarray({spec})], ({dims},))")
-                else:
-                    head.append(f"    {local} = {_view('_p', spec)}")
-                layouts[t] = spec
-                env[pt.node.id] = (local, False)
-        known = set(env)
+            self.sig.insert(0, "params")
+            self._parameters()
+        self.batched = _depends_on(roots, {n.id for n in fn.inputs})
+
+    def ones_of(self, n: int | str) -> str:
+        """A vector of ``n`` ones (``_B``: one per example), created once at the top."""
+        key = str(n)
+        if key not in self.ones:
+            self.ones[key] = "_onesB" if key == "_B" else f"_ones{key}"
+            self.head.append(f"    {self.ones[key]} = np.ones({key})")
+        return self.ones[key]
+
+    def _parameters(self) -> None:
+        """A view of the flat ``params`` per parameter tensor (a gather where none exists)."""
+        program = self.w.program
+        self.head.append("    _p = np.asarray(params, np.float64)")
+        where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
+                                       for t in program.params}
+        for pos, (t, i) in enumerate(program.param_order):
+            where[t][i] = pos
+        for t, pt in program.params.items():
+            spec = _layout(where[t], pt.node.shape, len(program.param_order))
+            local = self.w.fresh(t)
+            if spec is None:
+                spec = "[" + ", ".join(map(str, where[t])) + "]"
+                dims = ", ".join(map(str, pt.node.shape))
+                self.head.append(f"    {local} = np.reshape(_p[np.asarray({spec})], ({dims},))")
+            else:
+                self.head.append(f"    {local} = {_view('_p', spec)}")
+            self.layouts[t] = spec
+            self.env[pt.node.id] = (local, False)
+
+    def build(self, per_example_grads: bool) -> str:
+        """Write the body; returns the return expression."""
+        known = set(self.env)
         # a batched outer product that is a parameter gradient is never formed: its batch sum
-        # is one matrix product of its two factors (see the gradient assembly below)
-        batched_ids = _depends_on(roots, {n.id for n in fn.inputs})
-        emitted = list(roots)
+        # is one matrix product of its two factors (see _gradient)
+        emitted = list(self.roots)
         outer_grads: set[int] = set()
-        for g in param_grads or []:
-            if g.op == "outer" and all(a.id in batched_ids for a in g.args):
+        for g in self.param_grads or []:
+            if g.op == "outer" and all(a.id in self.batched for a in g.args):
                 emitted = [x for x in emitted if x is not g] + list(g.args)
                 outer_grads.add(g.id)
         order = [n for n in reachable(emitted) if n.id not in known]
         fused = _softmax_of_lse(order) if SHARE_SOFTMAX else {}
-        shared = {lse.id for lse in fused.values()}
         unneeded = _unneeded_subs(order, fused, emitted)
         order = [n for n in order if n.id not in unneeded]
-        final = [*emitted, *(a for g in param_grads or [] if g.id in outer_grads
-                             for a in g.args)]
-        plan = _Plan(order, final, known, batched_ids, fused)
+        plan = _Plan(order, emitted, known, self.batched, fused)
+        self._emit(order, plan, fused)
+        outs = [self._per_example(r) for r in self.fn.outputs]
+        value = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+        if per_example_grads:
+            grads = [self._per_example(r) for r in self.roots[len(self.fn.outputs):]]
+            return f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
+        if self.param_grads is None:
+            return value
+        self.body.append(f"    _g = np.empty({len(self.w.program.param_order)})")
+        for t, g in zip(self.w.program.params, self.param_grads):
+            self.body.append(self._gradient(g, self.layouts[t], g.id in outer_grads))
+        return f"{value}, _g"
+
+    def _emit(self, order: list[Node], plan: _Plan, fused: dict[int, Node]) -> None:
+        """One statement per node (none for constants, aliases and parameter transposes)."""
+        env, graph = self.env, self.w.graph
         by_id = {n.id: n for n in order}
-        free: dict[tuple[int, ...], list[str]] = {}  # per-example shape -> dead arrays
-        lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp node -> (exp(v - max), sum)
+        shared = {lse.id for lse in fused.values()}
         last_line = None
         for i, node in enumerate(order):
             if node.op == "const":
@@ -192,73 +228,40 @@ class _Writer:
                 if node.shape == ():
                     env[node.id] = (fmt_const(number), False)
                 else:
-                    local = self.fresh(None)
+                    local = self.w.fresh(None)
                     dims = ", ".join(map(str, node.shape))
-                    body.append(f"    {local} = np.full(({dims},), {fmt_const(number)})")
+                    self.body.append(f"    {local} = np.full(({dims},), {fmt_const(number)})")
                     env[node.id] = (local, False)
                 continue
             if node.op == "custom":
                 env[node.id] = env[node.args[node.attr[0]].id]
                 continue
-            if node.op == "transpose" and node.id not in batched_ids:  # a view, written inline
+            if node.op == "transpose" and node.id not in self.batched:  # a view, inline
                 env[node.id] = (np_t(env[node.args[0].id][0]), False)
                 continue
             span = graph.spans.get(node.id)
             if span and span.line != last_line:
-                body.append(f"    # line {span.line}")
+                self.body.append(f"    # line {span.line}")
                 last_line = span.line
-            is_batched = node.id in batched_ids
-            local = self.fresh(graph.names.get(node.id))
+            local = self.w.fresh(graph.names.get(node.id))
             taken: str | None = None  # the dead array this result is written into
             if node.op == "logsumexp":
-                self._logsumexp(node, local, env, free, body, lse_parts, ones_of,
-                                shared=node.id in shared)
+                self._logsumexp(node, local, shared=node.id in shared)
             elif node.id in fused:
-                e, esum = lse_parts[fused[node.id].id]
-                body.append(f"    {local} = np.divide({e}, {esum}[..., None], {e})"
-                            if is_batched else f"    {local} = {e} / {esum}")
+                e, esum = self.lse_parts[fused[node.id].id]
+                self.body.append(f"    {local} = np.divide({e}, {esum}[..., None], {e})"
+                                 if node.id in self.batched else f"    {local} = {e} / {esum}")
             else:
-                taken = self._operation(node, local, i, env, free, plan, body, batched_ids,
-                                        ones_of)
-            env[node.id] = (local, is_batched)
+                taken = self._operation(node, local, i, plan)
+            env[node.id] = (local, node.id in self.batched)
             for r in plan.dies_at.get(i, ()):
                 if env[r][0] != taken:
-                    free.setdefault(by_id[r].shape, []).append(env[r][0])
+                    self.free.setdefault(by_id[r].shape, []).append(env[r][0])
 
-        def per_example(node: Node) -> str:
-            """A returned value, as an array with the batch axis even where it is constant."""
-            text, is_batched = env[node.id]
-            if is_batched or batch is None:
-                return text
-            return f"np.full(({', '.join(['_B', *map(str, node.shape)])},), {text})"
-
-        outs = [per_example(r) for r in fn.outputs]
-        value = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
-        if param_grads is None and name.endswith("_grad"):
-            grads = [per_example(r) for r in roots[len(fn.outputs):]]
-            ret = f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
-        elif param_grads is not None:
-            body.append(f"    _g = np.empty({len(program.param_order)})")
-            for t, g in zip(program.params, param_grads):
-                body.append(self._gradient(g, layouts[t], env, outer_grads, ones_of,
-                                           batch is not None))
-            ret = f"{value}, _g"
-        else:
-            ret = value
-        self.lines.append(f"def {name}({', '.join(sig)}):")
-        self.lines.append(f'    """{doc}"""')
-        self.lines.extend(head)
-        self.lines.extend(body)
-        self.lines.append(f"    return {ret}")
-        self.lines.append("")
-        self.lines.append("")
-
-    def _operation(self, node: Node, local: str, i: int, env: dict[int, tuple[str, bool]],
-                   free: dict[tuple[int, ...], list[str]], plan: _Plan, body: list[str],
-                   batched_ids: set[int], ones_of: Any) -> str | None:
+    def _operation(self, node: Node, local: str, i: int, plan: _Plan) -> str | None:
         """Emit one array operation; returns the dead array it was written into, if any."""
         op = OPS[node.op]
-        args = [env[a.id] for a in node.args]
+        args = [self.env[a.id] for a in node.args]
         batched = [b for _, b in args]
         texts = [t for t, _ in args]
         if op.elementwise and any(batched):
@@ -268,71 +271,70 @@ class _Writer:
                      for t, b, a in zip(texts, batched, node.args)]
         consts = [float(a.attr) if a.op == "const" and a.shape == () else None
                   for a in node.args]
-        ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts, ones_of)
-        if op.np_into is not None and node.id in batched_ids and REUSE_BUFFERS:
+        ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts,
+                    self.ones_of)
+        if op.np_into is not None and node.id in self.batched and REUSE_BUFFERS:
             target = None
             if op.elementwise:  # an argument that dies here can take the result in place
                 for a in node.args:
-                    if (a.id in batched_ids and plan.roots.get(a.id) == (a.id,)
+                    if (a.id in self.batched and plan.roots.get(a.id) == (a.id,)
                             and plan.death.get(a.id) == i and a.shape == node.shape):
-                        target = env[a.id][0]
+                        target = self.env[a.id][0]
                         break
-            pool = free.get(node.shape)
+            pool = self.free.get(node.shape)
             if target is None and pool:
                 target = pool[-1]
             text = op.np_into(texts, node.attr, ctx, target) if target else None
             if text is not None:
                 if pool and target == pool[-1]:
                     pool.pop()
-                body.append(f"    {local} = {text}")
+                self.body.append(f"    {local} = {text}")
                 return target
         assert op.np is not None, f"{node.op} has no numpy emitter"
-        body.append(f"    {local} = {op.np(texts, node.attr, ctx)}")
+        self.body.append(f"    {local} = {op.np(texts, node.attr, ctx)}")
         return None
 
-    def _logsumexp(self, node: Node, local: str, env: dict[int, tuple[str, bool]],
-                   free: dict[tuple[int, ...], list[str]], body: list[str],
-                   parts: dict[int, tuple[str, str]], ones_of: Any, shared: bool) -> None:
+    def _logsumexp(self, node: Node, local: str, shared: bool) -> None:
         """log(sum(exp(v))) as m + log(sum(exp(v - m))), m = max(v), computing max once.
 
         The exponentials and their sum are kept for the gradient's softmax (``shared``), which
         then costs one division instead of a second pass of exponentials.
         """
-        v, batched = env[node.args[0].id]
-        n = node.args[0].shape[0]
-        m, e, total = self.fresh("max"), self.fresh("exp"), self.fresh("sumexp")
+        v, batched = self.env[node.args[0].id]
+        shape = node.args[0].shape
+        m, e, total = self.w.fresh("max"), self.w.fresh("exp"), self.w.fresh("sumexp")
+        body = self.body
         body.append(f"    {m} = {v}.max(-1)")
-        pool = free.get(node.args[0].shape) if batched and REUSE_BUFFERS else None
+        pool = self.free.get(shape) if batched and REUSE_BUFFERS else None
         if pool:
-            buf = pool.pop()
-            body.append(f"    {e} = np.subtract({v}, {m}[..., None], {buf})")
+            body.append(f"    {e} = np.subtract({v}, {m}[..., None], {pool.pop()})")
             body.append(f"    {e} = np.exp({e}, {e})")
         elif batched:
             body.append(f"    {e} = {v} - {m}[..., None]")
             body.append(f"    {e} = np.exp({e}, {e})")
         else:
             body.append(f"    {e} = np.exp({v} - {m}[..., None])")
-        body.append(f"    {total} = {e} @ {ones_of(n)}")
+        body.append(f"    {total} = {e} @ {self.ones_of(shape[0])}")
         if batched:
             body.append(f"    {local} = np.log({total})")
             body.append(f"    {local} = np.add({local}, {m}, {local})")
             if not shared:
-                free.setdefault(node.args[0].shape, []).append(e)
+                self.free.setdefault(shape, []).append(e)
         else:
             body.append(f"    {local} = np.log({total}) + {m}")
-        parts[node.id] = (e, total)
+        self.lse_parts[node.id] = (e, total)
 
-    def _gradient(self, g: Node, spec: str, env: dict[int, tuple[str, bool]],
-                  outer_grads: set[int], ones_of: Any, batch: bool) -> str:
+    def _gradient(self, g: Node, spec: str, outer: bool) -> str:
         """The statement storing one parameter tensor's gradient, summed over the batch."""
+        env = self.env
         if g.id in env and not env[g.id][1]:  # the same for every example: B times it
-            value, product = (f"_B * {env[g.id][0]}" if batch else env[g.id][0]), None
-        elif g.id in outer_grads:  # sum over the batch of outer(a, b) = a.T @ b
+            value, product = (f"_B * {env[g.id][0]}" if self.batch else env[g.id][0]), None
+        elif outer:  # sum over the batch of outer(a, b) = a.T @ b
             a, b = (env[x.id][0] for x in g.args)
             value, product = f"{a}.T @ {b}", (f"{a}.T", b)
         elif len(g.shape) <= 1:
             t = env[g.id][0]
-            value, product = f"{ones_of('_B')} @ {t}", (ones_of("_B"), t)
+            value, product = f"{self.ones_of('_B')} @ {t}", (self.ones_of("_B"), t)
         else:
             value, product = f"{env[g.id][0]}.sum(0)", None
         if spec.startswith("["):
@@ -340,8 +342,15 @@ class _Writer:
         if product is None or g.shape == ():
             target = _view("_g", spec)
             return f"    {target}{'[...]' if target.endswith(')') else ''} = {value}"
-        return f"    {self.fresh('dw')} = np.matmul({product[0]}, {product[1]}, " \
+        return f"    {self.w.fresh('dw')} = np.matmul({product[0]}, {product[1]}, " \
             f"{_view('_g', spec)})"
+
+    def _per_example(self, node: Node) -> str:
+        """A returned value, as an array with the batch axis even where it is constant."""
+        text, batched = self.env[node.id]
+        if batched or not self.batch:
+            return text
+        return f"np.full(({', '.join(['_B', *map(str, node.shape)])},), {text})"
 
 
 def _softmax_of_lse(order: list[Node]) -> dict[int, Node]:

@@ -22,6 +22,7 @@ import argparse
 import functools
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -351,8 +352,9 @@ def measure_all(steps: dict[str, Callable[[], float]], repeat: int, budget: floa
     """Median seconds per step for each contender, measured interleaved.
 
     Each contender gets a block size worth about 20 ms of steps and two warm-up blocks; then
-    rounds time one block of every contender in turn (the order rotating between rounds), so a
-    slow drift of the machine's speed affects all of them alike. Rounds stop after ``repeat``,
+    rounds time one block of every contender in turn (in a new random order each round), so a
+    slow drift of the machine's speed, or what one contender leaves behind (threads still
+    spinning, a cold cache), affects all of them alike. Rounds stop after ``repeat``,
     or after ``budget`` seconds once there are three. A contender slower than 0.2 s per step
     is timed in the first three rounds only.
     """
@@ -369,9 +371,11 @@ def measure_all(steps: dict[str, Callable[[], float]], repeat: int, budget: floa
             step()
     samples: dict[str, list[float]] = {label: [] for label in steps}
     labels = list(steps)
+    order = random.Random(0)
     deadline = time.perf_counter() + budget
     for r in range(repeat):
-        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+        order.shuffle(labels)  # no contender always runs right after the same other one
+        for label in labels:
             if label in slow and r >= 3:
                 continue
             step, n = steps[label], inner[label]

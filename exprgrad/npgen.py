@@ -304,7 +304,10 @@ class _Function:
         shape = node.args[0].shape
         m, e, total = self.w.fresh("max"), self.w.fresh("exp"), self.w.fresh("sumexp")
         body = self.body
-        body.append(f"    {m} = {v}.max(-1)")
+        if batched and shape[0] <= 16:  # numpy reduces short rows slowly: 4x faster by columns
+            body.append(f"    {m} = np.ascontiguousarray({v}.T).max(0)")
+        else:
+            body.append(f"    {m} = {v}.max(-1)")
         pool = self.free.get(shape) if batched and REUSE_BUFFERS else None
         if pool:
             body.append(f"    {e} = np.subtract({v}, {m}[..., None], {pool.pop()})")

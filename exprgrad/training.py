@@ -235,63 +235,54 @@ def load_params(path: str, program: Program) -> list[float]:
 
 
 class _Optimizer:
-    def __init__(self, config: TrainConfig, n: int) -> None:
+    """sgd, momentum or adam on the flat parameter vector: a list of floats (scalar backend) or a
+    numpy array (numpy backend, whole-array operations). The formulas are written once and
+    applied elementwise either way, so both backends compute the same numbers."""
+
+    def __init__(self, config: TrainConfig, params: Any) -> None:
         self.c = config
-        self.v = [0.0] * n
-        self.m = [0.0] * n
         self.t = 0
+        self.array = not isinstance(params, list)
+        if self.array:
+            import numpy as np
 
-    def finite(self, grads: Sequence[float]) -> bool:
-        return all(math.isfinite(g) for g in grads)
+            self.sqrt: Callable[[Any], Any] = np.sqrt
+            self.finite: Callable[[Any], bool] = lambda g: bool(np.isfinite(g).all())
+            self.v: Any = np.zeros(len(params))
+            self.m: Any = np.zeros(len(params))
+        else:
+            self.sqrt = math.sqrt
+            self.finite = lambda g: all(map(math.isfinite, g))
+            self.v = [0.0] * len(params)
+            self.m = [0.0] * len(params)
 
-    def step(self, params: list[float], grads: Sequence[float]) -> list[float]:
-        c = self.c
-        if c.optimizer == "sgd":
-            lr = c.lr
-            return [p - lr * g for p, g in zip(params, grads)]
-        if c.optimizer == "momentum":
-            self.v = [c.momentum * v + g for v, g in zip(self.v, grads)]
-            return [p - c.lr * v for p, v in zip(params, self.v)]
-        self.t += 1
-        b1, b2 = c.beta1, c.beta2
-        self.m = [b1 * m + (1 - b1) * g for m, g in zip(self.m, grads)]
-        self.v = [b2 * v + (1 - b2) * g * g for v, g in zip(self.v, grads)]
-        k1 = 1 - b1 ** self.t
-        k2 = 1 - b2 ** self.t
-        return [p - c.lr * (m / k1) / (math.sqrt(v / k2) + c.eps)
-                for p, m, v in zip(params, self.m, self.v)]
-
-
-class _ArrayOptimizer:
-    """:class:`_Optimizer`'s updates on numpy arrays, operation for operation (so the same
-    numbers), for the numpy backend's gradients."""
-
-    def __init__(self, config: TrainConfig, n: int) -> None:
-        import numpy as np
-
-        self.np = np
-        self.c = config
-        self.v = np.zeros(n)
-        self.m = np.zeros(n)
-        self.t = 0
-
-    def finite(self, grads: Any) -> bool:
-        return bool(self.np.isfinite(grads).all())
+    def each(self, f: Callable[..., Any], *vectors: Any, outputs: int = 1) -> Any:
+        """``f`` elementwise: on whole arrays at once, or item by item over lists (one call per
+        parameter; with several ``outputs``, f returns a tuple, regrouped into one list each)."""
+        if self.array:
+            return f(*vectors)
+        results = list(map(f, *vectors))
+        return results if outputs == 1 else tuple(map(list, zip(*results)))
 
     def step(self, params: Any, grads: Any) -> Any:
         c = self.c
         if c.optimizer == "sgd":
-            return params - c.lr * grads
+            return self.each(lambda p, g: p - c.lr * g, params, grads)
         if c.optimizer == "momentum":
-            self.v = c.momentum * self.v + grads
-            return params - c.lr * self.v
+            self.v = self.each(lambda v, g: c.momentum * v + g, self.v, grads)
+            return self.each(lambda p, v: p - c.lr * v, params, self.v)
         self.t += 1
-        b1, b2 = c.beta1, c.beta2
-        self.m = b1 * self.m + (1 - b1) * grads
-        self.v = b2 * self.v + (1 - b2) * grads * grads
+        b1, b2, sqrt = c.beta1, c.beta2, self.sqrt
         k1 = 1 - b1 ** self.t
         k2 = 1 - b2 ** self.t
-        return params - c.lr * (self.m / k1) / (self.np.sqrt(self.v / k2) + c.eps)
+
+        def adam(p: Any, g: Any, m: Any, v: Any) -> tuple[Any, Any, Any]:
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            return p - c.lr * (m / k1) / (sqrt(v / k2) + c.eps), m, v
+
+        params, self.m, self.v = self.each(adam, params, grads, self.m, self.v, outputs=3)
+        return params
 
 
 class Progress:
@@ -414,12 +405,11 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         init_module = module or module_from_code(generate(program), "exg_init",
                                                  f"<exprgrad:{program.filename}>")
         params = list(init_module.init_params(config.seed))
-    opt: _Optimizer | _ArrayOptimizer = _Optimizer(config, len(params))
-    if use_numpy:  # the same updates as whole-array operations
+    if use_numpy:  # updated as whole arrays
         import numpy as np
 
         params = np.asarray(params, dtype=np.float64)  # type: ignore[assignment]
-        opt = _ArrayOptimizer(config, len(params))
+    opt = _Optimizer(config, params)
     losses: list[float] = []
     stopped = None
     start = time.perf_counter()
@@ -433,7 +423,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
             if config.reduce == "mean":
                 scale = 1.0 / len(idx)
                 value *= scale
-                grads = grads * scale if use_numpy else [g * scale for g in grads]
+                grads = opt.each(lambda g, s=scale: g * s, grads)
             if not (math.isfinite(value) and opt.finite(grads)):
                 stopped = (f"step {step}: the loss or its gradient is not finite "
                            f"(loss = {value}); kept the parameters from before this step")

@@ -616,18 +616,32 @@ def np_t(text: str) -> str:
     return f"{text}.T"
 
 
-def _np_pow(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    e = c.consts[1] if len(c.consts) > 1 else None
-    if e == 2.0:
-        return f"{a[0]} * {a[0]}"
-    return f"np.power({a[0]}, {a[1]})"
+#: a numpy function call form ``(ufunc, x, y)``, or a whole expression where there is none
+NpForm = tuple[str, str, str] | str
+_OPERATORS = {"np.multiply": "*", "np.matmul": "@"}
 
 
-def _np_pow_into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str:
+def _form_emitters(form: Callable[[Sequence[str], NpCtx], NpForm]) -> tuple[Any, Any]:
+    """The ``np`` and ``np_into`` emitters of an op whose numpy code is chosen by ``form``."""
+
+    def np_(a: Sequence[str], attr: Any, c: NpCtx) -> str:
+        f = form(a, c)
+        if isinstance(f, str):
+            return f
+        ufunc, x, y = f
+        op = _OPERATORS.get(ufunc)
+        return f"{x} {op} {y}" if op else f"{ufunc}({x}, {y})"
+
+    def into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str | None:
+        f = form(a, c)
+        return None if isinstance(f, str) else f"{f[0]}({f[1]}, {f[2]}, {out})"
+
+    return np_, into
+
+
+def _pow_form(a: Sequence[str], c: NpCtx) -> NpForm:
     e = c.consts[1] if len(c.consts) > 1 else None
-    if e == 2.0:
-        return f"np.multiply({a[0]}, {a[0]}, {out})"
-    return f"np.power({a[0]}, {a[1]}, {out})"
+    return ("np.multiply", a[0], a[0]) if e == 2.0 else ("np.power", a[0], a[1])
 
 
 def _ufunc_into(ufunc: str) -> Callable[[Sequence[str], Any, NpCtx, str], str]:
@@ -677,7 +691,7 @@ def _np_dot(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     return f"np.dot({a[0]}, {a[1]})"
 
 
-def _matmul_form(a: Sequence[str], c: NpCtx) -> tuple[str, str, str] | str:
+def _matmul_form(a: Sequence[str], c: NpCtx) -> NpForm:
     """``(ufunc, x, y)`` when the product is one call ``ufunc(x, y)``, else an expression."""
     (ba, bb), (sa, sb) = c.batched, c.shapes
     x, y = a
@@ -700,20 +714,8 @@ def _matmul_form(a: Sequence[str], c: NpCtx) -> tuple[str, str, str] | str:
     return ("np.matmul", x, y)
 
 
-def _np_matmul(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    form = _matmul_form(a, c)
-    if isinstance(form, str):
-        return form
-    ufunc, x, y = form
-    return f"{x} * {y}" if ufunc == "np.multiply" else f"{x} @ {y}"
-
-
-def _np_matmul_into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str | None:
-    form = _matmul_form(a, c)
-    if isinstance(form, str):
-        return None
-    ufunc, x, y = form
-    return f"{ufunc}({x}, {y}, {out})"
+_POW_NP = _form_emitters(_pow_form)
+_MATMUL_NP = _form_emitters(_matmul_form)
 
 
 def _np_transpose(a: Sequence[str], attr: Any, c: NpCtx) -> str:
@@ -854,6 +856,9 @@ def _np_template(text: str) -> Callable[[Sequence[str], Any, NpCtx], str]:
 def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
            sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
            simplify: Any = None, ufunc: str | None = None) -> OpSpec:
+    """``np_`` is a template over ``{0}``, or the bare name of the numpy ufunc computing it."""
+    if "{" not in np_:
+        ufunc, np_ = np_, np_ + "({0})"
     return OpSpec(
         name=name, arity=1, shape_of=_elementwise_shape, vjp=vjp, label=name, ref=ref,
         py=_template(py), np=_np_template(np_),
@@ -927,8 +932,8 @@ _register(
     _binary("div", "/", _vjp_div, _h("_div"), _py_div, "{0} / {1}", lambda a, b: a / b,
             helpers=("_div",), simplify=_simp_div, ufunc="np.divide"),
     replace(_binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "", lambda a, b: a**b,
-                    helpers=("_pow", "_div"), simplify=_simp_pow), np=_np_pow,
-            np_into=_np_pow_into),
+                    helpers=("_pow", "_div"), simplify=_simp_pow),
+            np=_POW_NP[0], np_into=_POW_NP[1]),
     _binary("max", "max", _vjp_max, _ref_max,
             lambda a, k: f"{a[0]} if {a[0]} >= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
             "np.where(({0} >= {1}) | np.isnan({1}), {0}, {1})",
@@ -939,40 +944,39 @@ _register(
             lambda a, b: _sym().Min(a, b), builtin="min"),
     _unary("neg", _vjp_neg, lambda a: -a, "-{0}", "-{0}", lambda a: -a, builtin="",
            simplify=_simp_neg, ufunc="np.negative"),
-    _unary("exp", _vjp_exp, _h("_exp"), "_exp({0})", "np.exp({0})", lambda a: _sym().exp(a),
-           helpers=("_exp",), ufunc="np.exp"),
-    _unary("log", _vjp_log, _h("_log"), "_log({0})", "np.log({0})", lambda a: _sym().log(a),
-           helpers=("_log",), ufunc="np.log"),
-    _unary("tanh", _vjp_tanh, math.tanh, "math.tanh({0})", "np.tanh({0})",
-           lambda a: _sym().tanh(a), ufunc="np.tanh"),
+    _unary("exp", _vjp_exp, _h("_exp"), "_exp({0})", "np.exp", lambda a: _sym().exp(a),
+           helpers=("_exp",)),
+    _unary("log", _vjp_log, _h("_log"), "_log({0})", "np.log", lambda a: _sym().log(a),
+           helpers=("_log",)),
+    _unary("tanh", _vjp_tanh, math.tanh, "math.tanh({0})", "np.tanh",
+           lambda a: _sym().tanh(a)),
     _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "_sigmoid({0})",
            "0.5 * np.tanh(0.5 * {0}) + 0.5", lambda a: 1 / (1 + _sym().exp(-a)),
            helpers=("_sigmoid",)),
     _unary("relu", _vjp_relu, lambda a: 0.0 if a <= 0.0 else a, "0.0 if {0} <= 0.0 else {0}",
            "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a)),
-    _unary("sin", _vjp_sin, _h("_sin"), "_sin({0})", "np.sin({0})", lambda a: _sym().sin(a),
-           helpers=("_sin",), ufunc="np.sin"),
-    _unary("cos", _vjp_cos, _h("_cos"), "_cos({0})", "np.cos({0})", lambda a: _sym().cos(a),
-           helpers=("_cos",), ufunc="np.cos"),
-    _unary("sqrt", _vjp_sqrt, _h("_sqrt"), "_sqrt({0})", "np.sqrt({0})",
-           lambda a: _sym().sqrt(a), helpers=("_sqrt",), ufunc="np.sqrt"),
-    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs({0})", lambda a: _sym().Abs(a),
-           ufunc="np.abs"),
+    _unary("sin", _vjp_sin, _h("_sin"), "_sin({0})", "np.sin", lambda a: _sym().sin(a),
+           helpers=("_sin",)),
+    _unary("cos", _vjp_cos, _h("_cos"), "_cos({0})", "np.cos", lambda a: _sym().cos(a),
+           helpers=("_cos",)),
+    _unary("sqrt", _vjp_sqrt, _h("_sqrt"), "_sqrt({0})", "np.sqrt",
+           lambda a: _sym().sqrt(a), helpers=("_sqrt",)),
+    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs", lambda a: _sym().Abs(a)),
     _unary("softplus", _vjp_softplus, _h("_softplus"), "_softplus({0})",
            "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a)),
            helpers=("_softplus",)),
-    _unary("log1p", _vjp_log1p, _h("_log1p"), "_log1p({0})", "np.log1p({0})",
-           lambda a: _sym().log(1 + a), helpers=("_log1p",), ufunc="np.log1p"),
+    _unary("log1p", _vjp_log1p, _h("_log1p"), "_log1p({0})", "np.log1p",
+           lambda a: _sym().log(1 + a), helpers=("_log1p",)),
     _unary("step", _vjp_none, lambda a: 1.0 if a > 0.0 else 0.0, "1.0 if {0} > 0.0 else 0.0",
            "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0)),
     _unary("sign", _vjp_none, _ref_sign, "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0)",
-           "np.sign({0})", lambda a: _sym().sign(a), ufunc="np.sign"),
+           "np.sign", lambda a: _sym().sign(a)),
     _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, builtin="sum", np_view=True),
     _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, builtin="dot"),
     # numpy: written by exprgrad.npgen as a block (max once, exponentials shared with the gradient)
     _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, None, builtin="logsumexp"),
     _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
-            _np_matmul, label="@", np_into=_np_matmul_into),
+            _MATMUL_NP[0], label="@", np_into=_MATMUL_NP[1]),
     _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
             _np_transpose, builtin="transpose", simplify=_simp_transpose, np_view=True),
     _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,

@@ -68,8 +68,15 @@ def graph_flag(flag: str) -> Iterator[None]:
         yield
 
 
-def _recomputing(name: str, rule: Callable[..., Any]) -> ops.OpSpec:
-    return replace(ops.OPS[name], vjp=rule)
+@contextlib.contextmanager
+def patched_ops(fields: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Op-table entries with some fields replaced (op name -> field -> value)."""
+    saved = {name: ops.OPS[name] for name in fields}
+    ops.OPS.update({name: replace(saved[name], **f) for name, f in fields.items()})
+    try:
+        yield
+    finally:
+        ops.OPS.update(saved)
 
 
 def _one(b: Any) -> Any:
@@ -89,33 +96,16 @@ RECOMPUTING_RULES = {
 
 @contextlib.contextmanager
 def recomputed_forward_values() -> Iterator[None]:
-    saved = {k: ops.OPS[k] for k in RECOMPUTING_RULES}
-    ops.OPS.update({k: _recomputing(k, rule) for k, rule in RECOMPUTING_RULES.items()})
-    try:
-        with graph_flag("share"):
-            yield
-    finally:
-        ops.OPS.update(saved)
-
-
-@contextlib.contextmanager
-def powers_as_calls() -> Iterator[None]:
-    spec = ops.OPS["pow"]
-    generic = replace(spec, py=lambda a, k: f"_pow({a[0]}, {a[1]})",
-                      np=lambda a, attr, c: f"np.power({a[0]}, {a[1]})",
-                      np_into=lambda a, attr, c, out: f"np.power({a[0]}, {a[1]}, {out})")
-    with patched_op("pow", generic):
+    with patched_ops({k: {"vjp": rule} for k, rule in RECOMPUTING_RULES.items()}), \
+            graph_flag("share"):
         yield
 
 
-@contextlib.contextmanager
-def patched_op(name: str, spec: ops.OpSpec) -> Iterator[None]:
-    saved = ops.OPS[name]
-    ops.OPS[name] = spec
-    try:
-        yield
-    finally:
-        ops.OPS[name] = saved
+def powers_as_calls() -> Any:
+    return patched_ops({"pow": {
+        "py": lambda a, k: f"_pow({a[0]}, {a[1]})",
+        "np": lambda a, attr, c: f"np.power({a[0]}, {a[1]})",
+        "np_into": lambda a, attr, c, out: f"np.power({a[0]}, {a[1]}, {out})"}})
 
 
 @contextlib.contextmanager

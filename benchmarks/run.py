@@ -388,11 +388,6 @@ def measure_all(steps: dict[str, Callable[[], float]], repeat: int, budget: floa
     return {label: statistics.median(v) for label, v in samples.items()}
 
 
-def measure(step: Callable[[], float], repeat: int, budget: float) -> float:
-    """Median seconds per step of one contender (see measure_all)."""
-    return measure_all({"step": step}, repeat, budget)["step"]
-
-
 def measure_instances(makers: dict[str, Callable[[], Callable[[], float]]], instances: int,
                       repeat: int, budget: float) -> dict[str, float]:
     """Like measure_all, over ``instances`` separately built copies of each contender (their

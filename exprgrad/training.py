@@ -347,7 +347,7 @@ def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
                        ) -> Callable[[list[float], list[int]], tuple[float, list[float]]]:
     """``(params, indices) -> (summed loss, summed gradient)`` through ``name_grad_sum``."""
     summed = getattr(module, name + "_grad_sum", None)
-    if summed is None:  # a module from an exprgrad without f_grad_sum: one call per example
+    if summed is None:  # a loss of no arguments has no f_grad_sum: one call per example
         loss_grad = getattr(module, name + "_grad")
 
         def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:

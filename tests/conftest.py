@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,16 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None,
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "exprgrad", *args], cwd=cwd or ROOT,
                           capture_output=True, text=True, input=input, timeout=timeout, env=env)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[bool]:
+    """Mount a real tmpfs of ``size`` on ``path`` for the block; yields whether that worked
+    (it needs root, which CI has; without it the caller falls back to an injected failure)."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(path)])

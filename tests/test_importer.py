@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, tmpfs
 
 
 def _python(code: str, cwd: Path, *extra_path: Path) -> subprocess.CompletedProcess[str]:
@@ -111,9 +111,7 @@ def test_concurrent_imports_from_several_processes(project: Path) -> None:
 def test_unwritable_directory_still_imports(tmp_path: Path) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ro)],
-                             capture_output=True).returncode == 0
-    try:
+    with tmpfs(ro, "1m") as mounted:
         (ro / "model.exg").write_text((EXAMPLES / "tour.exg").read_text())
         if mounted:  # a real read-only file system
             assert subprocess.run(["mount", "-o", "remount,ro", str(ro)]).returncode == 0
@@ -129,9 +127,6 @@ def test_unwritable_directory_still_imports(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == ["-12.0 1", "def g(a, b):"]
         assert not (ro / "__pycache__").is_dir()
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(ro)])
 
 
 def test_py_beside_exg_is_an_error(project: Path) -> None:

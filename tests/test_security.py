@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, tmpfs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -308,9 +308,7 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
     """A real failure mid-write: a file system too small for the new file (ENOSPC)."""
     small = tmp_path / "small"
     small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
-                             capture_output=True).returncode == 0
-    try:
+    with tmpfs(small, "64k") as mounted:
         target = small / "out.py"
         old = exprgrad.compile_source("def f(x):\n    return x\n", "old.exg")
         target.write_text(old)
@@ -335,9 +333,6 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
                 files.os.fsync = real  # type: ignore[attr-defined]
         assert target.read_text() == old
         assert [p.name for p in small.iterdir()] == ["out.py"]
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(small)])
 
 
 def test_mangled_argument_names_stay_distinct_and_allowed() -> None:

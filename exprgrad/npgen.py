@@ -80,7 +80,6 @@ class _Plan:
     def __init__(self, order: list[Node], final: Sequence[Node], known: set[int],
                  batched: set[int], fused: dict[int, Node]) -> None:
         end = len(order)
-        self.index = {n.id: i for i, n in enumerate(order)}
         last: dict[int, int] = {}
         for i, node in enumerate(order):
             if node.id not in fused:
@@ -98,9 +97,9 @@ class _Plan:
             else:
                 roots[node.id] = (node.id,)
         death: dict[int, int] = {}
-        for node in order:
+        for i, node in enumerate(order):
             for r in roots[node.id]:
-                death[r] = max(death.get(r, -1), last.get(node.id, self.index[node.id]))
+                death[r] = max(death.get(r, -1), last.get(node.id, i))
         self.roots = roots
         self.death = death
         self.dies_at: dict[int, list[int]] = {}

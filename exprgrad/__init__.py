@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import compile_file, compile_source, load, load_source  # noqa: E402
+from .api import compile_file, compile_source, entry_point, load, load_source  # noqa: E402
 from .errors import ExprgradError  # noqa: E402
 from .importer import install, uninstall  # noqa: E402
 
@@ -39,5 +39,5 @@ def draw(source, function=None, *, at=None, backward=False, collapse=False):  # 
     return make(source, function, at=at, backward=backward, collapse=collapse)
 
 
-__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "draw", "install",
+__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "draw", "entry_point", "install",
            "load", "load_source", "train", "uninstall"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import linecache
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .codegen import generate, safe_label
 from .ir import no_gc
@@ -69,6 +71,26 @@ def load_source(text: str, filename: str = "<string>", *, name: str | None = Non
     label = safe_label(filename)
     return module_from_code(code, name or label.rsplit(".", 1)[0],
                             f"<exprgrad:{label}>")
+
+
+#: the generated functions of one ``def``, by kind, and the suffix each is named with when its name
+#: is free (``f``, ``f_grad``, ``f_grad_sum``, ``f_hess``)
+ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess"}
+
+
+def entry_point(module: types.ModuleType, function: str, kind: str = "grad"
+                ) -> Callable[..., Any]:
+    """The generated function of kind ``kind`` (see :data:`ENTRY_KINDS`) for the user's
+    ``def function``, looked up in the module's ``ENTRY_POINTS`` table (a user name that would
+    shadow a Python builtin or a name of the module is given another Python name there).
+    Raises ``KeyError`` when the module has no such function."""
+    table = getattr(module, "ENTRY_POINTS", None)
+    if table is not None:
+        return getattr(module, table[function][kind])  # type: ignore[no-any-return]
+    found = getattr(module, function + ENTRY_KINDS[kind], None)
+    if found is None:
+        raise KeyError(f"{function!r} has no {kind} function in {module.__name__}")
+    return found  # type: ignore[no-any-return]
 
 
 def load(path: str | Path, *, hessians: bool = False) -> types.ModuleType:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .codegen import generate, safe_label
+from .codegen import generate
 from .ir import no_gc
 from .lower import Program, compile_program
+from .modwriter import ENTRY_KINDS, safe_label
 
 
 def read_source(path: str | Path) -> str:
@@ -71,11 +72,6 @@ def load_source(text: str, filename: str = "<string>", *, name: str | None = Non
     label = safe_label(filename)
     return module_from_code(code, name or label.rsplit(".", 1)[0],
                             f"<exprgrad:{label}>")
-
-
-#: the generated functions of one ``def``, by kind, and the suffix each is named with when its name
-#: is free (``f``, ``f_grad``, ``f_grad_sum``, ``f_hess``)
-ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess"}
 
 
 def entry_point(module: types.ModuleType, function: str, kind: str = "grad"

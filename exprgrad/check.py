@@ -30,9 +30,12 @@ from typing import Any
 
 import sympy
 
+from .api import entry_point
+from .derive import derivatives
 from .diff import grad, hessian
 from .errors import CheckFailure, ExprgradValueError, Span
-from .ir import Graph, Node, reachable
+from .interpret import interpret
+from .ir import Graph, Node
 from .lower import Function, Program, flatten_values
 from .ops import OPS
 
@@ -53,35 +56,24 @@ class SymAlgebra:
     def zero(self) -> Any:
         return sympy.Integer(0)
 
+    def const(self, value: float) -> Any:
+        return sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value, 30)
+
 
 def to_sympy(roots: Sequence[Node], leaves: dict[int, list[Any]]) -> list[list[Any]]:
     """Sympy elements of each root; ``leaves`` gives the symbols of inputs, params and holes."""
-    env: dict[int, list[Any]] = dict(leaves)
-    alg = SymAlgebra()
-    for node in reachable(roots):
-        if node.id in env:
-            continue
-        if node.op == "const":
-            value = float(node.attr)
-            elem = sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value, 30)
-            env[node.id] = [elem] * node.size
-        elif node.op == "custom":
-            env[node.id] = env[node.args[node.attr[0]].id]
-        else:
-            assert node.op not in ("input", "param", "hole"), f"no symbol for leaf {node!r}"
-            spec = OPS[node.op]
-            assert spec.unroll is not None
-            env[node.id] = spec.unroll(alg, node.op, [env[a.id] for a in node.args], node.attr,
-                                       [a.shape for a in node.args], node.shape)
-    return [env[r.id] for r in roots]
+    return interpret(roots, dict(leaves), SymAlgebra())
 
 
 def _symbols(base: str, shape: tuple[int, ...]) -> list[Any]:
-    clean = base.replace(".", "_")
+    """One symbol per element, named as the user would write it (``x``, ``x[0]``, ``m[1,2]``):
+    distinct for distinct elements, unlike ``x_0``, which a user may name an argument."""
     if shape == ():
-        return [sympy.Symbol(clean, real=True)]
-    n = math.prod(shape)
-    return [sympy.Symbol(f"{clean}_{i}", real=True) for i in range(n)]
+        return [sympy.Symbol(base, real=True)]
+    if len(shape) == 1:
+        return [sympy.Symbol(f"{base}[{i}]", real=True) for i in range(shape[0])]
+    return [sympy.Symbol(f"{base}[{i},{j}]", real=True) for i in range(shape[0])
+            for j in range(shape[1])]
 
 
 @dataclass
@@ -169,12 +161,28 @@ def _mp_number(e: Any) -> Any:
     return mpmath.mpmathify(complex(e.evalf(40)))
 
 
-def _heaviside(x: Any, h0: Any = None) -> Any:
-    if x > 0:
-        return 1
-    if x < 0:
+class MissingEvaluation(AssertionError):
+    """A sympy function with no numeric evaluation: an op lacks its ``mp`` (a bug in exprgrad,
+    never a point outside a domain)."""
+
+
+def _dirac_delta(x: Any, k: Any = 0) -> Any:
+    """sympy's DiracDelta (derivatives of step and sign), defined away from 0 only."""
+    if x != 0:
         return 0
-    return h0 if h0 is not None else 0.5
+    raise ValueError("DiracDelta at 0")
+
+
+@functools.cache
+def _mp_functions() -> dict[Any, Callable[..., Any]]:
+    """sympy function -> mpmath function: each op's ``mp`` under the head of its ``sym``, and
+    the functions sympy's own derivatives introduce."""
+    symbols = sympy.symbols("a b", real=True)
+    table: dict[Any, Callable[..., Any]] = {sympy.DiracDelta: _dirac_delta}
+    for spec in OPS.values():
+        if spec.mp is not None and spec.sym is not None and spec.arity:
+            table[spec.sym(*symbols[: spec.arity]).func] = spec.mp
+    return table
 
 
 def _mp_apply(e: Any, args: list[Any]) -> Any:
@@ -192,16 +200,10 @@ def _mp_apply(e: Any, args: list[Any]) -> Any:
         if base == 0 and mpmath.re(expo) < 0:
             raise ZeroDivisionError
         return mpmath.power(base, expo)
-    table: dict[Any, Callable[..., Any]] = {
-        sympy.exp: mpmath.exp, sympy.log: mpmath.log, sympy.tanh: mpmath.tanh,
-        sympy.sin: mpmath.sin, sympy.cos: mpmath.cos, sympy.Abs: abs,
-        sympy.sign: mpmath.sign, sympy.Heaviside: _heaviside,
-        sympy.Max: lambda *v: max(v, key=mpmath.re), sympy.Min: lambda *v: min(v, key=mpmath.re),
-        sympy.sqrt: mpmath.sqrt,
-    }
-    fn = table.get(e.func)
+    fn = _mp_functions().get(e.func)
     if fn is None:
-        raise TypeError(f"no numeric evaluation for {e.func}")
+        raise MissingEvaluation(f"no numeric evaluation for {e.func}: an op of exprgrad's table "
+                                "lacks its 'mp' counterpart")
     return fn(*args)
 
 
@@ -281,8 +283,7 @@ def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, li
     for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes):
         leaves[node.id] = _symbols(name, shape)
     for tensor in program.params.values():
-        leaves[tensor.node.id] = [sympy.Symbol(n.replace(".", "_"), real=True)
-                                  for n in tensor.element_names]
+        leaves[tensor.node.id] = [sympy.Symbol(n, real=True) for n in tensor.element_names]
     if fn.uses_params:
         wrt = [t.node for t in program.params.values()]
         partials = [(program.params[t].element_names[i], leaves[program.params[t].node.id][i])
@@ -305,6 +306,8 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *, bu
     report = Report()
     rng = random.Random(seed)
     wrt, leaves, partials = _variables(program, fn)
+    derived = derivatives(program, fn)
+    assert [w.id for w in derived.wrt] == [w.id for w in wrt], "check and derive disagree on wrt"
     all_symbols = [s for syms in leaves.values() for s in syms]
     sample = list(range(len(partials)))
     sampled = len(partials) * len(fn.outputs) > SYMPY_SAMPLE
@@ -317,7 +320,7 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *, bu
             report.lines.append(Line(fname, "*", "skipped", "sympy",
                                      "output is not a scalar; checked by finite differences"))
             continue
-        grads = grad(graph, out, wrt)
+        grads = derived.grads[k]
         forward = to_sympy([out], leaves)[0][0]
         ours = [e for g in grads for e in to_sympy([g], leaves)[0]]
         flat = _flat_partial_index(program, fn, grads)
@@ -385,8 +388,8 @@ def finite_difference_lines(program: Program, module: types.ModuleType, fn: Func
     """Central differences of the generated forward function vs the generated gradient."""
     if any(out.shape != () for out in fn.outputs):
         return [Line(fn.name, "*", "skipped", "finite-diff", "outputs that are not scalars")]
-    forward = getattr(module, fn.name)
-    backward = getattr(module, fn.name + "_grad")
+    forward = entry_point(module, fn.name, "value")
+    backward = entry_point(module, fn.name, "grad")
     n_out = len(fn.outputs)
     worst: dict[str, tuple[float, str]] = {}
     for _ in range(points):

@@ -20,68 +20,90 @@ the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
 
 from __future__ import annotations
 
-import builtins
-import hashlib
 import math
-import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
 
-from . import __version__
-from .diff import grad, hessian
+from .derive import derivatives
+from .diff import hessian
 from .errors import ExprgradLimitError
 from .ir import Graph, Node, no_gc, reachable
 from .limits import MAX_SCALAR_STATEMENTS
-from .lower import GENERATED_NAMES, Function, Program
-from .ops import HELPERS, OPS
-
-Elem = Any  # a Python expression string (a name) or a float constant
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PY_NAMES = frozenset(dir(builtins)) | GENERATED_NAMES
+from .lower import Function, Program
+from .interpret import interpret
+from .modwriter import ModuleWriter, Uses
+from .names import Scope, ident_part
+from .ops import OPS
 
 
-def fmt_const(value: float) -> str:
-    """Print a float so that Python reads back exactly that float (inf and nan via math)."""
-    if math.isnan(value):
-        return "math.nan"
-    if math.isinf(value):
-        return "math.inf" if value > 0 else "(-math.inf)"
-    text = repr(float(value))
-    return f"({text})" if text.startswith("-") else text
+@dataclass(eq=False)
+class Var:
+    """A local variable of a generated function (compared by identity, named once)."""
+
+    name: str
+    temp: bool = True  # an unnamed temporary: may be folded into its single user
 
 
-def safe_label(text: str) -> str:
-    """A file name reduced to characters that are harmless in a comment and a string literal."""
-    name = text.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in name)
-    return cleaned[:100] or "_"
+@dataclass(eq=False)
+class Op:
+    """One operation of the op table applied to elements; printed by the op's ``py`` emitter."""
+
+    op: str
+    args: list[Expr]
 
 
-def ident_part(text: str) -> str:
-    """A user name (possibly dotted, like n.layers.0.w) as an identifier fragment."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+Elem = Union[Var, float]  # an element of a value: a variable or a constant
+Expr = Union[Var, float, Op]
+
+
+@dataclass(eq=False)
+class Assign:
+    target: Var
+    value: Expr
+    line: int | None
+
+
+def _consts(op: Op) -> list[float | None]:
+    return [a if isinstance(a, float) else None for a in op.args]
+
+
+_MULTIPLICITY: dict[tuple[str, tuple[float | None, ...]], list[int]] = {}
+
+
+class _Ignore(Uses):
+    """Uses that records nothing (for measuring an emitter's template)."""
+
+    def __init__(self) -> None:
+        super().__init__("math")
+
+    def __getitem__(self, key: str) -> str:
+        return key
+
+
+def multiplicity(op: Op) -> list[int]:
+    """How often the ``py`` emitter of ``op`` writes each argument (``x * x`` for ``x ** 2``)."""
+    consts = tuple(_consts(op))
+    key = (op.op, consts)
+    found = _MULTIPLICITY.get(key)
+    if found is None:
+        marks = [f"\x00{i}\x00" for i in range(len(op.args))]
+        emit = OPS[op.op].py
+        assert emit is not None, f"{op.op} has no Python emitter"
+        text = emit(marks, list(consts), _Ignore())
+        found = _MULTIPLICITY[key] = [text.count(m) for m in marks]
+    return found
 
 
 class PyAlgebra:
-    """Element algebra that prints one statement per scalar operation (see ops.Algebra)."""
+    """Element algebra that records one statement per scalar operation (see ops.Algebra)."""
 
-    def __init__(self, budget: int) -> None:
-        self.stmts: list[list[Any]] = []  # [target, expression, source line]
-        self.helpers: set[str] = set()
-        self.uses_math = False
+    def __init__(self, scope: Scope, budget: int) -> None:
+        self.scope = scope
+        self.stmts: list[Assign] = []
         self.line: int | None = None
+        self.mark = 0  # where the current node's statements start
         self.budget = budget
-        self._counter = 0
-        self.taken: set[str] = set()
-
-    def fresh(self, base: str = "t") -> str:
-        while True:
-            self._counter += 1
-            name = f"_{base}{self._counter}"
-            if name not in self.taken:
-                self.taken.add(name)
-                return name
 
     def scalar(self, op: str, args: Sequence[Elem], attr: Any = None) -> Elem:
         spec = OPS[op]
@@ -91,17 +113,8 @@ class PyAlgebra:
         simpler = _identity(op, args)
         if simpler is not None:
             return simpler
-        consts = [a if isinstance(a, float) else None for a in args]
-        texts = [fmt_const(a) if isinstance(a, float) else a for a in args]
-        assert spec.py is not None, f"{op} has no Python emitter"
-        expr = spec.py(texts, consts)
-        for helper in spec.helpers:
-            if helper in expr:
-                self.helpers.add(helper)
-        if "math." in expr:
-            self.uses_math = True
-        target = self.fresh()
-        self.stmts.append([target, expr, self.line])
+        target = Var(self.scope.temp())
+        self.stmts.append(Assign(target, Op(op, list(args)), self.line))
         if len(self.stmts) > self.budget:
             raise ExprgradLimitError(
                 f"the scalar backend would write more than {self.budget} statements for this "
@@ -112,6 +125,9 @@ class PyAlgebra:
 
     def zero(self) -> Elem:
         return 0.0
+
+    def const(self, value: float) -> Elem:
+        return value
 
 
 def _identity(op: str, args: Sequence[Elem]) -> Elem | None:
@@ -134,15 +150,53 @@ def _identity(op: str, args: Sequence[Elem]) -> Elem | None:
     return None
 
 
-def _shape_elems(names: list[Elem], shape: tuple[int, ...]) -> str:
-    """A tensor's elements as a Python list display (nested for a matrix)."""
-    texts = [fmt_const(e) if isinstance(e, float) else e for e in names]
-    if shape == ():
-        return texts[0]
-    if len(shape) == 1:
-        return "[" + ", ".join(texts) + "]"
-    m, n = shape
-    return "[" + ", ".join("[" + ", ".join(texts[i * n:(i + 1) * n]) + "]" for i in range(m)) + "]"
+class Printer:
+    """Prints expressions; every module, helper and non-finite number goes through ``uses``."""
+
+    def __init__(self, uses: Uses) -> None:
+        self.uses = uses
+
+    def expr(self, e: Expr) -> str:
+        """``e`` as Python text (recursing at most FUSE_LIMIT operations deep)."""
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, float):
+            return self.uses.const(e)
+        texts = []
+        for a in e.args:
+            text = self.expr(a)
+            texts.append(text if not isinstance(a, Op) or _is_atom(text) else f"({text})")
+        emit = OPS[e.op].py
+        assert emit is not None, f"{e.op} has no Python emitter"
+        return emit(texts, _consts(e), self.uses)
+
+    def elems(self, elems: Sequence[Elem], shape: tuple[int, ...]) -> str:
+        """A tensor's elements as a Python list display (nested for a matrix)."""
+        texts = [self.expr(e) for e in elems]
+        if shape == ():
+            return texts[0]
+        if len(shape) == 1:
+            return "[" + ", ".join(texts) + "]"
+        m, n = shape
+        return "[" + ", ".join("[" + ", ".join(texts[i * n:(i + 1) * n]) + "]"
+                               for i in range(m)) + "]"
+
+
+def _is_atom(text: str) -> bool:
+    """A name, or a call ``name(...)`` whose parenthesis closes at the end: needs no parens."""
+    head = 0
+    while head < len(text) and (text[head].isalnum() or text[head] in "_."):
+        head += 1
+    if head == len(text):
+        return head > 0
+    if head == 0 or text[head] != "(":
+        return False
+    depth = 0
+    for i in range(head, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i == len(text) - 1
+    return False
 
 
 def _unpack_target(names: list[str], shape: tuple[int, ...]) -> str:
@@ -154,242 +208,218 @@ def _unpack_target(names: list[str], shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(rows) + ("," if m == 1 else "") + ")"
 
 
-class ModuleWriter:
-    """Accumulates the functions of one generated module."""
+def _tuple(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
-    def __init__(self, program: Program, budget: int = MAX_SCALAR_STATEMENTS) -> None:
+
+class ScalarWriter:
+    """Writes the functions of one scalar-backend module into a :class:`ModuleWriter`."""
+
+    def __init__(self, program: Program, budget: int) -> None:
         self.program = program
         self.graph: Graph = program.graph
+        self.module = ModuleWriter(program, "python", "math")
+        self.printer = Printer(self.module.uses)
         self.budget = budget
-        self.helpers: set[str] = set()
-        self.uses_math = False
-        self.chunks: list[str] = []
         self.statements = 0
 
-    # ---- naming ------------------------------------------------------------------------
-    def arg_names(self, fn: Function) -> list[str]:
-        """The signature's names: a user name that would shadow a builtin or a name the module
-        uses gets a suffix (``list`` -> ``list_``, then ``list_2``, ...), avoiding every other
-        argument's name and never forming a double underscore."""
-        used = set(fn.arg_names)
-        out = []
-        for name in fn.arg_names:
-            mangled, k = name, 1
-            while mangled in _PY_NAMES or (mangled != name and mangled in used):
-                mangled = f"{name}_" if k == 1 else f"{name}_{k}"
-                k += 1
-            used.add(mangled)
-            out.append(mangled)
-        return out
-
-    # ---- one function --------------------------------------------------------------------
-    def emit(self, name: str, fn: Function, roots: list[Node],
-             returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool,
-             summed: Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]] | None = None
-             ) -> None:
-        """Emit ``def name(...)`` computing ``roots``; ``returns`` prints the return value.
+    def emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
+             with_params: bool, summed: Picker | None = None) -> None:
+        """Emit the function of ``kind`` for ``fn``, computing ``roots``; ``returns`` prints the
+        return value from the roots' elements.
 
         With ``summed`` (which picks the value and the flat gradient out of the roots'
-        elements), also emit ``name + "_sum"``: the same statements in a loop over a batch,
-        accumulating the value and the gradient.
+        elements), also emit the ``grad_sum`` function: the same statements in a loop over a
+        batch, accumulating the value and the gradient.
         """
         try:
-            self._emit(name, fn, roots, returns, doc, with_params, summed)
+            self._emit(kind, fn, roots, returns, doc, with_params, summed)
         except ExprgradLimitError as err:
             err.span = err.span or fn.span
             err.lineno, err.offset = err.span.line, err.span.col
             raise err.with_source(self.program.filename, self.program.source) from None
 
-    def _emit(self, name: str, fn: Function, roots: list[Node],
-              returns: Callable[[list[list[Elem]]], str], doc: str, with_params: bool,
-              summed: Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]] | None) -> None:
-        alg = PyAlgebra(self.budget - self.statements)
-        env: dict[int, list[Elem]] = {}
-        sig = self.arg_names(fn)
-        arg_sig = list(sig)
+    def _emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
+              with_params: bool, summed: Picker | None) -> None:
+        scope = self.module.namer.scope()
+        alg = PyAlgebra(scope, self.budget - self.statements)
+        env: dict[int, list[Any]] = {}
+        params = scope.fresh("params") if with_params else None
+        arg_sig = [scope.fresh(a) for a in fn.arg_names]
         unpack: list[str] = []  # the arguments' elements
-        prologue: list[str] = []  # the parameters' elements
-        for node, pyname, shape in zip(fn.inputs, sig, fn.arg_shapes):
+        for node, pyname, shape in zip(fn.inputs, arg_sig, fn.arg_shapes):
             if shape == ():
-                env[node.id] = [pyname]
-            else:
-                names = [f"_{ident_part(node.attr[1])}_{i}" for i in range(node.size)]
-                alg.taken.update(names)
-                env[node.id] = names
-                unpack.append(f"{_unpack_target(names, shape)} = {pyname}")
-        alg.taken.update(sig)
-        if with_params:
-            flat = []
-            stems = {t: f"_{ident_part(t)}" for t in self.program.params}
-            for pt in self.program.params.values():
-                env[pt.node.id] = [""] * pt.node.size
-            for tensor, index in self.program.param_order:
-                pt = self.program.params[tensor]
-                shape = pt.node.shape
-                suffix = (f"_{index // shape[1]}_{index % shape[1]}" if len(shape) == 2 else
-                          f"_{index}" if shape else "")
-                elem = stems[tensor] + suffix
-                env[pt.node.id][index] = elem
-                flat.append(elem)
-            alg.taken.update(flat)
-            prologue.append(f"    {_unpack_target(flat, (len(flat),))} = params")
-            sig = ["params", *sig]
-        named: dict[str, int] = {}
-        for node in reachable(roots):
-            if node.id in env:
+                env[node.id] = [Var(pyname, temp=False)]
                 continue
-            if node.op == "const":
-                env[node.id] = [float(node.attr)] * node.size
-                continue
-            if node.op == "custom":
-                env[node.id] = env[node.args[node.attr[0]].id]
-                continue
-            assert node.op not in ("input", "param", "hole"), f"unbound leaf {node!r}"
+            names = [scope.fresh(f"_{ident_part(node.attr[1])}_{i}") for i in range(node.size)]
+            env[node.id] = [Var(n, temp=False) for n in names]
+            unpack.append(f"{_unpack_target(names, shape)} = {pyname}")
+        prologue: list[str] = []  # the parameters' elements
+        if params is not None:
+            prologue.append(f"{_unpack_target(self._param_elements(scope, env), (-1,))} = "
+                            f"{params}")
+        versions: dict[str, int] = {}
+
+        def before(node: Node) -> None:
             span = self.graph.spans.get(node.id)
             alg.line = span.line if span else None
-            start = len(alg.stmts)
-            spec = OPS[node.op]
-            assert spec.unroll is not None, f"{node.op} cannot be unrolled"
-            elems = spec.unroll(alg, node.op, [env[a.id] for a in node.args], node.attr,
-                                [a.shape for a in node.args], node.shape)
-            user = self.graph.names.get(node.id)
-            if user is not None and len(alg.stmts) > start:
-                elems = self._rename(alg, start, elems, ident_part(user), named, node.size)
-            env[node.id] = elems
-        elems = [env[r.id] for r in roots]
-        returned = returns(elems)
-        stmts = [list(s) for s in alg.stmts] if summed else alg.stmts
-        body = _fuse(_dce(alg.stmts, returned), returned)
-        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
-                 *(f"    {u}" for u in unpack), *prologue, *_body_lines(body, "    ")]
-        lines.append("    return " + returned)
-        self.chunks.append("\n".join(lines))
-        self.statements += len(body)
-        if summed:
-            self.chunks.append(self._summed(name, stmts, summed(elems), alg, sig, arg_sig,
-                                            prologue, unpack, fn))
-        self.helpers |= alg.helpers
-        self.uses_math = self.uses_math or alg.uses_math
+            alg.mark = len(alg.stmts)
 
-    def _summed(self, name: str, stmts: list[list[Any]], picked: tuple[Elem, list[Elem]],
-                alg: PyAlgebra, sig: list[str], arg_sig: list[str], prologue: list[str],
-                unpack: list[str], fn: Function) -> str:
-        """``name_sum``: the body of ``name`` in a loop over the examples, accumulating."""
+        def after(node: Node, elems: list[Any]) -> list[Any]:
+            user = self.graph.names.get(node.id)
+            if user is not None and len(alg.stmts) > alg.mark:
+                self._rename(alg, scope, elems, ident_part(user), versions, node.size)
+            return elems
+
+        elems = interpret(roots, env, alg, before=before, after=after)
+        sig = ([params] if params else []) + arg_sig
+        name = self.module.entry(fn.name, kind)
+        returned = returns(elems, self.printer)
+        live = [e for root in elems for e in root if isinstance(e, Var)]
+        body = _fuse(_dce(alg.stmts, live), live)
+        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
+                 *(f"    {u}" for u in unpack), *(f"    {p}" for p in prologue),
+                 *self._body_lines(body, "    ")]
+        lines.append("    return " + returned)
+        self.module.add("\n".join(lines))
+        self.statements += len(body)
+        if summed is not None and params is not None:
+            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack)
+
+    def _param_elements(self, scope: Scope, env: dict[int, list[Any]]) -> list[str]:
+        """A local per parameter element, named after it (``_w_0``, ``_m_1_2``)."""
+        program = self.program
+        for pt in program.params.values():
+            env[pt.node.id] = [0.0] * pt.node.size
+        names = []
+        for tensor, index in program.param_order:
+            shape = program.params[tensor].node.shape
+            suffix = (f"_{index // shape[1]}_{index % shape[1]}" if len(shape) == 2 else
+                      f"_{index}" if shape else "")
+            name = scope.fresh(f"_{ident_part(tensor)}{suffix}")
+            env[program.params[tensor].node.id][index] = Var(name, temp=False)
+            names.append(name)
+        return names
+
+    def _summed(self, fn: Function, alg: PyAlgebra, scope: Scope,
+                picked: tuple[Elem, list[Elem]], params: str, arg_sig: list[str],
+                prologue: list[str], unpack: list[str]) -> None:
+        """``grad_sum``: the body of ``grad`` in a loop over the examples, accumulating."""
         value, flat = picked
-        line_of = {s[0]: s[2] for s in stmts}
-        accs = [alg.fresh("sum")] + [alg.fresh("gsum") for _ in flat]
+        line_of = {id(s.target): s.line for s in alg.stmts}
+        stmts = list(alg.stmts)
+        accs = [Var(scope.temp("sum"), temp=False)] + [Var(scope.temp("gsum"), temp=False)
+                                                        for _ in flat]
         for acc, elem in zip(accs, [value, *flat]):
             if isinstance(elem, float):
                 if elem != 0.0:  # a constant: the same for every example
-                    stmts.append([acc, f"{acc} + {fmt_const(elem)}", None])
+                    stmts.append(Assign(acc, Op("add", [acc, elem]), None))
             else:
-                stmts.append([acc, f"{acc} + {elem}", line_of.get(elem)])
-        live = " ".join(accs)
-        body = _fuse(_dce(stmts, live), live)
+                stmts.append(Assign(acc, Op("add", [acc, elem]), line_of.get(id(elem))))
+        body = _fuse(_dce(stmts, accs), accs)
         self.statements += len(body)
-        loop = arg_sig[0] if len(arg_sig) == 1 else ", ".join(arg_sig)
+        loop = ", ".join(arg_sig)
         target = f"({loop},)" if len(arg_sig) == 1 else loop
-        lines = [f"def {name}_sum({', '.join(sig)}):",
+        name = self.module.entry(fn.name, "grad_sum")
+        lines = [f"def {name}({', '.join([params, *arg_sig])}):",
                  f'    """(sum of {fn.name}, gradient of that sum with respect to the parameters) '
                  f'over a batch: each argument holds one value per example."""',
-                 *prologue, f"    {' = '.join(accs)} = 0.0",
-                 f"    for {target} in zip({', '.join(arg_sig)}):",
-                 *(f"        {u}" for u in unpack), *_body_lines(body, "        "),
-                 f"    return {accs[0]}, [{', '.join(accs[1:])}]"]
-        return "\n".join(lines)
+                 *(f"    {p}" for p in prologue),
+                 f"    {' = '.join(a.name for a in accs)} = 0.0",
+                 f"    for {target} in zip({loop}):",
+                 *(f"        {u}" for u in unpack), *self._body_lines(body, "        "),
+                 f"    return {accs[0].name}, [{', '.join(a.name for a in accs[1:])}]"]
+        self.module.add("\n".join(lines))
 
-    def _rename(self, alg: PyAlgebra, start: int, elems: list[Elem], base: str,
-                named: dict[str, int], size: int) -> list[Elem]:
-        """Give the statements that produced a user-named node's elements that user's name."""
-        created = {s[0]: s for s in alg.stmts[start:]}
-        version = named.get(base, 0) + 1
-        named[base] = version
+    @staticmethod
+    def _rename(alg: PyAlgebra, scope: Scope, elems: list[Any], base: str,
+                versions: dict[str, int], size: int) -> None:
+        """Name the statements that produced a user-named node's elements after the user's
+        variable (``_z``, ``_z2`` for a rebinding, ``_h_0`` for an element)."""
+        created = {id(s.target) for s in alg.stmts[alg.mark:]}
+        version = versions.get(base, 0) + 1
+        versions[base] = version
         stem = f"_{base}" + (str(version) if version > 1 else "")
-        out = []
         for i, e in enumerate(elems):
-            stmt = created.pop(e, None) if isinstance(e, str) else None
-            if stmt is None:
-                out.append(e)
-                continue
-            new = stem + (f"_{i}" if size > 1 else "")
-            while new in alg.taken:
-                new += "_"
-            alg.taken.add(new)
-            stmt[0] = new
-            out.append(new)
-        return out
+            if isinstance(e, Var) and id(e) in created and e.temp:
+                e.name = scope.fresh(stem + (f"_{i}" if size > 1 else ""))
+                e.temp = False
 
-
-_NAME_USE = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
-
-
-def _body_lines(body: list[list[Any]], indent: str) -> list[str]:
-    """Statements as lines, with a ``# line N`` comment where the source line changes."""
-    lines = []
-    last_line: int | None = -1
-    for target, expr, line in body:
-        if line != last_line and line is not None:
-            lines.append(f"{indent}# line {line}")
-        last_line = line
-        lines.append(f"{indent}{target} = {expr}")
-    return lines
+    def _body_lines(self, body: list[Assign], indent: str) -> list[str]:
+        """Statements as lines, with a ``# line N`` comment where the source line changes."""
+        lines = []
+        last_line: int | None = -1
+        for stmt in body:
+            if stmt.line != last_line and stmt.line is not None:
+                lines.append(f"{indent}# line {stmt.line}")
+            last_line = stmt.line
+            lines.append(f"{indent}{stmt.target.name} = {self.printer.expr(stmt.value)}")
+        return lines
 
 
 #: the most operations one fused statement may hold (keeps nesting shallow for CPython)
 FUSE_LIMIT = 12
-_TEMP = re.compile(r"\b_t\d+\b")
-_ATOM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(\([^()]*\))?$")
 
 
-def _fuse(stmts: list[list[Any]], returned: str) -> list[list[Any]]:
-    """Inline each unnamed temporary used exactly once into its user on the same source line,
-    up to FUSE_LIMIT operations per statement: fewer loads and stores, same arithmetic in the
-    same order (parentheses keep the evaluation order of the unfused code)."""
-    uses: dict[str, int] = {}
+def _vars_of(e: Expr) -> Iterator[tuple[Var, int]]:
+    """The variables an expression reads, each with how often it is printed."""
+    stack: list[tuple[Expr, int]] = [(e, 1)]
+    while stack:
+        x, times = stack.pop()
+        if isinstance(x, Var):
+            yield x, times
+        elif isinstance(x, Op):
+            stack.extend((a, times * k) for a, k in zip(x.args, multiplicity(x)))
+
+
+def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
+    """Fold each temporary that is printed exactly once into its user on the same source line,
+    up to FUSE_LIMIT operations per statement: fewer loads and stores, the same arithmetic in
+    the same order (the printer parenthesizes every folded operation). Decided on the
+    statements' structure by use counts, never on printed text."""
+    uses: dict[int, int] = {}
     for stmt in stmts:
-        for name in _TEMP.findall(stmt[1]):
-            uses[name] = uses.get(name, 0) + 1
-    for name in _TEMP.findall(returned):
-        uses[name] = uses.get(name, 0) + 2  # never inline into the return
-    where = {stmt[0]: i for i, stmt in enumerate(stmts)}
+        for var, times in _vars_of(stmt.value):
+            uses[id(var)] = uses.get(id(var), 0) + times
+    for var in live:
+        uses[id(var)] = uses.get(id(var), 0) + 2  # never fold into the return
+    where = {id(stmt.target): i for i, stmt in enumerate(stmts)}
     ops = [1] * len(stmts)
     gone = [False] * len(stmts)
     for i, stmt in enumerate(stmts):
-        for name in dict.fromkeys(_TEMP.findall(stmt[1])):
-            j = where.get(name)
-            if j is None or j >= i or gone[j] or uses.get(name) != 1:
+        value = stmt.value
+        if not isinstance(value, Op):
+            continue
+        for k, arg in enumerate(value.args):
+            if not isinstance(arg, Var) or not arg.temp:
                 continue
-            if stmts[j][2] != stmt[2] or ops[i] + ops[j] > FUSE_LIMIT:
+            j = where.get(id(arg))
+            if j is None or j >= i or gone[j] or uses.get(id(arg)) != 1:
                 continue
-            inner = stmts[j][1]
-            text = inner if _ATOM.match(inner) else f"({inner})"
-            stmt[1] = _replace_first(stmt[1], name, text)
+            if stmts[j].line != stmt.line or ops[i] + ops[j] > FUSE_LIMIT:
+                continue
+            value.args[k] = stmts[j].value
             ops[i] += ops[j]
             gone[j] = True
     return [stmt for stmt, dead in zip(stmts, gone) if not dead]
 
 
-def _replace_first(expr: str, name: str, text: str) -> str:
-    """``expr`` with its first use of the temporary ``name`` replaced by ``text``."""
-    for match in _TEMP.finditer(expr):
-        if match.group(0) == name:
-            return expr[:match.start()] + text + expr[match.end():]
-    return expr
-
-
-def _dce(stmts: list[list[Any]], returned: str) -> list[list[Any]]:
-    """Drop statements whose target is never used (element-level dead-code elimination)."""
-    live = set(_NAME_USE.findall(returned))
+def _dce(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
+    """Drop statements whose target is never read (element-level dead-code elimination)."""
+    needed = {id(v) for v in live}
     kept = []
     for stmt in reversed(stmts):
-        if stmt[0] in live:
+        if id(stmt.target) in needed:
             kept.append(stmt)
-            live.update(_NAME_USE.findall(stmt[1]))
+            needed.update(id(v) for v, _ in _vars_of(stmt.value))
     kept.reverse()
     return kept
 
 
-Render = Callable[[list[list[Elem]]], str]
+#: prints a function's return value from its roots' elements
+Render = Callable[[list[list[Elem]], Printer], str]
+#: picks (value element, flat gradient elements) out of a loss's roots
+Picker = Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]]
 
 
 def generate(program: Program, *, hessians: bool = False,
@@ -404,52 +434,33 @@ def generate(program: Program, *, hessians: bool = False,
 
 
 def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> str:
-    writer = ModuleWriter(program, budget)
-    graph = program.graph
+    writer = ScalarWriter(program, budget)
     for fname, fn in program.functions.items():
         args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")
                              for a, s in zip(fn.arg_names, fn.arg_shapes))
         outs = fn.outputs
         n_out = len(outs)
-        shapes = [o.shape for o in outs]
-
-        def values(v: list[list[Elem]], shapes: list[tuple[int, ...]] = shapes) -> str:
-            shown = [_shape_elems(v[i], s) for i, s in enumerate(shapes)]
-            return shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")"
-
-        writer.emit(fname, fn, outs, values, f"{fname}({args_doc}) from line {fn.span.line}.",
+        values = _values_render([o.shape for o in outs])
+        writer.emit("value", fn, outs, values, f"{fname}({args_doc}) from line {fn.span.line}.",
                     fn.uses_params)
-        if fn.uses_params:
-            tensors = list(program.params.values())
-            wrt = [t.node for t in tensors]
-        else:
-            wrt = fn.inputs
-        roots = list(outs)
-        for out in outs:
-            roots.extend(grad(graph, out, wrt))
+        derived = derivatives(program, fn)
         summed = None
-        if fn.uses_params and n_out == 1 and shapes[0] == () and fn.inputs:
-            summed = _grad_picker(program, len(wrt))
-        writer.emit(fname + "_grad", fn, roots, _grad_render(program, fn, n_out, len(wrt), values),
+        if fn.uses_params and n_out == 1 and outs[0].shape == () and fn.inputs:
+            summed = _grad_picker(program, len(derived.wrt))
+        writer.emit("grad", fn, [*outs, *derived.flat], _grad_render(program, fn, n_out,
+                                                                      len(derived.wrt), values),
                     f"(value, gradient with respect to "
                     f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
                     fn.uses_params, summed)
         if hessians and not fn.uses_params and n_out == 1 and outs[0].shape == () and all(
                 s == () for s in fn.arg_shapes):
             n = len(fn.inputs)
-            first = grad(graph, outs[0], fn.inputs)
-            second = hessian(graph, outs[0], fn.inputs)
+            first = derived.grads[0]
+            second = hessian(program.graph, outs[0], fn.inputs)
             roots = [outs[0], *first, *[x for row in second for x in row]]
-
-            def hess(v: list[list[Elem]], n: int = n) -> str:
-                g = _tuple([_shape_elems(v[1 + i], ()) for i in range(n)])
-                rows = [_tuple([_shape_elems(v[1 + n + i * n + j], ()) for j in range(n)])
-                        for i in range(n)]
-                return f"{_shape_elems(v[0], ())}, {g}, {_tuple(rows)}"
-
-            writer.emit(fname + "_hess", fn, roots, hess, f"(value, gradient, Hessian) of {fname}.",
-                        False)
-    code = _assemble(program, writer)
+            writer.emit("hess", fn, roots, _hess_render(n),
+                        f"(value, gradient, Hessian) of {fname}.", False)
+    code = writer.module.render(_DOCSTRING, _init_params(program, writer.module.uses))
     if verify:
         from .verify import verify_module
 
@@ -457,12 +468,31 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
     return code
 
 
-def _tuple(items: list[str]) -> str:
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+_DOCSTRING = """Straight-line forward and gradient code compiled from {label} by exprgrad.
+
+Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POINTS names them
+(a name that would shadow a Python builtin is changed); see exprgrad's docs/generated.md for the
+exact calling convention."""
 
 
-def _grad_picker(program: Program, n_wrt: int
-                 ) -> Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]]:
+def _values_render(shapes: list[tuple[int, ...]]) -> Render:
+    def render(v: list[list[Elem]], p: Printer) -> str:
+        shown = [p.elems(v[i], s) for i, s in enumerate(shapes)]
+        return shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")"
+
+    return render
+
+
+def _hess_render(n: int) -> Render:
+    def render(v: list[list[Elem]], p: Printer) -> str:
+        g = _tuple([p.elems(v[1 + i], ()) for i in range(n)])
+        rows = [_tuple([p.elems(v[1 + n + i * n + j], ()) for j in range(n)]) for i in range(n)]
+        return f"{p.elems(v[0], ())}, {g}, {_tuple(rows)}"
+
+    return render
+
+
+def _grad_picker(program: Program, n_wrt: int) -> Picker:
     """For a scalar loss of parameters: (value element, flat gradient elements)."""
     position = {t: i for i, t in enumerate(program.params)}
 
@@ -473,82 +503,42 @@ def _grad_picker(program: Program, n_wrt: int
     return pick
 
 
-def _grad_render(program: Program, fn: Function, n_out: int, n_wrt: int, values: Render) -> Render:
+def _grad_render(program: Program, fn: Function, n_out: int, n_wrt: int, values: Render
+                 ) -> Render:
     """How f_grad returns: (value, grads); see docs/generated.md."""
     position = {t: i for i, t in enumerate(program.params)}
 
-    def render(v: list[list[Elem]]) -> str:
+    def render(v: list[list[Elem]], p: Printer) -> str:
         parts = []
         for k in range(n_out):
             row = v[n_out + k * n_wrt: n_out + (k + 1) * n_wrt]
             if fn.uses_params:
                 flat = [row[position[t]][i] for t, i in program.param_order]
-                parts.append(_shape_elems(flat, (len(flat),)))
+                parts.append(p.elems(flat, (len(flat),)))
             else:
-                parts.append(_tuple([_shape_elems(r, s) for r, s in zip(row, fn.arg_shapes)]))
+                parts.append(_tuple([p.elems(r, s) for r, s in zip(row, fn.arg_shapes)]))
         grads = parts[0] if n_out == 1 else _tuple(parts)
-        return f"{values(v[:n_out])}, {grads}"
+        return f"{values(v[:n_out], p)}, {grads}"
 
     return render
 
 
-def _assemble(program: Program, writer: ModuleWriter) -> str:
-    label = safe_label(program.filename)
-    digest = hashlib.sha256(program.source.encode("utf-8")).hexdigest()
-    out = [
-        f"# Generated by exprgrad {__version__} from {label}; do not edit.",
-        f"# exprgrad-source-sha256: {digest}",
-        f'"""Straight-line forward and gradient code compiled from {label} by exprgrad.',
-        "",
-        "Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see",
-        'exprgrad\'s docs/generated.md for the exact calling convention."""',
-        "",
-    ]
-    imports = []
-    if writer.uses_math or writer.helpers:
-        imports.append("import math")
-    if program.params:
-        imports.append("import random")
-    out.extend(imports)
-    out.append("")
-    out.append(f"EXPRGRAD_VERSION = {__version__!r}")
-    out.append(f"SOURCE = {label!r}")
-    out.append(f"SOURCE_SHA256 = {digest!r}")
-    funcs = ", ".join(f"{n!r}: {tuple(f.arg_names)!r}" for n, f in program.functions.items())
-    out.append(f"FUNCTIONS = {{{funcs}}}")
-    names = program.param_names
-    out.append("PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names) + ("\n" if names else "")
-               + ")")
-    out.append("")
-    if writer.helpers:
-        out.append("")
-        for name in sorted(writer.helpers):
-            out.append(HELPERS[name])
-    out.append("")
-    out.append(_init_params(program))
-    for chunk in writer.chunks:
-        out.append("")
-        out.append("")
-        out.append(chunk)
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-def _init_params(program: Program) -> str:
+def _init_params(program: Program, uses: Uses) -> str:
     lines = ["def init_params(seed=0):",
              '    """Initial parameter values, in PARAM_NAMES order; the same seed gives the same '
              'values."""']
     if not program.params:
         lines.append("    return []")
         return "\n".join(lines)
-    lines.append("    rng = random.Random(seed)")
+    lines.append(f"    rng = {uses['random']}.Random(seed)")
     lines.append("    return [")
     for tensor, index in program.param_order:
         kind, a, b = program.params[tensor].init[index]
         if kind == "uniform":
-            lines.append(f"        rng.uniform({fmt_const(a)}, {fmt_const(b)}),")
+            lines.append(f"        rng.uniform({uses.const(a)}, {uses.const(b)}),")
         elif kind == "normal":
-            lines.append(f"        rng.gauss({fmt_const(a)}, {fmt_const(b)}),")
+            lines.append(f"        rng.gauss({uses.const(a)}, {uses.const(b)}),")
         else:
-            lines.append(f"        {fmt_const(a)},")
+            lines.append(f"        {uses.const(a)},")
     lines.append("    ]")
     return "\n".join(lines)

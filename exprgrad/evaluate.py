@@ -13,6 +13,7 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
+from .api import entry_point
 from .errors import ExprgradTypeError, ExprgradValueError
 from .lower import Function, Program
 
@@ -91,12 +92,12 @@ def evaluate(program: Program, module: types.ModuleType, fname: str, args: dict[
     if fn.uses_params:
         if params is None:
             params = module.init_params(0)
-        value, grads = getattr(module, fname + "_grad")(params, *positional)
+        value, grads = entry_point(module, fname, "grad")(params, *positional)
         names = list(module.PARAM_NAMES)
         keyed: Any = ({n: g for n, g in zip(names, grads)} if len(fn.outputs) == 1 else
                       [{n: g for n, g in zip(names, row)} for row in grads])
     else:
-        value, grads = getattr(module, fname + "_grad")(*positional)
+        value, grads = entry_point(module, fname, "grad")(*positional)
         keyed = ({n: g for n, g in zip(fn.arg_names, grads)} if len(fn.outputs) == 1 else
                  [{n: g for n, g in zip(fn.arg_names, row)} for row in grads])
     return Result(fname, args, value, keyed)

@@ -36,9 +36,6 @@ from .parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDec
 #: names a program may not bind: the language's own words and builtins
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
                             "uniform", "normal", "csv", "MLP", "Layer", "Neuron"})
-#: module-level names of generated code that a def may not take
-GENERATED_NAMES = frozenset({"math", "random", "init_params", "PARAM_NAMES", "PARAM_SHAPES",
-                             "FUNCTIONS", "SOURCE", "SOURCE_SHA256", "EXPRGRAD_VERSION", "params"})
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
 
@@ -68,6 +65,8 @@ class Program:
     data: dict[str, list[Any]] = field(default_factory=dict)
     data_spans: dict[str, Span] = field(default_factory=dict)
     train: TrainDecl | None = None
+    #: function name -> (the function, its derivatives): see exprgrad.derive
+    derived: dict[str, tuple[Function, Any]] = field(default_factory=dict)
 
     @property
     def param_names(self) -> list[str]:
@@ -165,10 +164,7 @@ class _Lowerer:
 
     def _check_generated_names(self) -> None:
         for fname, fn in self.program.functions.items():
-            if fname in GENERATED_NAMES:
-                raise ExprgradNameError(f"'{fname}' is a name the generated module uses itself",
-                                        fn.span, hint=f"rename it, e.g. '{fname}1'")
-            for suffix in ("_grad", "_hess"):
+            for suffix in ("_grad", "_grad_sum", "_hess"):
                 other = self.program.functions.get(fname + suffix)
                 if other is not None:
                     raise ExprgradNameError(

@@ -18,18 +18,22 @@ may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.v
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .codegen import fmt_const, ident_part, safe_label
-from .diff import grad
+from .derive import derivatives
 from .ir import Node, no_gc, reachable
 from .lower import Function, Program
+from .modwriter import ModuleWriter
+from .names import Scope, ident_part
 from .ops import OPS, NpCtx, np_t
+
+#: the numpy functions this backend writes itself (beyond the op table's ``np_calls``)
+OWN_NUMPY_CALLS = frozenset({"asarray", "float64", "ones", "full", "empty", "reshape", "divide",
+                             "ascontiguousarray", "subtract", "exp", "log", "add", "matmul",
+                             "inf", "nan"})
 
 #: write results into dead temporaries (off only to measure what it saves: benchmarks/ablation.py)
 REUSE_BUFFERS = True
@@ -109,26 +113,26 @@ class _Plan:
 
 
 class _Writer:
-    """The module's functions, as lines; local names are unique across the module."""
+    """The module's functions, written into the shared module writer; temporaries are numbered
+    across the module."""
 
     def __init__(self, program: Program) -> None:
         self.program = program
         self.graph = program.graph
-        self.lines: list[str] = []
-        self.counter = 0
+        self.module = ModuleWriter(program, "numpy", "np")
+        self.uses = self.module.uses
+        self.uses["np"]  # every function converts its inputs with np.asarray
 
-    def fresh(self, hint: str | None) -> str:
-        self.counter += 1
-        return f"_{ident_part(hint)}{self.counter}" if hint else f"_t{self.counter}"
-
-    def function(self, name: str, fn: Function, roots: list[Node], doc: str,
+    def function(self, kind: str, fn: Function, roots: list[Node], doc: str,
                  param_grads: list[Node] | None) -> None:
-        """``def name``: computes ``roots`` (outputs first); with ``param_grads``, returns the
-        outputs and the flat parameter gradient summed over the batch."""
+        """The function of ``kind`` for ``fn``: computes ``roots`` (outputs first); with
+        ``param_grads``, returns the outputs and the flat parameter gradient summed over the
+        batch."""
         f = _Function(self, fn, roots, param_grads)
-        ret = f.build(per_example_grads=param_grads is None and name.endswith("_grad"))
-        self.lines += [f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""', *f.head,
-                       *f.body, f"    return {ret}", "", ""]
+        ret = f.build(per_example_grads=param_grads is None and kind == "grad")
+        name = self.module.entry(fn.name, kind)
+        self.module.add("\n".join([f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""',
+                                   *f.head, *f.body, f"    return {ret}"]))
 
 
 class _Function:
@@ -138,6 +142,7 @@ class _Function:
     def __init__(self, writer: _Writer, fn: Function, roots: list[Node],
                  param_grads: list[Node] | None) -> None:
         self.w, self.fn, self.roots, self.param_grads = writer, fn, roots, param_grads
+        self.scope: Scope = writer.module.namer.scope(module_wide_numbers=True)
         self.head: list[str] = []  # arguments, views and hoisted constants
         self.body: list[str] = []
         self.env: dict[int, tuple[str, bool]] = {}  # node id -> (expression, batched)
@@ -145,44 +150,52 @@ class _Function:
         self.layouts: dict[str, str] = {}
         self.free: dict[tuple[int, ...], list[str]] = {}  # per-example shape -> dead arrays
         self.lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp node -> (exp(v - m), sum)
-        self.sig = list(fn.arg_names)
-        for node, arg in zip(fn.inputs, fn.arg_names):
-            local = f"_{ident_part(arg)}"
-            self.head.append(f"    {local} = np.asarray({arg}, np.float64)")
+        params = self.scope.fresh("params") if fn.uses_params else None
+        self.sig = [self.scope.fresh(a) for a in fn.arg_names]
+        for node, arg, pyname in zip(fn.inputs, fn.arg_names, self.sig):
+            local = self.scope.fresh(f"_{ident_part(arg)}")
+            self.head.append(f"    {local} = np.asarray({pyname}, np.float64)")
             self.env[node.id] = (local, True)
         self.batch = bool(fn.inputs)
+        self.B = self.scope.fresh("_B")  # the batch size
         if self.batch:
-            self.head.append(f"    _B = len({self.env[fn.inputs[0].id][0]})")
-        if fn.uses_params:
-            self.sig.insert(0, "params")
-            self._parameters()
+            self.head.append(f"    {self.B} = len({self.env[fn.inputs[0].id][0]})")
+        self.g = self.scope.fresh("_g")  # the flat parameter gradient
+        if params is not None:
+            self.sig.insert(0, params)
+            self._parameters(params)
         self.batched = _depends_on(roots, {n.id for n in fn.inputs})
 
     def ones_of(self, n: int | str) -> str:
-        """A vector of ``n`` ones (``_B``: one per example), created once at the top."""
+        """A vector of ``n`` ones (``self.B``: one per example), created once at the top."""
         key = str(n)
         if key not in self.ones:
-            self.ones[key] = "_onesB" if key == "_B" else f"_ones{key}"
+            self.ones[key] = self.scope.fresh("_onesB" if key == self.B else f"_ones{key}")
             self.head.append(f"    {self.ones[key]} = np.ones({key})")
         return self.ones[key]
 
-    def _parameters(self) -> None:
+    def fresh(self, hint: str | None) -> str:
+        return self.scope.temp(hint or "t")
+
+    def _parameters(self, params: str) -> None:
         """A view of the flat ``params`` per parameter tensor (a gather where none exists)."""
         program = self.w.program
-        self.head.append("    _p = np.asarray(params, np.float64)")
+        self.p = self.scope.fresh("_p")
+        self.head.append(f"    {self.p} = np.asarray({params}, np.float64)")
         where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
                                        for t in program.params}
         for pos, (t, i) in enumerate(program.param_order):
             where[t][i] = pos
         for t, pt in program.params.items():
             spec = _layout(where[t], pt.node.shape, len(program.param_order))
-            local = self.w.fresh(t)
+            local = self.fresh(t)
             if spec is None:
                 spec = "[" + ", ".join(map(str, where[t])) + "]"
                 dims = ", ".join(map(str, pt.node.shape))
-                self.head.append(f"    {local} = np.reshape(_p[np.asarray({spec})], ({dims},))")
+                self.head.append(f"    {local} = np.reshape({self.p}[np.asarray({spec})], "
+                                 f"({dims},))")
             else:
-                self.head.append(f"    {local} = {_view('_p', spec)}")
+                self.head.append(f"    {local} = {_view(self.p, spec)}")
             self.layouts[t] = spec
             self.env[pt.node.id] = (local, False)
 
@@ -210,10 +223,10 @@ class _Function:
             return f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
         if self.param_grads is None:
             return value
-        self.body.append(f"    _g = np.empty({len(self.w.program.param_order)})")
+        self.body.append(f"    {self.g} = np.empty({len(self.w.program.param_order)})")
         for t, g in zip(self.w.program.params, self.param_grads):
             self.body.append(self._gradient(g, self.layouts[t], g.id in outer_grads))
-        return f"{value}, _g"
+        return f"{value}, {self.g}"
 
     def _emit(self, order: list[Node], plan: _Plan, fused: dict[int, Node]) -> None:
         """One statement per node (none for constants, aliases and parameter transposes)."""
@@ -225,11 +238,12 @@ class _Function:
             if node.op == "const":
                 number = float(node.attr)
                 if node.shape == ():
-                    env[node.id] = (fmt_const(number), False)
+                    env[node.id] = (self.w.uses.const(number), False)
                 else:
-                    local = self.w.fresh(None)
+                    local = self.fresh(None)
                     dims = ", ".join(map(str, node.shape))
-                    self.body.append(f"    {local} = np.full(({dims},), {fmt_const(number)})")
+                    self.body.append(f"    {local} = np.full(({dims},), "
+                                     f"{self.w.uses.const(number)})")
                     env[node.id] = (local, False)
                 continue
             if node.op == "custom":
@@ -242,7 +256,7 @@ class _Function:
             if span and span.line != last_line:
                 self.body.append(f"    # line {span.line}")
                 last_line = span.line
-            local = self.w.fresh(graph.names.get(node.id))
+            local = self.fresh(graph.names.get(node.id))
             taken: str | None = None  # the dead array this result is written into
             if node.op == "logsumexp":
                 self._logsumexp(node, local, shared=node.id in shared)
@@ -270,7 +284,7 @@ class _Function:
                      for t, b, a in zip(texts, batched, node.args)]
         consts = [float(a.attr) if a.op == "const" and a.shape == () else None
                   for a in node.args]
-        ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, "_B", consts,
+        ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, self.B, consts,
                     self.ones_of)
         if op.np_into is not None and node.id in self.batched and REUSE_BUFFERS:
             target = None
@@ -301,7 +315,7 @@ class _Function:
         """
         v, batched = self.env[node.args[0].id]
         shape = node.args[0].shape
-        m, e, total = self.w.fresh("max"), self.w.fresh("exp"), self.w.fresh("sumexp")
+        m, e, total = self.fresh("max"), self.fresh("exp"), self.fresh("sumexp")
         body = self.body
         if batched and shape[0] <= 16:  # numpy reduces short rows slowly: 4x faster by columns
             body.append(f"    {m} = np.ascontiguousarray({v}.T).max(0)")
@@ -330,29 +344,29 @@ class _Function:
         """The statement storing one parameter tensor's gradient, summed over the batch."""
         env = self.env
         if g.id in env and not env[g.id][1]:  # the same for every example: B times it
-            value, product = (f"_B * {env[g.id][0]}" if self.batch else env[g.id][0]), None
+            value, product = (f"{self.B} * {env[g.id][0]}" if self.batch else env[g.id][0]), None
         elif outer:  # sum over the batch of outer(a, b) = a.T @ b
             a, b = (env[x.id][0] for x in g.args)
             value, product = f"{a}.T @ {b}", (f"{a}.T", b)
         elif len(g.shape) <= 1:
             t = env[g.id][0]
-            value, product = f"{self.ones_of('_B')} @ {t}", (self.ones_of("_B"), t)
+            value, product = f"{self.ones_of(self.B)} @ {t}", (self.ones_of(self.B), t)
         else:
             value, product = f"{env[g.id][0]}.sum(0)", None
         if spec.startswith("["):
-            return f"    _g[np.asarray({spec})] = np.reshape({value}, (-1,))"
+            return f"    {self.g}[np.asarray({spec})] = np.reshape({value}, (-1,))"
         if product is None or g.shape == ():
-            target = _view("_g", spec)
+            target = _view(self.g, spec)
             return f"    {target}{'[...]' if target.endswith(')') else ''} = {value}"
-        return f"    {self.w.fresh('dw')} = np.matmul({product[0]}, {product[1]}, " \
-            f"{_view('_g', spec)})"
+        return f"    {self.fresh('dw')} = np.matmul({product[0]}, {product[1]}, " \
+            f"{_view(self.g, spec)})"
 
     def _per_example(self, node: Node) -> str:
         """A returned value, as an array with the batch axis even where it is constant."""
         text, batched = self.env[node.id]
         if batched or not self.batch:
             return text
-        return f"np.full(({', '.join(['_B', *map(str, node.shape)])},), {text})"
+        return f"np.full(({', '.join([self.B, *map(str, node.shape)])},), {text})"
 
 
 def _softmax_of_lse(order: list[Node]) -> dict[int, Node]:
@@ -393,42 +407,22 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
     """The numpy-backend module for a program (see the module docstring)."""
     with no_gc():
         writer = _Writer(program)
-        graph = program.graph
         for fname, fn in program.functions.items():
-            writer.function(fname, fn, list(fn.outputs), f"{fname}, batched.", None)
+            writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
+            if len(fn.outputs) != 1:
+                continue  # gradients are for functions of one output
+            derived = derivatives(program, fn)
             if fn.uses_params:
-                wrt = [t.node for t in program.params.values()]
-                if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
+                if fn.outputs[0].shape != ():
                     continue  # parameter gradients are for scalar losses
-                grads = grad(graph, fn.outputs[0], wrt)
-                writer.function(fname + "_grad", fn, [*fn.outputs, *grads],
+                grads = derived.grads[0]
+                writer.function("grad", fn, [*fn.outputs, *grads],
                                 f"(values, gradient summed over the batch) of {fname}.", grads)
             else:
-                roots = list(fn.outputs)
-                if len(fn.outputs) == 1:
-                    roots.extend(grad(graph, fn.outputs[0], fn.inputs))
-                    writer.function(fname + "_grad", fn, roots,
-                                    f"(values, per-example gradients) of {fname}.", None)
-        label = safe_label(program.filename)
-        digest = hashlib.sha256(program.source.encode("utf-8")).hexdigest()
-        names = program.param_names
-        header = [
-            f"# Generated by exprgrad {__version__} from {label}; do not edit.",
-            f"# exprgrad-source-sha256: {digest}",
-            f'"""Batched numpy forward and gradient code compiled from {label} by exprgrad."""',
-            "",
-            "import numpy as np",
-            "",
-            f"EXPRGRAD_VERSION = {__version__!r}",
-            "BACKEND = 'numpy'",
-            f"SOURCE = {label!r}",
-            f"SOURCE_SHA256 = {digest!r}",
-            "PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names)
-            + ("\n" if names else "") + ")",
-            "",
-            "",
-        ]
-        code = "\n".join(header + writer.lines).rstrip("\n") + "\n"
+                writer.function("grad", fn, [*fn.outputs, *derived.grads[0]],
+                                f"(values, per-example gradients) of {fname}.", None)
+        code = writer.module.render(
+            "Batched numpy forward and gradient code compiled from {label} by exprgrad.", None)
         if verify:
             from .verify import verify_module
 
@@ -440,12 +434,12 @@ def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]]):
     """A ``(params, indices) -> (summed loss, flat gradient list)`` function for training."""
     import numpy as np
 
-    from .api import module_from_code
+    from .api import entry_point, module_from_code
 
     only = replace(program, functions={fn.name: fn})
     module = module_from_code(generate_numpy(only), "exg_numpy",
                               f"<exprgrad-numpy:{Path(program.filename).name}>")
-    loss_grad = getattr(module, fn.name + "_grad")
+    loss_grad = entry_point(module, fn.name, "grad")
     columns = [np.asarray([ex[i] for ex in examples], dtype=np.float64)
                for i in range(len(fn.arg_names))]
     everything = list(range(len(examples)))

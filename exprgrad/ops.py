@@ -11,8 +11,15 @@ Each :class:`OpSpec` entry gives
   Rules reuse the forward output where that is cheaper (``tanh' = 1 - out*out``).
 - ``ref``: the reference implementation on Python floats (used to fold constants and to evaluate
   elements), following the numeric policy below; for elementwise ops only.
-- ``py``: the scalar-Python emitter: argument expressions to one expression (one operation).
+- ``py``: the scalar-Python emitter: ``py(args, consts, uses)`` turns argument expressions into
+  one expression (one operation). It names modules and helpers through ``uses``
+  (:class:`exprgrad.modwriter.Uses`; a template says ``{math}.tanh({0})`` or ``{_div}({0}, {1})``),
+  which records them, so a module imports exactly what its code uses.
 - ``np``: the numpy emitter: argument expressions to one array expression.
+- ``np_calls``: the ``np.`` functions the numpy emitters may write (derived from the template
+  for elementwise ops); the allowlist of :mod:`exprgrad.verify` is built from these.
+- ``mp``: where ``sym`` is a sympy function of its own (``sympy.tanh``), its mpmath counterpart,
+  used by ``exprgrad check`` to evaluate expressions numerically.
 - ``np_into``: for ops that numpy computes with one ufunc (or matrix product), the same operation
   written into a given output array (``np.add(a, b, out)``), or ``None`` where the form does not
   apply; the numpy backend uses it to reuse dead temporaries instead of allocating.
@@ -21,6 +28,8 @@ Each :class:`OpSpec` entry gives
 - ``unroll``: for tensor ops, how output elements are made from input elements with an "element
   algebra" (the scalar emitter, sympy and the evaluator each provide one).
 - ``label``: the text shown in drawings.
+- ``domain`` and ``kink``: where the op is real and smooth, and where a derivative is set by
+  convention instead (the tests compare with sympy inside the domain, away from the kink).
 
 Numeric policy (the generated code, the folder and the checker all follow it; see docs/numerics.md):
 IEEE-754 results instead of Python exceptions. ``x/0`` is ``±inf`` (``nan`` for ``0/0``);
@@ -34,6 +43,7 @@ are ``nan``. Kinks: ``relu'(0) = 0``, ``abs'(0) = 0``, ``step'`` and ``sign'`` a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -101,6 +111,55 @@ def _sqrt(a):
         return math.sqrt(a)
     return math.nan
 ''',
+    "_asin": '''\
+def _asin(a):
+    if -1.0 <= a <= 1.0:
+        return math.asin(a)
+    return math.nan
+''',
+    "_acos": '''\
+def _acos(a):
+    if -1.0 <= a <= 1.0:
+        return math.acos(a)
+    return math.nan
+''',
+    "_sinh": '''\
+def _sinh(a):
+    try:
+        return math.sinh(a)
+    except OverflowError:
+        return math.copysign(math.inf, a)
+''',
+    "_cosh": '''\
+def _cosh(a):
+    try:
+        return math.cosh(a)
+    except OverflowError:
+        return math.inf
+''',
+    "_expm1": '''\
+def _expm1(a):
+    try:
+        return math.expm1(a)
+    except OverflowError:
+        return math.inf
+''',
+    "_log2": '''\
+def _log2(a):
+    if a > 0.0:
+        return math.log2(a)
+    if a == 0.0:
+        return -math.inf
+    return math.nan
+''',
+    "_log10": '''\
+def _log10(a):
+    if a > 0.0:
+        return math.log10(a)
+    if a == 0.0:
+        return -math.inf
+    return math.nan
+''',
     "_sin": '''\
 def _sin(a):
     if math.isinf(a):
@@ -142,9 +201,13 @@ def _h(name: str) -> Callable[..., float]:
 
 
 class Algebra(Protocol):
+    """Elements of one kind (floats, sympy expressions, generated statements)."""
+
     def scalar(self, op: str, args: Sequence[Any], attr: Any = None) -> Any: ...
 
     def zero(self) -> Any: ...
+
+    def const(self, value: float) -> Any: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,6 +493,69 @@ def _vjp_softplus(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
 def _vjp_log1p(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
                ) -> Sequence[Node | None]:
     return (b.apply("div", g, b.apply("add", _c(b, 1.0), a[0])),)
+
+
+def _vjp_expm1(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    # expm1' = exp(x) = out + 1
+    return (b.apply("mul", g, b.apply("add", out, _c(b, 1.0))),)
+
+
+def _vjp_log2(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("div", g, b.apply("mul", a[0], _c(b, math.log(2.0)))),)
+
+
+def _vjp_log10(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    return (b.apply("div", g, b.apply("mul", a[0], _c(b, math.log(10.0)))),)
+
+
+def _vjp_sinh(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("cosh", a[0])),)
+
+
+def _vjp_cosh(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("mul", g, b.apply("sinh", a[0])),)
+
+
+def _vjp_atan(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("div", g, b.apply("add", _c(b, 1.0), b.apply("mul", a[0], a[0]))),)
+
+
+def _one_minus_square_root(b: Graph, x: Node) -> Node:
+    return b.apply("sqrt", b.apply("sub", _c(b, 1.0), b.apply("mul", x, x)))
+
+
+def _vjp_asin(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("div", g, _one_minus_square_root(b, a[0])),)
+
+
+def _vjp_acos(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
+    return (b.apply("neg", b.apply("div", g, _one_minus_square_root(b, a[0]))),)
+
+
+def _vjp_atan2(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    # atan2(y, x): d/dy = x / (x^2 + y^2), d/dx = -y / (x^2 + y^2)
+    y, x = a
+    scaled = b.apply("div", g, b.apply("add", b.apply("mul", x, x), b.apply("mul", y, y)))
+    return (b.apply("mul", scaled, x), b.apply("neg", b.apply("mul", scaled, y)))
+
+
+def _vjp_hypot(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    # d/da hypot(a, b) = a / out (nan at the origin, where hypot has a kink)
+    scaled = b.apply("div", g, out)
+    return (b.apply("mul", scaled, a[0]), b.apply("mul", scaled, a[1]))
+
+
+def _heaviside(x: Any, h0: Any = None) -> Any:
+    """sympy's ``Heaviside(x, h0)`` on mpmath numbers."""
+    if x > 0:
+        return 1
+    if x < 0:
+        return 0
+    return h0 if h0 is not None else 0.5
 
 
 def _vjp_none(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
@@ -777,16 +903,21 @@ class OpSpec:
     vjp: Vjp | None
     label: str
     ref: Callable[..., float] | None = None
-    py: Callable[[Sequence[str], Sequence[float | None]], str] | None = None
+    py: PyEmitter | None = None
     np: Callable[[Sequence[str], Any, NpCtx], str] | None = None
     np_into: Callable[[Sequence[str], Any, NpCtx, str], str | None] | None = None
     np_view: bool = False
+    np_calls: frozenset[str] = frozenset()
     sym: Callable[..., Any] | None = None
+    mp: Callable[..., Any] | None = None
     unroll: Callable[..., list[Any]] | None = None
     simplify: Callable[[Graph, Sequence[Node], Any, Shape], Node | None] | None = None
-    helpers: tuple[str, ...] = ()
     builtin: str | None = None  # the name users call it by, for unary/binary builtins
     elementwise: bool = False
+    #: where the op is real and smooth (None: everywhere); tests sample only inside it
+    domain: Callable[..., bool] | None = None
+    #: the argument where the op has a kink, its derivative set by convention (relu'(0) = 0)
+    kink: float | None = None
 
     def fold(self, values: Sequence[float], attr: Any, shapes: Sequence[Shape], out: Shape
              ) -> float | None:
@@ -819,6 +950,9 @@ class _EvalAlgebra:
     def zero(self) -> Any:
         return 0.0
 
+    def const(self, value: float) -> Any:
+        return value
+
 
 def _sym() -> Any:
     import sympy
@@ -826,7 +960,25 @@ def _sym() -> Any:
     return sympy
 
 
-def _py_pow(a: Sequence[str], k: Sequence[float | None]) -> str:
+def _mpmath() -> Any:
+    import mpmath
+
+    return mpmath
+
+
+class Uses(Protocol):
+    """What an emitter names modules and helpers through (see exprgrad.modwriter.Uses)."""
+
+    def __getitem__(self, key: str) -> str: ...
+
+    def format(self, template: str, args: Sequence[str]) -> str: ...
+
+
+#: ``py(argument texts, argument constants or None, uses) -> expression text``
+PyEmitter = Callable[[Sequence[str], Sequence[float | None], Uses], str]
+
+
+def _py_pow(a: Sequence[str], k: Sequence[float | None], u: Uses) -> str:
     e = k[1]
     if e == 2.0:
         return f"{a[0]} * {a[0]}"
@@ -835,13 +987,13 @@ def _py_pow(a: Sequence[str], k: Sequence[float | None]) -> str:
     if e == 1.0:
         return a[0]
     if e == -1.0:
-        return f"_div(1.0, {a[0]})"
-    return f"_pow({a[0]}, {a[1]})"
+        return f"{u['_div']}(1.0, {a[0]})"
+    return f"{u['_pow']}({a[0]}, {a[1]})"
 
 
-def _template(text: str) -> Callable[[Sequence[str], Sequence[float | None]], str]:
-    def emit(a: Sequence[str], k: Sequence[float | None]) -> str:
-        return text.format(*a)
+def _template(text: str) -> PyEmitter:
+    def emit(a: Sequence[str], k: Sequence[float | None], u: Uses) -> str:
+        return u.format(text, a)
 
     return emit
 
@@ -853,45 +1005,65 @@ def _np_template(text: str) -> Callable[[Sequence[str], Any, NpCtx], str]:
     return emit
 
 
+_NP_CALL = re.compile(r"\bnp\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
 def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
-           sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
-           simplify: Any = None, ufunc: str | None = None) -> OpSpec:
-    """``np_`` is a template over ``{0}``, or the bare name of the numpy ufunc computing it."""
+           sym: Callable[..., Any], builtin: str | None = None, simplify: Any = None,
+           ufunc: str | None = None, mp: Callable[..., Any] | None = None,
+           domain: Callable[..., bool] | None = None, kink: float | None = None) -> OpSpec:
+    """``py`` is a template (see :class:`Uses`); ``np_`` is a template over ``{0}``, or the bare
+    name of the numpy ufunc computing it."""
     if "{" not in np_:
         ufunc, np_ = np_, np_ + "({0})"
     return OpSpec(
         name=name, arity=1, shape_of=_elementwise_shape, vjp=vjp, label=name, ref=ref,
         py=_template(py), np=_np_template(np_),
-        np_into=_ufunc_into(ufunc) if ufunc else None,
-        sym=sym, unroll=_elementwise_unroll, helpers=helpers,
+        np_into=_ufunc_into(ufunc) if ufunc else None, np_calls=_np_calls_of(np_, ufunc),
+        sym=sym, mp=mp, unroll=_elementwise_unroll,
         builtin=builtin if builtin is not None else name, elementwise=True, simplify=simplify,
+        domain=domain, kink=kink,
     )
 
 
-def _binary(name: str, label: str, vjp: Vjp, ref: Callable[..., float],
-            py: Callable[[Sequence[str], Sequence[float | None]], str], np_: str,
-            sym: Callable[..., Any], helpers: tuple[str, ...] = (), builtin: str | None = None,
-            simplify: Any = None, ufunc: str | None = None) -> OpSpec:
+def _binary(name: str, label: str, vjp: Vjp, ref: Callable[..., float], py: PyEmitter | str,
+            np_: str, sym: Callable[..., Any], builtin: str | None = None,
+            simplify: Any = None, ufunc: str | None = None,
+            mp: Callable[..., Any] | None = None,
+            domain: Callable[..., bool] | None = None) -> OpSpec:
+    """Like :func:`_unary`; ``py`` may also be an emitter function."""
+    if "{" not in np_ and np_:
+        ufunc, np_ = np_, np_ + "({0}, {1})"
     return OpSpec(
-        name=name, arity=2, shape_of=_elementwise_shape, vjp=vjp, label=label, ref=ref, py=py,
-        np=_np_template(np_), np_into=_ufunc_into(ufunc) if ufunc else None, sym=sym,
-        unroll=_elementwise_unroll,
-        helpers=helpers, builtin=builtin, elementwise=True, simplify=simplify,
+        name=name, arity=2, shape_of=_elementwise_shape, vjp=vjp, label=label, ref=ref,
+        py=_template(py) if isinstance(py, str) else py,
+        np=_np_template(np_), np_into=_ufunc_into(ufunc) if ufunc else None,
+        np_calls=_np_calls_of(np_, ufunc), sym=sym, mp=mp, unroll=_elementwise_unroll,
+        builtin=builtin, elementwise=True, simplify=simplify, domain=domain,
     )
+
+
+def _np_calls_of(template: str, ufunc: str | None) -> frozenset[str]:
+    """The numpy functions an elementwise op's numpy template (and its ufunc) write."""
+    calls = set(_NP_CALL.findall(template))
+    if ufunc:
+        calls.add(ufunc.removeprefix("np."))
+    return frozenset(calls)
 
 
 def _tensor(name: str, arity: int | None, shape_of: Any, vjp: Vjp, unroll: Any, np_: Any,
-            builtin: str | None = None, simplify: Any = None, label: str | None = None,
-            np_into: Any = None, np_view: bool = False) -> OpSpec:
+            np_calls: str, builtin: str | None = None, simplify: Any = None,
+            label: str | None = None, np_into: Any = None, np_view: bool = False) -> OpSpec:
+    """``np_calls``: the numpy functions ``np_`` and ``np_into`` may write, space-separated."""
     return OpSpec(name=name, arity=arity, shape_of=shape_of, vjp=vjp, label=label or name,
-                  np=np_, unroll=unroll, builtin=builtin, simplify=simplify, np_into=np_into,
-                  np_view=np_view)
+                  np=np_, np_calls=frozenset(np_calls.split()), unroll=unroll, builtin=builtin,
+                  simplify=simplify, np_into=np_into, np_view=np_view)
 
 
-def _py_div(a: Sequence[str], k: Sequence[float | None]) -> str:
+def _py_div(a: Sequence[str], k: Sequence[float | None], u: Uses) -> str:
     if k[1] is not None and k[1] != 0.0 and not math.isnan(k[1]):
         return f"{a[0]} / {a[1]}"
-    return f"_div({a[0]}, {a[1]})"
+    return f"{u['_div']}({a[0]}, {a[1]})"
 
 
 def _ref_max(a: float, b: float) -> float:
@@ -923,72 +1095,110 @@ _register(
     OpSpec("hole", 0, _leaf_shape, _vjp_none, "dout"),
     # a call of a function with a user-written derivative rule; see exprgrad.diff
     OpSpec("custom", None, _leaf_shape, None, "custom", np_view=True),
-    _binary("add", "+", _vjp_add, lambda a, b: a + b, lambda a, k: f"{a[0]} + {a[1]}",
-            "{0} + {1}", lambda a, b: a + b, simplify=_simp_add, ufunc="np.add"),
-    _binary("sub", "-", _vjp_sub, lambda a, b: a - b, lambda a, k: f"{a[0]} - {a[1]}",
-            "{0} - {1}", lambda a, b: a - b, simplify=_simp_sub, ufunc="np.subtract"),
-    _binary("mul", "*", _vjp_mul, lambda a, b: a * b, lambda a, k: f"{a[0]} * {a[1]}",
-            "{0} * {1}", lambda a, b: a * b, simplify=_simp_mul, ufunc="np.multiply"),
+    _binary("add", "+", _vjp_add, lambda a, b: a + b, "{0} + {1}", "{0} + {1}",
+            lambda a, b: a + b, simplify=_simp_add, ufunc="np.add"),
+    _binary("sub", "-", _vjp_sub, lambda a, b: a - b, "{0} - {1}", "{0} - {1}",
+            lambda a, b: a - b, simplify=_simp_sub, ufunc="np.subtract"),
+    _binary("mul", "*", _vjp_mul, lambda a, b: a * b, "{0} * {1}", "{0} * {1}",
+            lambda a, b: a * b, simplify=_simp_mul, ufunc="np.multiply"),
     _binary("div", "/", _vjp_div, _h("_div"), _py_div, "{0} / {1}", lambda a, b: a / b,
-            helpers=("_div",), simplify=_simp_div, ufunc="np.divide"),
+            simplify=_simp_div, ufunc="np.divide",
+           domain=lambda a, b: b != 0),
     replace(_binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "", lambda a, b: a**b,
-                    helpers=("_pow", "_div"), simplify=_simp_pow),
-            np=_POW_NP[0], np_into=_POW_NP[1]),
+                    simplify=_simp_pow, domain=lambda a, b: a > 0),
+            np=_POW_NP[0], np_into=_POW_NP[1], np_calls=frozenset({"multiply", "power"})),
     _binary("max", "max", _vjp_max, _ref_max,
-            lambda a, k: f"{a[0]} if {a[0]} >= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
+            "{0} if {0} >= {1} or {1} != {1} else {1}",
             "np.where(({0} >= {1}) | np.isnan({1}), {0}, {1})",
-            lambda a, b: _sym().Max(a, b), builtin="max"),
+            lambda a, b: _sym().Max(a, b), builtin="max",
+            mp=lambda *v: max(v, key=_mpmath().re)),
     _binary("min", "min", _vjp_min, _ref_min,
-            lambda a, k: f"{a[0]} if {a[0]} <= {a[1]} or {a[1]} != {a[1]} else {a[1]}",
+            "{0} if {0} <= {1} or {1} != {1} else {1}",
             "np.where(({0} <= {1}) | np.isnan({1}), {0}, {1})",
-            lambda a, b: _sym().Min(a, b), builtin="min"),
+            lambda a, b: _sym().Min(a, b), builtin="min",
+            mp=lambda *v: min(v, key=_mpmath().re)),
+    _binary("atan2", "atan2", _vjp_atan2, math.atan2, "{math}.atan2({0}, {1})", "np.arctan2",
+            lambda a, b: _sym().atan2(a, b), builtin="atan2",
+            mp=lambda y, x: _mpmath().atan2(y, x),
+           domain=lambda y, x: x > 0 or y != 0),
+    _binary("hypot", "hypot", _vjp_hypot, math.hypot, "{math}.hypot({0}, {1})", "np.hypot",
+            lambda a, b: _sym().sqrt(a * a + b * b), builtin="hypot",
+           domain=lambda a, b: a != 0 or b != 0),
     _unary("neg", _vjp_neg, lambda a: -a, "-{0}", "-{0}", lambda a: -a, builtin="",
            simplify=_simp_neg, ufunc="np.negative"),
-    _unary("exp", _vjp_exp, _h("_exp"), "_exp({0})", "np.exp", lambda a: _sym().exp(a),
-           helpers=("_exp",)),
-    _unary("log", _vjp_log, _h("_log"), "_log({0})", "np.log", lambda a: _sym().log(a),
-           helpers=("_log",)),
-    _unary("tanh", _vjp_tanh, math.tanh, "math.tanh({0})", "np.tanh",
-           lambda a: _sym().tanh(a)),
-    _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "_sigmoid({0})",
-           "0.5 * np.tanh(0.5 * {0}) + 0.5", lambda a: 1 / (1 + _sym().exp(-a)),
-           helpers=("_sigmoid",)),
+    _unary("exp", _vjp_exp, _h("_exp"), "{_exp}({0})", "np.exp", lambda a: _sym().exp(a),
+           mp=lambda a: _mpmath().exp(a)),
+    _unary("expm1", _vjp_expm1, _h("_expm1"), "{_expm1}({0})", "np.expm1",
+           lambda a: _sym().exp(a) - 1),
+    _unary("log", _vjp_log, _h("_log"), "{_log}({0})", "np.log", lambda a: _sym().log(a),
+           mp=lambda a: _mpmath().log(a),
+           domain=lambda a: a > 0),
+    _unary("log1p", _vjp_log1p, _h("_log1p"), "{_log1p}({0})", "np.log1p",
+           lambda a: _sym().log(1 + a),
+           domain=lambda a: a > -1),
+    _unary("log2", _vjp_log2, _h("_log2"), "{_log2}({0})", "np.log2",
+           lambda a: _sym().log(a) / _sym().log(2),
+           domain=lambda a: a > 0),
+    _unary("log10", _vjp_log10, _h("_log10"), "{_log10}({0})", "np.log10",
+           lambda a: _sym().log(a) / _sym().log(10),
+           domain=lambda a: a > 0),
+    _unary("tanh", _vjp_tanh, math.tanh, "{math}.tanh({0})", "np.tanh",
+           lambda a: _sym().tanh(a), mp=lambda a: _mpmath().tanh(a)),
+    _unary("sinh", _vjp_sinh, _h("_sinh"), "{_sinh}({0})", "np.sinh",
+           lambda a: _sym().sinh(a), mp=lambda a: _mpmath().sinh(a)),
+    _unary("cosh", _vjp_cosh, _h("_cosh"), "{_cosh}({0})", "np.cosh",
+           lambda a: _sym().cosh(a), mp=lambda a: _mpmath().cosh(a)),
+    _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "{_sigmoid}({0})",
+           "0.5 * np.tanh(0.5 * {0}) + 0.5", lambda a: 1 / (1 + _sym().exp(-a))),
     _unary("relu", _vjp_relu, lambda a: 0.0 if a <= 0.0 else a, "0.0 if {0} <= 0.0 else {0}",
-           "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a)),
-    _unary("sin", _vjp_sin, _h("_sin"), "_sin({0})", "np.sin", lambda a: _sym().sin(a),
-           helpers=("_sin",)),
-    _unary("cos", _vjp_cos, _h("_cos"), "_cos({0})", "np.cos", lambda a: _sym().cos(a),
-           helpers=("_cos",)),
-    _unary("sqrt", _vjp_sqrt, _h("_sqrt"), "_sqrt({0})", "np.sqrt",
-           lambda a: _sym().sqrt(a), helpers=("_sqrt",)),
-    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs", lambda a: _sym().Abs(a)),
-    _unary("softplus", _vjp_softplus, _h("_softplus"), "_softplus({0})",
-           "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a)),
-           helpers=("_softplus",)),
-    _unary("log1p", _vjp_log1p, _h("_log1p"), "_log1p({0})", "np.log1p",
-           lambda a: _sym().log(1 + a), helpers=("_log1p",)),
+           "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a),
+           kink=0.0),
+    _unary("sin", _vjp_sin, _h("_sin"), "{_sin}({0})", "np.sin", lambda a: _sym().sin(a),
+           mp=lambda a: _mpmath().sin(a)),
+    _unary("cos", _vjp_cos, _h("_cos"), "{_cos}({0})", "np.cos", lambda a: _sym().cos(a),
+           mp=lambda a: _mpmath().cos(a)),
+    _unary("atan", _vjp_atan, math.atan, "{math}.atan({0})", "np.arctan",
+           lambda a: _sym().atan(a), mp=lambda a: _mpmath().atan(a)),
+    _unary("asin", _vjp_asin, _h("_asin"), "{_asin}({0})", "np.arcsin",
+           lambda a: _sym().asin(a), mp=lambda a: _mpmath().asin(a),
+           domain=lambda a: -1 < a < 1),
+    _unary("acos", _vjp_acos, _h("_acos"), "{_acos}({0})", "np.arccos",
+           lambda a: _sym().acos(a), mp=lambda a: _mpmath().acos(a),
+           domain=lambda a: -1 < a < 1),
+    _unary("sqrt", _vjp_sqrt, _h("_sqrt"), "{_sqrt}({0})", "np.sqrt",
+           lambda a: _sym().sqrt(a),
+           domain=lambda a: a > 0),
+    _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs", lambda a: _sym().Abs(a), mp=abs,
+           kink=0.0),
+    _unary("softplus", _vjp_softplus, _h("_softplus"), "{_softplus}({0})",
+           "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a))),
     _unary("step", _vjp_none, lambda a: 1.0 if a > 0.0 else 0.0, "1.0 if {0} > 0.0 else 0.0",
-           "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0)),
+           "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0),
+           mp=lambda a, h0=None: _heaviside(a, h0),
+           kink=0.0),
     _unary("sign", _vjp_none, _ref_sign, "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0)",
-           "np.sign", lambda a: _sym().sign(a)),
-    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, builtin="sum", np_view=True),
-    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, builtin="dot"),
-    # numpy: written by exprgrad.npgen as a block (max once, exponentials shared with the gradient)
-    _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, None, builtin="logsumexp"),
-    _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
-            _MATMUL_NP[0], label="@", np_into=_MATMUL_NP[1]),
-    _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
-            _np_transpose, builtin="transpose", simplify=_simp_transpose, np_view=True),
-    _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,
-            _np_outer, builtin="outer"),
-    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, _np_stack, label="[...]",
+           "np.sign", lambda a: _sym().sign(a), mp=lambda a: _mpmath().sign(a),
+           kink=0.0),
+    _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, "sum", builtin="sum",
             np_view=True),
-    _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, _np_index,
+    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, "dot", builtin="dot"),
+    # numpy: written by exprgrad.npgen as a block (max once, exponentials shared with the gradient)
+    _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, None, "", builtin="logsumexp"),
+    _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
+            _MATMUL_NP[0], "matmul multiply dot", label="@", np_into=_MATMUL_NP[1]),
+    _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
+            _np_transpose, "swapaxes", builtin="transpose", simplify=_simp_transpose,
+            np_view=True),
+    _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,
+            _np_outer, "", builtin="outer"),
+    _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, _np_stack,
+            "stack broadcast_to", label="[...]", np_view=True),
+    _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, _np_index, "",
             simplify=_simp_index, label="[i]", np_view=True),
     _tensor("scatter", 1, _scatter_shape, _vjp_scatter, _scatter_unroll, _np_scatter,
-            label="scatter", np_view=True),
+            "stack zeros_like", label="scatter", np_view=True),
     _tensor("broadcast", 1, _broadcast_shape, _vjp_broadcast, _broadcast_unroll, _np_broadcast,
-            simplify=_simp_broadcast, label="broadcast", np_view=True),
+            "broadcast_to", simplify=_simp_broadcast, label="broadcast", np_view=True),
 )
 
 #: builtin function name in the language -> op name

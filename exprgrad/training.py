@@ -27,6 +27,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ExprgradError, ExprgradTypeError, ExprgradValueError, Span
+from .api import entry_point
 from .evaluate import check_value
 from .lower import Function, Program
 
@@ -346,9 +347,9 @@ NUMPY_BATCH = 32
 def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
                        ) -> Callable[[list[float], list[int]], tuple[float, list[float]]]:
     """``(params, indices) -> (summed loss, summed gradient)`` through ``name_grad_sum``."""
-    summed = getattr(module, name + "_grad_sum", None)
-    if summed is None:  # a loss of no arguments has no f_grad_sum: one call per example
-        loss_grad = getattr(module, name + "_grad")
+    if "grad_sum" not in module.ENTRY_POINTS[name]:
+        # a loss of no arguments has no f_grad_sum: one call per example
+        loss_grad = entry_point(module, name, "grad")
 
         def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
             total, acc = loss_grad(params, *examples[idx[0]])
@@ -359,6 +360,7 @@ def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
             return total, acc
 
         return per_example
+    summed = entry_point(module, name, "grad_sum")
     columns = [list(c) for c in zip(*examples)]
     everything = list(range(len(examples)))
 
@@ -446,7 +448,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
 def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],
                module: types.ModuleType) -> float:
     """The batch loss of the final parameters over all examples (sum or mean, as trained)."""
-    loss = getattr(module, result.config.loss)
+    loss = entry_point(module, result.config.loss, "value")
     total = math.fsum(loss(result.params, *ex) for ex in examples)
     return total / len(examples) if result.config.reduce == "mean" else total
 
@@ -504,7 +506,7 @@ def predictions(program: Program, fn: Function, params: list[float],
 
     extra = replace(program, functions={fn.name: fn})
     module = module_from_code(generate(extra), "exg_predict", f"<exprgrad:{program.filename}>")
-    f = getattr(module, fn.name)
+    f = entry_point(module, fn.name, "value")
     n_args = len(fn.arg_names)
     return [f(params, *ex[:n_args]) for ex in inputs]
 

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
+from collections.abc import Sequence
 
 from .errors import ExprgradError
-from .ops import HELPERS
+from .modwriter import CONSTANTS
+from .npgen import OWN_NUMPY_CALLS
+from .ops import HELPERS, OPS
 
 
 class UnsafeCodeError(ExprgradError):
@@ -28,23 +32,39 @@ class UnsafeCodeError(ExprgradError):
 
 
 _MODULES = {"math", "random", "numpy"}
-_CONSTANT_NAMES = {"EXPRGRAD_VERSION", "SOURCE", "SOURCE_SHA256", "FUNCTIONS", "PARAM_NAMES",
-                   "PARAM_SHAPES", "BACKEND"}
-_MATH_ATTRS = {"tanh", "inf", "nan", "exp", "log", "log1p", "sqrt", "sin", "cos", "isinf",
-               "copysign", "isnan"}
-_NUMPY_ATTRS = {"tanh", "exp", "log", "log1p", "sqrt", "sin", "cos", "abs", "where", "sign",
-                "logaddexp", "isnan", "maximum", "minimum", "asarray", "float64", "sum", "dot",
-                "matmul", "outer", "newaxis", "inf", "nan", "zeros", "ones", "errstate",
-                "multiply", "add", "subtract", "negative", "transpose", "einsum", "stack",
-                "broadcast_to", "ascontiguousarray", "empty", "power", "divide", "full",
-                "reshape", "swapaxes", "zeros_like", "max"}
+_CONSTANT_NAMES = set(CONSTANTS)
+
+
+class _Names:
+    """Stands in for the module writer's ``Uses`` when the table's templates are measured."""
+
+    def __getitem__(self, key: str) -> str:
+        return key
+
+    def format(self, template: str, args: Sequence[str]) -> str:
+        return template.format(*args, **{k: k for k in ["math", *HELPERS]})
+
+
+def _math_attrs() -> set[str]:
+    """``math.X`` in the helpers and in every op's Python emitter, and inf/nan for constants."""
+    texts = list(HELPERS.values())
+    for spec in OPS.values():
+        if spec.py is not None and spec.arity:
+            texts.append(spec.py([f"a{i}" for i in range(spec.arity)], [None] * spec.arity,
+                                 _Names()))
+    found = {m for t in texts for m in re.findall(r"\bmath\.([A-Za-z_][A-Za-z0-9_]*)", t)}
+    return found | {"inf", "nan"}
+
+
+#: derived from the op table (see exprgrad.ops: ``py`` and ``np_calls``) and the backends' own
+_MATH_ATTRS = _math_attrs()
+_NUMPY_ATTRS = {c for spec in OPS.values() for c in spec.np_calls} | OWN_NUMPY_CALLS
 #: array attributes numpy code may use on its own values
 _ARRAY_ATTRS = {"T", "sum", "max", "reshape"}
 #: numpy functions numpy code calls with an output array after their inputs (``np.add(a, b,
 #: out)``), by number of inputs; the output must be an array the function itself made
-_OUT_CALLS = {"add": 2, "subtract": 2, "multiply": 2, "divide": 2, "power": 2, "matmul": 2,
-              "negative": 1, "exp": 1, "log": 1, "log1p": 1, "tanh": 1, "sin": 1, "cos": 1,
-              "sqrt": 1, "abs": 1, "sign": 1}
+_OUT_CALLS = {c: spec.arity for spec in OPS.values() if spec.np_into is not None and spec.arity
+              for c in spec.np_calls}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult, ast.BitOr, ast.BitAnd)
 _CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 

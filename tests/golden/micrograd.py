@@ -2,15 +2,21 @@
 # exprgrad-source-sha256: f692bcd7961084fc5658789b03880b696a7fffd1086e3d5f8803e7b605916840
 """Straight-line forward and gradient code compiled from micrograd.exg by exprgrad.
 
-Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see
-exprgrad's docs/generated.md for the exact calling convention."""
+Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POINTS names them
+(a name that would shadow a Python builtin is changed); see exprgrad's docs/generated.md for the
+exact calling convention."""
 
 import math
 
 EXPRGRAD_VERSION = '0.1.0'
+BACKEND = 'python'
 SOURCE = 'micrograd.exg'
 SOURCE_SHA256 = 'f692bcd7961084fc5658789b03880b696a7fffd1086e3d5f8803e7b605916840'
 FUNCTIONS = {'sanity': ('x',), 'more_ops': ('a', 'b')}
+ENTRY_POINTS = {
+    'sanity': {'value': 'sanity', 'grad': 'sanity_grad'},
+    'more_ops': {'value': 'more_ops', 'grad': 'more_ops_grad'},
+}
 PARAM_NAMES = ()
 
 

@@ -2,16 +2,21 @@
 # exprgrad-source-sha256: a4cacd721b7b15f48cd08ebe1b9332310cc4b1ebc23a64d89b08c2404583c5fe
 """Straight-line forward and gradient code compiled from seed_mlp.exg by exprgrad.
 
-Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see
-exprgrad's docs/generated.md for the exact calling convention."""
+Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POINTS names them
+(a name that would shadow a Python builtin is changed); see exprgrad's docs/generated.md for the
+exact calling convention."""
 
 import math
 import random
 
 EXPRGRAD_VERSION = '0.1.0'
+BACKEND = 'python'
 SOURCE = 'seed_mlp.exg'
 SOURCE_SHA256 = 'a4cacd721b7b15f48cd08ebe1b9332310cc4b1ebc23a64d89b08c2404583c5fe'
 FUNCTIONS = {'loss': ('x', 'y')}
+ENTRY_POINTS = {
+    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum'},
+}
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
     'n.layers.0.neurons.0.w.1',
@@ -114,10 +119,10 @@ def loss(params, x, y):
     _t26 = math.tanh(((((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + (_n_layers_0_w_1_2 * _x_2)) + _n_layers_0_b_1))
     _t27 = math.tanh(((((_n_layers_0_w_2_0 * _x_0) + (_n_layers_0_w_2_1 * _x_1)) + (_n_layers_0_w_2_2 * _x_2)) + _n_layers_0_b_2))
     _t28 = math.tanh(((((_n_layers_0_w_3_0 * _x_0) + (_n_layers_0_w_3_1 * _x_1)) + (_n_layers_0_w_3_2 * _x_2)) + _n_layers_0_b_3))
-    _t66 = _n_layers_2_w_0_1 * (math.tanh((((((_n_layers_1_w_1_0 * _t25) + (_n_layers_1_w_1_1 * _t26)) + (_n_layers_1_w_1_2 * _t27)) + (_n_layers_1_w_1_3 * _t28)) + _n_layers_1_b_1)))
-    _t67 = _n_layers_2_w_0_2 * (math.tanh((((((_n_layers_1_w_2_0 * _t25) + (_n_layers_1_w_2_1 * _t26)) + (_n_layers_1_w_2_2 * _t27)) + (_n_layers_1_w_2_3 * _t28)) + _n_layers_1_b_2)))
-    _t70 = ((_n_layers_2_w_0_0 * (math.tanh((((((_n_layers_1_w_0_0 * _t25) + (_n_layers_1_w_0_1 * _t26)) + (_n_layers_1_w_0_2 * _t27)) + (_n_layers_1_w_0_3 * _t28)) + _n_layers_1_b_0)))) + _t66) + _t67
-    _t72 = (_t70 + (_n_layers_2_w_0_3 * (math.tanh((((((_n_layers_1_w_3_0 * _t25) + (_n_layers_1_w_3_1 * _t26)) + (_n_layers_1_w_3_2 * _t27)) + (_n_layers_1_w_3_3 * _t28)) + _n_layers_1_b_3))))) + _n_layers_2_b_0
+    _t66 = _n_layers_2_w_0_1 * math.tanh((((((_n_layers_1_w_1_0 * _t25) + (_n_layers_1_w_1_1 * _t26)) + (_n_layers_1_w_1_2 * _t27)) + (_n_layers_1_w_1_3 * _t28)) + _n_layers_1_b_1))
+    _t67 = _n_layers_2_w_0_2 * math.tanh((((((_n_layers_1_w_2_0 * _t25) + (_n_layers_1_w_2_1 * _t26)) + (_n_layers_1_w_2_2 * _t27)) + (_n_layers_1_w_2_3 * _t28)) + _n_layers_1_b_2))
+    _t70 = ((_n_layers_2_w_0_0 * math.tanh((((((_n_layers_1_w_0_0 * _t25) + (_n_layers_1_w_0_1 * _t26)) + (_n_layers_1_w_0_2 * _t27)) + (_n_layers_1_w_0_3 * _t28)) + _n_layers_1_b_0))) + _t66) + _t67
+    _t72 = (_t70 + (_n_layers_2_w_0_3 * math.tanh((((((_n_layers_1_w_3_0 * _t25) + (_n_layers_1_w_3_1 * _t26)) + (_n_layers_1_w_3_2 * _t27)) + (_n_layers_1_w_3_3 * _t28)) + _n_layers_1_b_3)))) + _n_layers_2_b_0
     _t74 = math.tanh(_t72) - y
     _t75 = _t74 * _t74
     return _t75

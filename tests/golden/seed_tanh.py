@@ -2,15 +2,21 @@
 # exprgrad-source-sha256: 7be32d6a62ff3e1485c204e31953f897865aced2d0652f334ce5063d619903ce
 """Straight-line forward and gradient code compiled from seed_tanh.exg by exprgrad.
 
-Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see
-exprgrad's docs/generated.md for the exact calling convention."""
+Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POINTS names them
+(a name that would shadow a Python builtin is changed); see exprgrad's docs/generated.md for the
+exact calling convention."""
 
 import math
 
 EXPRGRAD_VERSION = '0.1.0'
+BACKEND = 'python'
 SOURCE = 'seed_tanh.exg'
 SOURCE_SHA256 = '7be32d6a62ff3e1485c204e31953f897865aced2d0652f334ce5063d619903ce'
 FUNCTIONS = {'seed_tanh': ('x',), 'fixed_tanh': ('x',)}
+ENTRY_POINTS = {
+    'seed_tanh': {'value': 'seed_tanh', 'grad': 'seed_tanh_grad'},
+    'fixed_tanh': {'value': 'fixed_tanh', 'grad': 'fixed_tanh_grad'},
+}
 PARAM_NAMES = ()
 
 

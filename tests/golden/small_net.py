@@ -2,15 +2,20 @@
 # exprgrad-source-sha256: 4df275191a89d21d41f745b086a117b7af5eed7e7040c27517feba3e541ee5fd
 """Straight-line forward and gradient code compiled from small_net.exg by exprgrad.
 
-Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see
-exprgrad's docs/generated.md for the exact calling convention."""
+Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POINTS names them
+(a name that would shadow a Python builtin is changed); see exprgrad's docs/generated.md for the
+exact calling convention."""
 
 import random
 
 EXPRGRAD_VERSION = '0.1.0'
+BACKEND = 'python'
 SOURCE = 'small_net.exg'
 SOURCE_SHA256 = '4df275191a89d21d41f745b086a117b7af5eed7e7040c27517feba3e541ee5fd'
 FUNCTIONS = {'loss': ('x', 'y')}
+ENTRY_POINTS = {
+    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum'},
+}
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
     'n.layers.0.neurons.0.w.1',

@@ -2,15 +2,23 @@
 # exprgrad-source-sha256: 123b41204fa6b30c457b39af162c5ebd741f968c256945225e5fc2d5f8a34754
 """Straight-line forward and gradient code compiled from tour.exg by exprgrad.
 
-Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); see
-exprgrad's docs/generated.md for the exact calling convention."""
+Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POINTS names them
+(a name that would shadow a Python builtin is changed); see exprgrad's docs/generated.md for the
+exact calling convention."""
 
 import math
 
 EXPRGRAD_VERSION = '0.1.0'
+BACKEND = 'python'
 SOURCE = 'tour.exg'
 SOURCE_SHA256 = '123b41204fa6b30c457b39af162c5ebd741f968c256945225e5fc2d5f8a34754'
 FUNCTIONS = {'f': ('x', 'y'), 'g': ('a', 'b'), 'softmax2': ('u', 'v'), 'h': ('x', 'y')}
+ENTRY_POINTS = {
+    'f': {'value': 'f', 'grad': 'f_grad'},
+    'g': {'value': 'g', 'grad': 'g_grad'},
+    'softmax2': {'value': 'softmax2', 'grad': 'softmax2_grad'},
+    'h': {'value': 'h', 'grad': 'h_grad'},
+}
 PARAM_NAMES = ()
 
 
@@ -74,7 +82,7 @@ def f(x, y):
     # line 5
     _z2 = _z * 2.0
     # line 6
-    _t9 = _div((_z2 * _z2), (1.0 + (_exp((-y)))))
+    _t9 = _div((_z2 * _z2), (1.0 + _exp((-y))))
     return _t9
 
 
@@ -123,7 +131,7 @@ def softmax2(u, v):
     # line 12
     _m = u if u >= v or v != v else v
     # line 13
-    _lse = _m + (_log(((_exp((u - _m))) + (_exp((v - _m))))))
+    _lse = _m + _log((_exp((u - _m)) + _exp((v - _m))))
     # line 14
     _t9 = u - _lse
     _t10 = v - _lse
@@ -170,8 +178,8 @@ def h(x, y):
     _z2 = _z * 2.0
     _t6 = -y
     _t11 = 0.0 if y <= 0.0 else y
-    _t18 = ((_div((_z2 * _z2), (1.0 + _exp(_t6)))) + ((math.tanh(x) - (_t11 * _t11 * _t11)) * _sigmoid(x))) + _softplus(_t6)
-    _t22 = _t18 + (_sqrt(((x * x) + 1.0)))
+    _t18 = (_div((_z2 * _z2), (1.0 + _exp(_t6))) + ((math.tanh(x) - (_t11 * _t11 * _t11)) * _sigmoid(x))) + _softplus(_t6)
+    _t22 = _t18 + _sqrt(((x * x) + 1.0))
     return _t22
 
 

@@ -1,0 +1,155 @@
+"""The one module writer both backends use: names, imports, helpers, header and constants.
+
+Contract:
+- :class:`Uses` is handed to every op emitter. An emitter names a module (``{math}``), a runtime
+  helper (``{_div}``) or prints a number through it, and it records that use; the module then
+  imports exactly what its code uses (a module cannot use ``math`` without importing it).
+- :class:`ModuleWriter` owns the module's :class:`~exprgrad.names.Namer`. It gives every user
+  function its Python names (``f``, ``f_grad``, ``f_grad_sum``, ``f_hess``; the user's name is
+  kept where it is free, see :meth:`ModuleWriter.entry`), collects the functions' text and
+  :meth:`ModuleWriter.render` prints the module: header, imports, constants (``ENTRY_POINTS``
+  maps each user function and kind to its Python name), helpers, ``init_params``, functions.
+- The text is deterministic; numbers are printed here with ``repr``; file names are reduced to
+  harmless characters by :func:`safe_label`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import __version__
+from .names import Namer
+from .ops import HELPERS
+
+#: the generated functions of one user ``def``, by kind, with the suffix of their Python name
+ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess"}
+
+#: the module constants every generated module defines
+CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
+             "ENTRY_POINTS", "PARAM_NAMES")
+
+#: how a module is imported, by the name generated code uses for it
+_IMPORTS = {"math": "import math", "random": "import random", "np": "import numpy as np"}
+
+
+def safe_label(text: str) -> str:
+    """A file name reduced to characters that are harmless in a comment and a string literal."""
+    name = text.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in name)
+    return cleaned[:100] or "_"
+
+
+class Uses(Mapping[str, str]):
+    """What the emitted code uses; also the field mapping of emitter templates (``{math}``)."""
+
+    def __init__(self, float_module: str) -> None:
+        self.float_module = float_module  # where inf and nan come from: "math" or "np"
+        self.imports: set[str] = set()
+        self.helpers: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        if key in HELPERS:
+            self.helpers.add(key)
+            self.imports.add("math")  # every helper is written with math (tested)
+            return key
+        if key in _IMPORTS:
+            self.imports.add(key)
+            return key
+        raise KeyError(f"an emitter template names {key!r}, which is neither a module nor a "
+                       "helper")
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def const(self, value: float) -> str:
+        """A float as Python reads it back exactly (inf and nan through the float module)."""
+        if math.isnan(value):
+            return f"{self[self.float_module]}.nan"
+        if math.isinf(value):
+            inf = f"{self[self.float_module]}.inf"
+            return inf if value > 0 else f"(-{inf})"
+        text = repr(float(value))
+        return f"({text})" if text.startswith("-") else text
+
+    def format(self, template: str, args: Sequence[str]) -> str:
+        """``template`` with ``{0}``... the argument texts and ``{math}``, ``{_div}``... names."""
+        return _FORMATTER.vformat(template, tuple(args), self)
+
+
+_FORMATTER = string.Formatter()
+
+
+class ModuleWriter:
+    """Collects the functions of one generated module and prints it (see module docstring)."""
+
+    def __init__(self, program: Any, backend: str, float_module: str) -> None:
+        self.program = program
+        self.backend = backend
+        self.namer = Namer(frozenset(HELPERS))
+        self.uses = Uses(float_module)
+        self.entries: dict[str, dict[str, str]] = {}
+        self.chunks: list[str] = []
+        self._value_names: dict[str, str] = {}
+        # the user's own names first, so that a mangled name never takes one a user chose
+        kept = [f for f in program.functions if self.namer.free(f)]
+        for fname in kept:
+            self._value_names[fname] = self.namer.public(fname)
+        for fname in program.functions:
+            if fname not in self._value_names:
+                self._value_names[fname] = self.namer.public(fname)
+
+    def entry(self, fname: str, kind: str) -> str:
+        """The Python name of the generated function of ``kind`` for the user's ``fname``."""
+        table = self.entries.setdefault(fname, {})
+        if kind not in table:
+            table[kind] = (self._value_names[fname] if kind == "value" else
+                           self.namer.public(fname.rstrip("_") + ENTRY_KINDS[kind]))
+        return table[kind]
+
+    def add(self, text: str) -> None:
+        self.chunks.append(text)
+
+    def render(self, docstring: str, init_params: str | None) -> str:
+        program = self.program
+        label = safe_label(program.filename)
+        digest = hashlib.sha256(program.source.encode("utf-8")).hexdigest()
+        out = [
+            f"# Generated by exprgrad {__version__} from {label}; do not edit.",
+            f"# exprgrad-source-sha256: {digest}",
+            f'"""{docstring.format(label=label)}"""',
+            "",
+        ]
+        out.extend(_IMPORTS[m] for m in sorted(self.uses.imports))
+        out.append("")
+        out.append(f"EXPRGRAD_VERSION = {__version__!r}")
+        out.append(f"BACKEND = {self.backend!r}")
+        out.append(f"SOURCE = {label!r}")
+        out.append(f"SOURCE_SHA256 = {digest!r}")
+        funcs = ", ".join(f"{n!r}: {tuple(f.arg_names)!r}" for n, f in program.functions.items())
+        out.append(f"FUNCTIONS = {{{funcs}}}")
+        out.append("ENTRY_POINTS = {" + "".join(
+            f"\n    {f!r}: {{{', '.join(f'{k!r}: {v!r}' for k, v in kinds.items())}}},"
+            for f, kinds in self.entries.items()) + ("\n" if self.entries else "") + "}")
+        names = program.param_names
+        out.append("PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names)
+                   + ("\n" if names else "") + ")")
+        out.append("")
+        if self.uses.helpers:
+            out.append("")
+            for name in sorted(self.uses.helpers):
+                out.append(HELPERS[name])
+        if init_params is not None:
+            out.append("")
+            out.append(init_params)
+        for chunk in self.chunks:
+            out.append("")
+            out.append("")
+            out.append(chunk)
+        return "\n".join(out).rstrip("\n") + "\n"

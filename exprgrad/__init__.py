@@ -39,5 +39,6 @@ def draw(source, function=None, *, at=None, backward=False, collapse=False):  # 
     return make(source, function, at=at, backward=backward, collapse=collapse)
 
 
-__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "draw", "entry_point", "install",
+__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "draw", "entry_point",
+           "install",
            "load", "load_source", "train", "uninstall"]

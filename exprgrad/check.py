@@ -32,7 +32,7 @@ import sympy
 
 from .api import entry_point
 from .derive import derivatives
-from .diff import grad, hessian
+from .diff import hessian
 from .errors import CheckFailure, ExprgradValueError, Span
 from .interpret import interpret
 from .ir import Graph, Node
@@ -302,7 +302,6 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *, bu
                    seed: int = 0) -> Report:
     """Every partial of one function: sympy (symbolic or numeric) and central differences."""
     fn = program.functions[fname]
-    graph = program.graph
     report = Report()
     rng = random.Random(seed)
     wrt, leaves, partials = _variables(program, fn)

@@ -20,18 +20,17 @@ the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .derive import derivatives
 from .diff import hessian
 from .errors import ExprgradLimitError
-from .ir import Graph, Node, no_gc, reachable
+from .interpret import interpret
+from .ir import Graph, Node, no_gc
 from .limits import MAX_SCALAR_STATEMENTS
 from .lower import Function, Program
-from .interpret import interpret
 from .modwriter import ModuleWriter, Uses
 from .names import Scope, ident_part
 from .ops import OPS
@@ -53,8 +52,8 @@ class Op:
     args: list[Expr]
 
 
-Elem = Union[Var, float]  # an element of a value: a variable or a constant
-Expr = Union[Var, float, Op]
+Elem = Var | float  # an element of a value: a variable or a constant
+Expr = Var | float | Op
 
 
 @dataclass(eq=False)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ExprgradError, ExprgradTypeError, ExprgradValueError, Span
 from .api import entry_point
+from .errors import ExprgradError, ExprgradTypeError, ExprgradValueError, Span
 from .evaluate import check_value
 from .lower import Function, Program
 

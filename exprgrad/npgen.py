@@ -19,7 +19,7 @@ may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.v
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,30 @@ class _Plan:
                 self.dies_at.setdefault(i, []).append(r)
 
 
+@dataclass(frozen=True)
+class Assign:
+    """``target = value``: a local name (or a slice of the gradient array) and one array
+    expression, written from names the module's namer gave out."""
+
+    target: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    """``# line N``: where the following statements come from in the .exg file."""
+
+    line: int
+
+
+Statement = Assign | Comment
+
+
+def _print(statements: Sequence[Statement]) -> list[str]:
+    return [f"    # line {s.line}" if isinstance(s, Comment) else f"    {s.target} = {s.value}"
+            for s in statements]
+
+
 class _Writer:
     """The module's functions, written into the shared module writer; temporaries are numbered
     across the module."""
@@ -132,7 +156,7 @@ class _Writer:
         ret = f.build(per_example_grads=param_grads is None and kind == "grad")
         name = self.module.entry(fn.name, kind)
         self.module.add("\n".join([f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""',
-                                   *f.head, *f.body, f"    return {ret}"]))
+                                   *_print(f.head), *_print(f.body), f"    return {ret}"]))
 
 
 class _Function:
@@ -143,8 +167,8 @@ class _Function:
                  param_grads: list[Node] | None) -> None:
         self.w, self.fn, self.roots, self.param_grads = writer, fn, roots, param_grads
         self.scope: Scope = writer.module.namer.scope(module_wide_numbers=True)
-        self.head: list[str] = []  # arguments, views and hoisted constants
-        self.body: list[str] = []
+        self.head: list[Statement] = []  # arguments, views and hoisted constants
+        self.body: list[Statement] = []
         self.env: dict[int, tuple[str, bool]] = {}  # node id -> (expression, batched)
         self.ones: dict[str, str] = {}
         self.layouts: dict[str, str] = {}
@@ -154,12 +178,12 @@ class _Function:
         self.sig = [self.scope.fresh(a) for a in fn.arg_names]
         for node, arg, pyname in zip(fn.inputs, fn.arg_names, self.sig):
             local = self.scope.fresh(f"_{ident_part(arg)}")
-            self.head.append(f"    {local} = np.asarray({pyname}, np.float64)")
+            self.head.append(Assign(local, f"np.asarray({pyname}, np.float64)"))
             self.env[node.id] = (local, True)
         self.batch = bool(fn.inputs)
         self.B = self.scope.fresh("_B")  # the batch size
         if self.batch:
-            self.head.append(f"    {self.B} = len({self.env[fn.inputs[0].id][0]})")
+            self.head.append(Assign(self.B, f"len({self.env[fn.inputs[0].id][0]})"))
         self.g = self.scope.fresh("_g")  # the flat parameter gradient
         if params is not None:
             self.sig.insert(0, params)
@@ -171,7 +195,7 @@ class _Function:
         key = str(n)
         if key not in self.ones:
             self.ones[key] = self.scope.fresh("_onesB" if key == self.B else f"_ones{key}")
-            self.head.append(f"    {self.ones[key]} = np.ones({key})")
+            self.head.append(Assign(self.ones[key], f"np.ones({key})"))
         return self.ones[key]
 
     def fresh(self, hint: str | None) -> str:
@@ -181,7 +205,7 @@ class _Function:
         """A view of the flat ``params`` per parameter tensor (a gather where none exists)."""
         program = self.w.program
         self.p = self.scope.fresh("_p")
-        self.head.append(f"    {self.p} = np.asarray({params}, np.float64)")
+        self.head.append(Assign(self.p, f"np.asarray({params}, np.float64)"))
         where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
                                        for t in program.params}
         for pos, (t, i) in enumerate(program.param_order):
@@ -192,10 +216,10 @@ class _Function:
             if spec is None:
                 spec = "[" + ", ".join(map(str, where[t])) + "]"
                 dims = ", ".join(map(str, pt.node.shape))
-                self.head.append(f"    {local} = np.reshape({self.p}[np.asarray({spec})], "
-                                 f"({dims},))")
+                self.head.append(Assign(local, f"np.reshape({self.p}[np.asarray({spec})], "
+                                        f"({dims},))"))
             else:
-                self.head.append(f"    {local} = {_view(self.p, spec)}")
+                self.head.append(Assign(local, _view(self.p, spec)))
             self.layouts[t] = spec
             self.env[pt.node.id] = (local, False)
 
@@ -223,7 +247,7 @@ class _Function:
             return f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
         if self.param_grads is None:
             return value
-        self.body.append(f"    {self.g} = np.empty({len(self.w.program.param_order)})")
+        self.body.append(Assign(self.g, f"np.empty({len(self.w.program.param_order)})"))
         for t, g in zip(self.w.program.params, self.param_grads):
             self.body.append(self._gradient(g, self.layouts[t], g.id in outer_grads))
         return f"{value}, {self.g}"
@@ -242,8 +266,8 @@ class _Function:
                 else:
                     local = self.fresh(None)
                     dims = ", ".join(map(str, node.shape))
-                    self.body.append(f"    {local} = np.full(({dims},), "
-                                     f"{self.w.uses.const(number)})")
+                    self.body.append(Assign(local, f"np.full(({dims},), "
+                                            f"{self.w.uses.const(number)})"))
                     env[node.id] = (local, False)
                 continue
             if node.op == "custom":
@@ -254,7 +278,7 @@ class _Function:
                 continue
             span = graph.spans.get(node.id)
             if span and span.line != last_line:
-                self.body.append(f"    # line {span.line}")
+                self.body.append(Comment(span.line))
                 last_line = span.line
             local = self.fresh(graph.names.get(node.id))
             taken: str | None = None  # the dead array this result is written into
@@ -262,8 +286,8 @@ class _Function:
                 self._logsumexp(node, local, shared=node.id in shared)
             elif node.id in fused:
                 e, esum = self.lse_parts[fused[node.id].id]
-                self.body.append(f"    {local} = np.divide({e}, {esum}[..., None], {e})"
-                                 if node.id in self.batched else f"    {local} = {e} / {esum}")
+                self.body.append(Assign(local, f"np.divide({e}, {esum}[..., None], {e})"
+                                        if node.id in self.batched else f"{e} / {esum}"))
             else:
                 taken = self._operation(node, local, i, plan)
             env[node.id] = (local, node.id in self.batched)
@@ -301,10 +325,10 @@ class _Function:
             if text is not None:
                 if pool and target == pool[-1]:
                     pool.pop()
-                self.body.append(f"    {local} = {text}")
+                self.body.append(Assign(local, text))
                 return target
         assert op.np is not None, f"{node.op} has no numpy emitter"
-        self.body.append(f"    {local} = {op.np(texts, node.attr, ctx)}")
+        self.body.append(Assign(local, op.np(texts, node.attr, ctx)))
         return None
 
     def _logsumexp(self, node: Node, local: str, shared: bool) -> None:
@@ -318,29 +342,29 @@ class _Function:
         m, e, total = self.fresh("max"), self.fresh("exp"), self.fresh("sumexp")
         body = self.body
         if batched and shape[0] <= 16:  # numpy reduces short rows slowly: 4x faster by columns
-            body.append(f"    {m} = np.ascontiguousarray({v}.T).max(0)")
+            body.append(Assign(m, f"np.ascontiguousarray({v}.T).max(0)"))
         else:
-            body.append(f"    {m} = {v}.max(-1)")
+            body.append(Assign(m, f"{v}.max(-1)"))
         pool = self.free.get(shape) if batched and REUSE_BUFFERS else None
         if pool:
-            body.append(f"    {e} = np.subtract({v}, {m}[..., None], {pool.pop()})")
-            body.append(f"    {e} = np.exp({e}, {e})")
+            body.append(Assign(e, f"np.subtract({v}, {m}[..., None], {pool.pop()})"))
+            body.append(Assign(e, f"np.exp({e}, {e})"))
         elif batched:
-            body.append(f"    {e} = {v} - {m}[..., None]")
-            body.append(f"    {e} = np.exp({e}, {e})")
+            body.append(Assign(e, f"{v} - {m}[..., None]"))
+            body.append(Assign(e, f"np.exp({e}, {e})"))
         else:
-            body.append(f"    {e} = np.exp({v} - {m}[..., None])")
-        body.append(f"    {total} = {e} @ {self.ones_of(shape[0])}")
+            body.append(Assign(e, f"np.exp({v} - {m}[..., None])"))
+        body.append(Assign(total, f"{e} @ {self.ones_of(shape[0])}"))
         if batched:
-            body.append(f"    {local} = np.log({total})")
-            body.append(f"    {local} = np.add({local}, {m}, {local})")
+            body.append(Assign(local, f"np.log({total})"))
+            body.append(Assign(local, f"np.add({local}, {m}, {local})"))
             if not shared:
                 self.free.setdefault(shape, []).append(e)
         else:
-            body.append(f"    {local} = np.log({total}) + {m}")
+            body.append(Assign(local, f"np.log({total}) + {m}"))
         self.lse_parts[node.id] = (e, total)
 
-    def _gradient(self, g: Node, spec: str, outer: bool) -> str:
+    def _gradient(self, g: Node, spec: str, outer: bool) -> Assign:
         """The statement storing one parameter tensor's gradient, summed over the batch."""
         env = self.env
         if g.id in env and not env[g.id][1]:  # the same for every example: B times it
@@ -354,12 +378,12 @@ class _Function:
         else:
             value, product = f"{env[g.id][0]}.sum(0)", None
         if spec.startswith("["):
-            return f"    {self.g}[np.asarray({spec})] = np.reshape({value}, (-1,))"
+            return Assign(f"{self.g}[np.asarray({spec})]", f"np.reshape({value}, (-1,))")
         if product is None or g.shape == ():
             target = _view(self.g, spec)
-            return f"    {target}{'[...]' if target.endswith(')') else ''} = {value}"
-        return f"    {self.fresh('dw')} = np.matmul({product[0]}, {product[1]}, " \
-            f"{_view(self.g, spec)})"
+            return Assign(target + ("[...]" if target.endswith(")") else ""), value)
+        return Assign(self.fresh("dw"),
+                      f"np.matmul({product[0]}, {product[1]}, {_view(self.g, spec)})")
 
     def _per_example(self, node: Node) -> str:
         """A returned value, as an array with the batch axis even where it is constant."""

@@ -25,8 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .derive import derivatives
 from .diff import grad
 from .errors import ExprgradLimitError, ExprgradValueError
+from .interpret import interpret
 from .ir import Node, reachable
 from .lower import Function, Program, flatten_values
 from .ops import OPS, _EvalAlgebra
@@ -56,19 +58,7 @@ def evaluate_nodes(program: Program, nodes: Sequence[Node], leaves: dict[int, li
                    ) -> dict[int, list[float]]:
     """Element values of ``nodes`` (reference implementations; ``leaves`` binds inputs)."""
     env = dict(leaves)
-    alg = _EvalAlgebra()
-    for node in reachable(nodes):
-        if node.id in env:
-            continue
-        if node.op == "const":
-            env[node.id] = [float(node.attr)] * node.size
-        elif node.op == "custom":
-            env[node.id] = env[node.args[node.attr[0]].id]
-        else:
-            spec = OPS[node.op]
-            assert spec.unroll is not None
-            env[node.id] = spec.unroll(alg, node.op, [env[a.id] for a in node.args], node.attr,
-                                       [a.shape for a in node.args], node.shape)
+    interpret(nodes, env, _EvalAlgebra())
     return env
 
 
@@ -115,9 +105,10 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
         everything = [n for n in forward_nodes if n.op != "const"]
         cotangents = grad(graph, outputs[0], everything)
         grads_of = {n.id: g for n, g in zip(everything, cotangents)}
-        wrt = ([program.params[t].node for t in program.params] if fn.uses_params
-               else list(fn.inputs))
-        grad_roots = [grads_of[w.id] for w in wrt if w.id in grads_of]
+        derived = derivatives(program, fn)  # the gradient program the backends write
+        grad_roots = [g for w, g in zip(derived.wrt, derived.grads[0]) if w.id in grads_of]
+        assert all(grads_of[w.id] is g for w, g in zip(derived.wrt, derived.grads[0])
+                   if w.id in grads_of), "the drawn gradient differs from the generated one"
     drawn = forward_nodes + ([n for n in reachable(grad_roots) if n.id not in forward_ids]
                              if backward else [])
     group_of = {n.id: graph.groups.get(n.id) for n in drawn}

@@ -2,7 +2,11 @@
 
 Contract: ``main(argv)`` returns the exit code: 0 success; 1 a check or a run found a problem
 (a wrong gradient, a diverged loss); 2 bad input or usage, reported as ``file:line:col: message``
-with the source line and a caret, never a Python traceback.
+with the source line and a caret, never a Python traceback (an ``OSError``, such as a full disk
+or a directory it may not write, is one line ``PATH: error: REASON``, also 2); 70 (EX_SOFTWARE) a
+bug in exprgrad itself (any other exception, and an ``UnsafeCodeError``: see
+:func:`exprgrad.errors.is_bug`), reported by :func:`exprgrad.errors.bug_report` as a bug, with the
+versions, the command line and the traceback; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,7 +18,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import CheckFailure, ExprgradError, ExprgradValueError
+from .errors import (
+    EXIT_BUG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    CheckFailure,
+    ExprgradError,
+    ExprgradValueError,
+    bug_report,
+    is_bug,
+    system_error_message,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,22 +204,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except CheckFailure as err:
-        print(err.render(), file=sys.stderr)
-        return 1
-    except ExprgradError as err:
-        print(err.render(), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 0
+        return EXIT_OK
+    except Exception as err:  # every other exception: a user's mistake, the system's, or a bug
+        return report(err, ["exprgrad", *argv])
+
+
+def report(err: Exception, command: Sequence[str]) -> int:
+    """Print what went wrong for ``err`` and return the exit code (see the module docstring)."""
+    if isinstance(err, ExprgradError) and not is_bug(err):
+        print(err.render(), file=sys.stderr)
+        return EXIT_PROBLEM if isinstance(err, CheckFailure) else EXIT_USAGE
+    if isinstance(err, OSError):
+        print(system_error_message(err), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        text = bug_report(err, command)
+    except Exception:  # the report itself failed: still say it is a bug, and show both
+        import traceback
+
+        text = "exprgrad: internal error: this is a bug in exprgrad\n" + traceback.format_exc()
+    print(text, file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":  # pragma: no cover

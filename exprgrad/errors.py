@@ -5,11 +5,28 @@ the one-line form ``file:line:col: message``; :meth:`ExprgradError.render` is th
 that line, the offending source line, a caret under the span, and a hint when there is one.
 Subclasses also inherit the matching built-in exception so callers can catch either.
 Internal invariants use ``assert``, never these types.
+
+Anything else that escapes exprgrad is a bug in exprgrad, not a user's mistake: :func:`is_bug`
+tells the two apart (an ``ExprgradError`` that says exprgrad produced something wrong, such as
+:class:`exprgrad.verify.UnsafeCodeError`, is a bug too; an ``OSError`` is the system's answer, not
+a bug), :func:`bug_report` is the text shown for one, and the CLI exits with :data:`EXIT_BUG`.
 """
 
 from __future__ import annotations
 
+import platform
+import shlex
+import sys
+import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+#: exit codes of the ``exprgrad`` command (README.md, "Exit codes"; docs/errors.md)
+EXIT_OK = 0
+EXIT_PROBLEM = 1  # a check or a run found a problem (a wrong gradient, a diverged loss)
+EXIT_USAGE = 2  # bad input or usage: a mistake in a .exg file, an option, a path
+EXIT_BUG = 70  # a bug in exprgrad itself (EX_SOFTWARE in sysexits.h)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
 @dataclass(frozen=True)
@@ -163,3 +180,99 @@ class ExprgradImportError(ExprgradError, ImportError):
 
     def __str__(self) -> str:
         return self.message + (f"\nhint: {self.hint}" if self.hint else "")
+
+
+# ---- bugs in exprgrad ------------------------------------------------------------------------
+
+def _bug_kinds() -> tuple[type[BaseException], ...]:
+    """The ``ExprgradError`` subclasses that report a fault in exprgrad's own output. Looked up
+    in ``sys.modules``: a module that was never imported raised none of its errors (and this
+    module imports nothing of exprgrad's, so anything may import it)."""
+    verify = sys.modules.get("exprgrad.verify")
+    unsafe = getattr(verify, "UnsafeCodeError", None)
+    return (unsafe,) if isinstance(unsafe, type) else ()
+
+
+def is_bug(err: BaseException) -> bool:
+    """Whether ``err``, escaping exprgrad, is a bug in exprgrad rather than a user's mistake.
+
+    A user's mistake is an :class:`ExprgradError` (except those naming a fault in generated code,
+    such as ``UnsafeCodeError``); an ``OSError`` is the operating system refusing something (a
+    full disk, a permission) and is reported as such. Everything else is a bug: an
+    ``AssertionError``, ``KeyError``, ``NameError`` ... inside exprgrad or in the code it
+    generated. ``KeyboardInterrupt`` and ``SystemExit`` are not errors and never bugs.
+    """
+    if not isinstance(err, Exception):
+        return False
+    if isinstance(err, ExprgradError):
+        return isinstance(err, _bug_kinds())
+    return not isinstance(err, OSError)
+
+
+def system_error_message(err: OSError) -> str:
+    """One line for an ``OSError`` that reached the top (a full disk, a permission)."""
+    what = err.strerror or str(err) or type(err).__name__
+    where = err.filename if err.filename is not None else "exprgrad"
+    return _printable(f"{where}: error: {what}")
+
+
+def report_to() -> str:
+    """Where to report a bug: the package's issue tracker when its metadata names one."""
+    try:
+        from importlib.metadata import metadata
+
+        urls = metadata("exprgrad").get_all("Project-URL") or []
+    except Exception:  # no metadata (a source checkout that was never installed)
+        urls = []
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("issues", "bug tracker", "bugs", "tracker"):
+            return url.strip()
+    return "the exprgrad maintainers"
+
+
+def environment() -> dict[str, str]:
+    """The versions a bug report needs: exprgrad's, Python's, the platform's."""
+    from . import __version__
+
+    return {"exprgrad version": __version__,
+            "Python version": f"{platform.python_version()} ({platform.python_implementation()})",
+            "platform": platform.platform()}
+
+
+def bug_report(err: BaseException, command: Sequence[str] | str,
+               user_input: str | None = None) -> str:
+    """The text shown for a bug in exprgrad: what it is, where to report it, and the details
+    a report needs (versions, the command line, the input being handled, the traceback)."""
+    shown = command if isinstance(command, str) else shlex.join(list(command))
+    lines = [
+        "exprgrad: internal error: this is a bug in exprgrad, not a mistake in your input.",
+        f"Please report it to {report_to()} with everything below,",
+        "and the .exg file if you can share it.",
+        "",
+        *(f"{key}: {value}" for key, value in environment().items()),
+        f"command: {shown}",
+    ]
+    if user_input is not None:
+        typed = user_input.rstrip("\n").splitlines() or [""]
+        lines.append("input: " + typed[0])
+        lines.extend("       " + more for more in typed[1:])
+    kind = type(err).__qualname__
+    if type(err).__module__ != "builtins":
+        kind = f"{type(err).__module__}.{kind}"
+    lines.append(f"exception: {kind}: {err}")
+    lines.extend(traceback.format_exception(type(err), err, err.__traceback__))
+    text = "\n".join(part.rstrip("\n") for part in lines)
+    return "\n".join(_printable(line) for line in text.split("\n"))
+
+
+def mark_as_bug(err: BaseException, where: str) -> None:
+    """Add a note to ``err`` (shown under its traceback) saying that it is a bug in exprgrad,
+    not a mistake in ``where``, with the versions and where to report it (Python 3.11+)."""
+    versions = ", ".join(f"{key} {value}" for key, value in environment().items())
+    note = (f"This is a bug in exprgrad, not a mistake in {where} ({versions}). "
+            f"Please report it to {report_to()} with this traceback.")
+    add_note = getattr(err, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+

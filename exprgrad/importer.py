@@ -16,6 +16,11 @@ Contract:
   tracebacks, ``inspect.getsource`` and ``pdb`` show the generated lines, whose comments name the
   ``.exg`` lines. ``importlib.reload`` picks up an edited file. A mistake in the file raises
   :class:`ExprgradImportError` (an ``ImportError``) whose message is the caret display.
+- A bug in exprgrad met while importing (any other exception, and an ``UnsafeCodeError``: the
+  generated code failed the allowlist; see :func:`exprgrad.errors.is_bug`) is never dressed up
+  as a mistake in the file: the exception itself propagates, as any exception raised while
+  importing Python code does, with a note under its traceback saying that it is a bug in
+  exprgrad (not in the file), the versions and where to report it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import ExprgradError, ExprgradImportError
+from .errors import ExprgradError, ExprgradImportError, is_bug, mark_as_bug
 
 #: counters for tests and curious users: how many imports compiled and how many hit the cache
 stats = {"compiled": 0, "cache_hits": 0}
@@ -92,7 +97,12 @@ def generated_source(exg: Path) -> tuple[str, str]:
             stats["cache_hits"] += 1
             return cached, str(cached_at)
         code = f"# exprgrad-cache-key: {key}\n" + compile_source(source, str(exg))
-    except ExprgradError as err:
+    except Exception as err:
+        if is_bug(err):  # exprgrad's own fault: propagate it as it is, marked as a bug
+            mark_as_bug(err, str(exg))
+            raise
+        if not isinstance(err, ExprgradError):
+            raise
         raise ExprgradImportError(err.render(), err.span, filename=err.filename,
                                   source=err.source, name=exg.stem, path=str(exg)) from None
     stats["compiled"] += 1
@@ -117,7 +127,11 @@ class ExgLoader(importlib.abc.Loader):
                                          filename)
         module.__file__ = str(self.path)
         module.__dict__["__exprgrad_generated__"] = filename
-        exec(compile(code, filename, "exec"), module.__dict__)  # noqa: S102
+        try:
+            exec(compile(code, filename, "exec"), module.__dict__)  # noqa: S102
+        except Exception as err:  # generated module text that fails to run is exprgrad's bug
+            mark_as_bug(err, str(self.path))
+            raise
 
     def get_source(self, fullname: str) -> str:
         return generated_source(self.path)[0]

@@ -5,24 +5,38 @@ Contract: a :class:`Session` takes the same statements as a file (``def`` blocks
 later rebinding never changes earlier results, as in Python), a bare expression (evaluated and
 printed) and the ``:commands`` listed in :data:`HELP`. A mistake never ends the session: it is
 reported as in files, located at ``<repl>:LINE:COL`` where LINE counts the lines typed so far.
+Nor does a bug in exprgrad (any other exception, see :func:`exprgrad.errors.is_bug`): it is
+reported as one, with the input, the versions and the traceback, and the next input runs; an
+``OSError`` (a file it may not write) is one line, like a mistake.
 
 :func:`repl_main` runs a session on a terminal with prompt_toolkit (line editing, history in
 ``~/.exprgrad_history`` or ``$EXPRGRAD_HISTORY``, tab completion of names, builtins and commands;
 Ctrl-C cancels the current input, Ctrl-D leaves), or, when standard input is not a terminal, reads
-statements without prompts and exits 1 if any of them failed.
+statements without prompts and exits 1 if any of them failed, 70 if any met a bug in exprgrad.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ExprgradError, ExprgradNameError, ExprgradValueError, Span
+from .api import entry_point
+from .errors import (
+    EXIT_BUG,
+    ExprgradError,
+    ExprgradNameError,
+    ExprgradValueError,
+    Span,
+    bug_report,
+    is_bug,
+    system_error_message,
+)
 
 HELP = """\
 statements: def NAME(ARGS): ... (end the block with an empty line), param, net, data,
@@ -57,7 +71,9 @@ class Session:
     chunks: list[_Chunk] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
     line: int = 0  # lines consumed so far
-    failures: int = 0
+    failures: int = 0  # inputs that failed, for any reason
+    bugs: int = 0  # inputs that met a bug in exprgrad
+    command: str = "exprgrad repl"  # shown in a bug report
 
     # ---- the accumulated program -------------------------------------------------------
     def program_text(self) -> str:
@@ -120,9 +136,17 @@ class Session:
         try:
             self._run(text, first_line)
             return True
-        except ExprgradError as e:
+        except _Quit:
+            raise
+        except Exception as e:  # a mistake, the system's refusal, or a bug: the session goes on
             self.failures += 1
-            self.err(e.render())
+            if isinstance(e, ExprgradError) and not is_bug(e):
+                self.err(e.render())
+            elif isinstance(e, OSError):
+                self.err(system_error_message(e))
+            else:
+                self.bugs += 1
+                self.err(bug_report(e, self.command, user_input=text))
             return False
 
     def _run(self, text: str, first_line: int) -> None:
@@ -217,7 +241,7 @@ class Session:
         program, fname = self._expression_program(expr, line, typed, col)
         fn = program.functions[fname]
         module = self._module(program)
-        f = getattr(module, fname)
+        f = entry_point(module, fname, "value")
         args = self._args(program, fname)
         return f(module.init_params(0), *args) if fn.uses_params else f(*args)
 
@@ -294,7 +318,7 @@ class Session:
         fn = program.functions[fname]
         module = self._module(program)
         args = self._args(program, fname)
-        g = getattr(module, fname + "_grad")
+        g = entry_point(module, fname, "grad")
         if fn.uses_params:
             value, grads = g(module.init_params(0), *args)
             self.out(f"value {_show(value)}")
@@ -449,7 +473,7 @@ def run_script(session: Session, stream: Any) -> int:
         flush()
     except _Quit:
         pass
-    return 1 if session.failures else 0
+    return EXIT_BUG if session.bugs else 1 if session.failures else 0
 
 
 def run_terminal(session: Session) -> int:
@@ -469,7 +493,7 @@ def run_terminal(session: Session) -> int:
             try:
                 program = session._compile()
                 names |= set(program.functions) | set(program.params) | set(program.nets)
-            except ExprgradError:
+            except Exception:  # best effort: the next input reports any error, bug or not
                 pass
             for name in sorted(names):
                 if name.startswith(word) and name != word:
@@ -509,10 +533,10 @@ def run_terminal(session: Session) -> int:
 
 
 def repl_main(path: str | None = None) -> int:
-    session = Session()
+    session = Session(command=shlex.join(["exprgrad", "repl", *([path] if path else [])]))
     if path:
         if not session.feed(f":load {path}", 0):
-            return 2
+            return EXIT_BUG if session.bugs else 2
     if sys.stdin.isatty() and sys.stdout.isatty():
         return run_terminal(session)
     return run_script(session, sys.stdin)

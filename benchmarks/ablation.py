@@ -41,8 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402
 
-from exprgrad import codegen, lower, npgen, ops  # noqa: E402
-from exprgrad.diff import grad  # noqa: E402
+from exprgrad.emit import arrays as npgen
+from exprgrad.emit import scalar as codegen
+from exprgrad.ir.diff import grad  # noqa: E402
+from exprgrad.ir.graph import ops
+from exprgrad.lower.lowering import lowering as lower
 
 
 @contextlib.contextmanager

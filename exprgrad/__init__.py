@@ -6,11 +6,11 @@ from their modules, training, checking and drawing helpers). See README.md.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import compile_file, compile_source, entry_point, load, load_source  # noqa: E402
+from .api import compile_file, compile_source, load, load_source
+from .emit.load import entry_point
 from .errors import ExprgradError  # noqa: E402
-from .importer import install, uninstall  # noqa: E402
+from .ui.importer import install, uninstall  # noqa: E402
+from .version import __version__
 
 
 def train(source, **settings):  # type: ignore[no-untyped-def]
@@ -18,9 +18,9 @@ def train(source, **settings):  # type: ignore[no-untyped-def]
     arguments override the settings (steps, lr, optimizer, seed, batch_size, reduce, backend).
     Returns a TrainResult: ``.losses`` (one per step), ``.params`` and ``.names``."""
     from .api import program_of
-    from .lower import Program
-    from .training import config_from_program
-    from .training import train as run
+    from .ir.program import Program
+    from .run.config import config_from_program
+    from .run.training import train as run
 
     program = source if isinstance(source, Program) else program_of(source)
     config = config_from_program(program)
@@ -34,7 +34,7 @@ def train(source, **settings):  # type: ignore[no-untyped-def]
 def draw(source, function=None, *, at=None, backward=False, collapse=False):  # type: ignore[no-untyped-def]
     """A graphviz.Digraph of a function of a .exg file (renders inline in Jupyter); ``at``
     maps argument names to values to show each node's value and gradient."""
-    from .drawing import draw as make
+    from .ui.drawing import draw as make
 
     return make(source, function, at=at, backward=backward, collapse=collapse)
 

@@ -7,9 +7,10 @@ Subclasses also inherit the matching built-in exception so callers can catch eit
 Internal invariants use ``assert``, never these types.
 
 Anything else that escapes exprgrad is a bug in exprgrad, not a user's mistake: :func:`is_bug`
-tells the two apart (an ``ExprgradError`` that says exprgrad produced something wrong, such as
-:class:`exprgrad.verify.UnsafeCodeError`, is a bug too; an ``OSError`` is the system's answer, not
-a bug), :func:`bug_report` is the text shown for one, and the CLI exits with :data:`EXIT_BUG`.
+tells the two apart (an ``ExprgradError`` that says exprgrad produced something wrong, such
+as :class:`exprgrad.emit.verify.UnsafeCodeError`, is a bug too; an ``OSError`` is the system's
+answer, not a bug), :func:`bug_report` is the text shown for one, and the CLI exits with
+:data:`EXIT_BUG`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .version import __version__
 
 #: exit codes of the ``exprgrad`` command (README.md, "Exit codes"; docs/errors.md)
 EXIT_OK = 0
@@ -188,7 +191,7 @@ def _bug_kinds() -> tuple[type[BaseException], ...]:
     """The ``ExprgradError`` subclasses that report a fault in exprgrad's own output. Looked up
     in ``sys.modules``: a module that was never imported raised none of its errors (and this
     module imports nothing of exprgrad's, so anything may import it)."""
-    verify = sys.modules.get("exprgrad.verify")
+    verify = sys.modules.get("exprgrad.emit.verify")
     unsafe = getattr(verify, "UnsafeCodeError", None)
     return (unsafe,) if isinstance(unsafe, type) else ()
 
@@ -233,7 +236,6 @@ def report_to() -> str:
 
 def environment() -> dict[str, str]:
     """The versions a bug report needs: exprgrad's, Python's, the platform's."""
-    from . import __version__
 
     return {"exprgrad version": __version__,
             "Python version": f"{platform.python_version()} ({platform.python_implementation()})",

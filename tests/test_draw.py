@@ -11,8 +11,8 @@ from conftest import EXAMPLES, ROOT, run_cli
 
 import exprgrad
 from exprgrad.api import program_of
-from exprgrad.drawing import dot_source
 from exprgrad.errors import ExprgradLimitError
+from exprgrad.ui.drawing import dot_source
 
 GOLDEN = ROOT / "tests" / "golden"
 CASES = [("tour.exg", "f", {}, False), ("seed_graph.exg", "expression",
@@ -72,7 +72,7 @@ def test_png_pdf_and_network_clusters(tmp_path: Path) -> None:
 
 def test_size_limit_names_the_count_and_the_way_out() -> None:
     src = "def f(x):\n" + "    x = sin(x) * x\n" * 300 + "    return x\n"
-    from exprgrad.lower import compile_program
+    from exprgrad.lower.lowering import compile_program
 
     with pytest.raises(ExprgradLimitError) as info:
         dot_source(compile_program(src, "big.exg"), "f")

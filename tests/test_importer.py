@@ -31,7 +31,7 @@ def test_import_from_sys_path_and_cache(project: Path) -> None:
         import exprgrad
         exprgrad.install()
         import model
-        print(model.g_grad(0.5, 2.0)[1][1], exprgrad.importer.stats)
+        print(model.g_grad(0.5, 2.0)[1][1], exprgrad.ui.importer.stats)
     """
     first = _python(code, project)
     assert first.returncode == 0, first.stderr
@@ -121,7 +121,7 @@ def test_unwritable_directory_still_imports(tmp_path: Path) -> None:
             import exprgrad, inspect
             exprgrad.install()
             import model
-            print(model.g_grad(0.5, 2.0)[1][1], exprgrad.importer.stats['compiled'])
+            print(model.g_grad(0.5, 2.0)[1][1], exprgrad.ui.importer.stats['compiled'])
             print(inspect.getsource(model.g).splitlines()[0])
         """, ro)
         assert result.returncode == 0, result.stderr

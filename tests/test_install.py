@@ -40,7 +40,7 @@ def test_wheel_in_fresh_virtualenv(tmp_path: Path) -> None:
     out = _run(str(env / "bin" / "exprgrad"), "eval", "tour.exg", "g", "a=0.5", "b=2", "--json",
                cwd=elsewhere)
     assert '"b": -12.0' in out.stdout
-    probe = _run(py, "-c", "import exprgrad, exprgrad.parser as p; print(p.__file__); "
+    probe = _run(py, "-c", "import exprgrad, exprgrad.syntax.parser as p; print(p.__file__); "
                  "print(len(p.grammar_text()))", cwd=elsewhere)
     assert str(env) in probe.stdout.splitlines()[0]  # the installed copy, not the repository
 

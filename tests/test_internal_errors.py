@@ -24,6 +24,7 @@ import pytest
 from conftest import ROOT
 
 import exprgrad
+from exprgrad.emit.verify import UnsafeCodeError
 from exprgrad.errors import (
     CheckFailure,
     ExprgradError,
@@ -32,15 +33,17 @@ from exprgrad.errors import (
     bug_report,
     is_bug,
 )
-from exprgrad.verify import UnsafeCodeError
 
 PLANT = textwrap.dedent('''
     """Planted bugs for tests/test_internal_errors.py (active only with EXPRGRAD_PLANT=1)."""
     import os
 
     if os.environ.get("EXPRGRAD_PLANT") == "1":
-        import exprgrad.evaluate as _evaluate
-        import exprgrad.verify as _verify
+        import exprgrad.emit.arrays as _arrays
+        import exprgrad.emit.scalar as _scalar
+        import exprgrad.emit.verify as _verify
+        import exprgrad.run.evaluate as _evaluate
+        import exprgrad.ui.repl as _repl
 
         _format_value = _evaluate.format_value
         _verify_module = _verify.verify_module
@@ -58,7 +61,9 @@ PLANT = textwrap.dedent('''
             return _verify_module(code)
 
         _evaluate.format_value = format_value
-        _verify.verify_module = verify_module
+        _repl.format_value = format_value
+        for _module in (_verify, _scalar, _arrays):  # where the name is bound
+            _module.verify_module = verify_module
 ''')
 
 #: words of the reports of a user's mistake, which a bug report must not use
@@ -116,7 +121,7 @@ def test_generated_code_refused_by_the_allowlist_is_a_bug_not_a_user_error(
     for args in (["compile", "f.exg"], ["eval", "f.exg", "f", "x=1"]):
         result = _run(planted, *args, cwd=tmp_path)
         assert result.returncode == 70, (args, result.stderr)
-        _assert_bug_report(result.stderr, "exprgrad.verify.UnsafeCodeError: ")
+        _assert_bug_report(result.stderr, "exprgrad.emit.verify.UnsafeCodeError: ")
         assert "import of os" in result.stderr
         assert f"command: exprgrad {' '.join(args)}\n" in result.stderr
     # the allowlist is what refused it: without the check the (planted) module is written
@@ -168,7 +173,7 @@ def test_repl_reports_a_bug_and_the_session_goes_on(planted: dict[str, str],
     c.expect(">>>")
     c.sendline("0.123456789")  # the allowlist refuses the (planted) generated code
     c.expect("internal error: this is a bug in exprgrad")
-    c.expect("exception: exprgrad.verify.UnsafeCodeError: .*import of os")
+    c.expect("exception: exprgrad.emit.verify.UnsafeCodeError: .*import of os")
     c.expect(">>>")
     c.sendline("x + qq")  # a mistake is still reported as a mistake
     c.expect(r"<repl>:\d+:5: name error: 'qq' is not defined")
@@ -217,7 +222,7 @@ def test_import_hook_lets_a_bug_propagate_marked_as_a_bug(planted: dict[str, str
     assert result.returncode == 0, result.stderr
     out = result.stdout
     model, typo = out.split("\ntypo ", 1)
-    assert model.startswith("model exprgrad.verify.UnsafeCodeError False\n"), out
+    assert model.startswith("model exprgrad.emit.verify.UnsafeCodeError False\n"), out
     assert "This is a bug in exprgrad, not a mistake in " in model
     assert str((tmp_path / "model.exg").resolve()) in model
     assert f"exprgrad version {exprgrad.__version__}" in model
@@ -229,13 +234,13 @@ def test_import_hook_lets_a_bug_propagate_marked_as_a_bug(planted: dict[str, str
 
 def test_import_hook_marks_a_bug_while_compiling(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import exprgrad.api
+    import exprgrad.ui.importer
 
     def broken(*args: object, **kwargs: object) -> str:
         raise AssertionError("planted invariant failure")
 
     (tmp_path / "broken_model_exg.exg").write_text("def f(x):\n    return x\n")
-    monkeypatch.setattr(exprgrad.api, "compile_source", broken)
+    monkeypatch.setattr(exprgrad.ui.importer, "generate", broken)
     monkeypatch.syspath_prepend(str(tmp_path))
     exprgrad.install()
     try:

@@ -13,7 +13,7 @@ from conftest import EXAMPLES, ROOT
 
 import exprgrad
 from exprgrad.api import program_of
-from exprgrad.ir import check_program
+from exprgrad.ir.graph import check_program
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import seed_engine  # noqa: E402

@@ -11,9 +11,10 @@ import pytest
 from conftest import EXAMPLES
 
 import exprgrad
-from exprgrad.api import module_from_code, program_of
-from exprgrad.lower import compile_program
-from exprgrad.npgen import generate_numpy
+from exprgrad.api import program_of
+from exprgrad.emit.arrays import generate_numpy
+from exprgrad.emit.load import module_from_code
+from exprgrad.lower.lowering import compile_program
 
 PROGRAMS = {
     "seed": (EXAMPLES / "seed_mlp.exg").read_text(),
@@ -75,7 +76,8 @@ def test_functions_without_parameters_give_per_example_gradients() -> None:
                                               ("adam", "sum"), ("adam", "mean")])
 def test_training_with_the_numpy_backend_matches_the_scalar_backend(optimizer: str,
                                                                     reduce: str) -> None:
-    from exprgrad.training import config_from_program, train
+    from exprgrad.run.config import config_from_program
+    from exprgrad.run.training import train
 
     program = program_of(EXAMPLES / "seed_mlp.exg")
     config = config_from_program(program)

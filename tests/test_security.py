@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import exprgrad
+from exprgrad.emit.arrays import generate_numpy
+from exprgrad.emit.verify import UnsafeCodeError, verify_module
 from exprgrad.errors import ExprgradError
-from exprgrad.lower import compile_program
-from exprgrad.npgen import generate_numpy
-from exprgrad.verify import UnsafeCodeError, verify_module
+from exprgrad.lower.lowering import compile_program
 
 CANARY_PAYLOAD = "__import__('pathlib').Path({path!r}).write_text('pwned')"
 
@@ -187,7 +187,7 @@ def _expression_strategy():  # type: ignore[no-untyped-def]
     from hypothesis.extra.lark import from_lark
     from lark import Lark
 
-    from exprgrad.parser import grammar_text
+    from exprgrad.syntax.parser import grammar_text
 
     grammar = Lark(grammar_text(), parser="lalr", lexer="basic", start="expr")
     names = st.sampled_from(["x", "y", "x", "y", "exp", "log", "tanh", "sigmoid", "relu", "sin",
@@ -245,7 +245,7 @@ def test_fuzzed_programs_compile_or_fail_cleanly(data: st.DataObject) -> None:
 LIMITED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-from exprgrad.cli import main
+from exprgrad.ui.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -318,7 +318,7 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
             result = run_cli("compile", str(big), "-o", str(target))
             assert result.returncode != 0
         else:  # no mount permission: inject the failure where the bytes are written
-            from exprgrad import files
+            from exprgrad.run import files
 
             real = os.fsync
 

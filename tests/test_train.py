@@ -11,7 +11,8 @@ from conftest import EXAMPLES, run_cli
 
 import exprgrad
 from exprgrad.api import program_of
-from exprgrad.training import config_from_program, train
+from exprgrad.run.config import config_from_program
+from exprgrad.run.training import train
 
 
 @pytest.mark.parametrize("seed", range(5))

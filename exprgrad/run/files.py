@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import ExprgradValueError
+from ..errors import ExprgradValueError
 
 #: every file exprgrad writes starts with (or, for binary formats, contains) this text
 MARK = "exprgrad"

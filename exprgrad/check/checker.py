@@ -14,9 +14,7 @@ Contract:
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import math
 import random
 import signal
@@ -30,17 +28,21 @@ from typing import Any
 
 import sympy
 
-from .api import entry_point
-from .derive import derivatives
-from .diff import hessian
-from .errors import CheckFailure, ExprgradValueError, Span
-from .interpret import interpret
-from .ir import Graph, Node
-from .lower import Function, Program, flatten_values
-from .ops import OPS
+from ..emit.load import entry_point
+from ..errors import Span
+from ..ir.derive import derivatives
+from ..ir.diff import hessian
+from ..ir.graph import Graph
+from ..ir.interpret import interpret
+from ..ir.node import Node
+from ..ir.ops import OPS
+from ..ir.program import Function, Program
+from ..lower.lowering import flatten_values
 
 #: above this many partials per function, the sympy comparisons use a random sample
 SYMPY_SAMPLE = 64
+
+
 #: differences with more operations than this are compared numerically without trying simplify
 SYMBOLIC_OPS = 400
 
@@ -65,7 +67,7 @@ def to_sympy(roots: Sequence[Node], leaves: dict[int, list[Any]]) -> list[list[A
     return interpret(roots, dict(leaves), SymAlgebra())
 
 
-def _symbols(base: str, shape: tuple[int, ...]) -> list[Any]:
+def element_symbols(base: str, shape: tuple[int, ...]) -> list[Any]:
     """One symbol per element, named as the user would write it (``x``, ``x[0]``, ``m[1,2]``):
     distinct for distinct elements, unlike ``x_0``, which a user may name an argument."""
     if shape == ():
@@ -99,9 +101,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(line.status != "mismatch" for line in self.lines)
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 class _Timeout(BaseException):
@@ -273,15 +272,12 @@ def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random
     return True, ""
 
 
-# ---------------------------------------------------------------------------------------------
-
-
 def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, list[Any]],
                                                         list[tuple[str, Any]]]:
     """The nodes differentiated with respect to, the leaf symbols, (label, symbol) per partial."""
     leaves: dict[int, list[Any]] = {}
     for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes):
-        leaves[node.id] = _symbols(name, shape)
+        leaves[node.id] = element_symbols(name, shape)
     for tensor in program.params.values():
         leaves[tensor.node.id] = [sympy.Symbol(n, real=True) for n in tensor.element_names]
     if fn.uses_params:
@@ -452,9 +448,6 @@ def _record(worst: dict[str, tuple[float, str]], label: str, analytic: float, fd
         worst[label] = (err, f"generated gradient {analytic:.9g}, central difference {fd:.9g}")
 
 
-# ---------------------------------------------------------------------------------------------
-
-
 def check_rules(program: Program, fname: str, budget: float = 2.0, seed: int = 0) -> list[Line]:
     """Each user-written ``grad`` rule of a def against sympy's derivative of its body."""
     fn = program.functions[fname]
@@ -464,11 +457,11 @@ def check_rules(program: Program, fname: str, budget: float = 2.0, seed: int = 0
     n_in = custom.attr[0]
     body, hole = custom.args[n_in], custom.args[n_in + 1]
     rules = custom.args[n_in + 2:]
-    leaves = {node.id: _symbols(name, shape)
+    leaves = {node.id: element_symbols(name, shape)
               for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
-    leaves[hole.id] = _symbols("dout", hole.shape)
+    leaves[hole.id] = element_symbols("dout", hole.shape)
     for tensor in program.params.values():
-        leaves[tensor.node.id] = _symbols(tensor.name, tensor.node.shape)
+        leaves[tensor.node.id] = element_symbols(tensor.name, tensor.node.shape)
     body_elems = to_sympy([body], leaves)[0]
     rng = random.Random(seed)
     lines = []
@@ -497,7 +490,7 @@ def check_hessian(program: Program, fname: str, budget: float = 2.0, seed: int =
     if fn.uses_params or len(fn.outputs) != 1 or any(s != () for s in fn.arg_shapes):
         return []
     graph: Graph = program.graph
-    leaves = {node.id: _symbols(name, ()) for node, name in zip(fn.inputs, fn.arg_names)}
+    leaves = {node.id: element_symbols(name, ()) for node, name in zip(fn.inputs, fn.arg_names)}
     symbols = [leaves[n.id][0] for n in fn.inputs]
     forward = to_sympy([fn.outputs[0]], leaves)[0][0]
     reference = sympy.hessian(forward, symbols)
@@ -515,56 +508,3 @@ def check_hessian(program: Program, fname: str, budget: float = 2.0, seed: int =
             lines.append(Line(fname, label, "ok" if equal else "mismatch", "hessian (numeric)",
                               detail))
     return lines
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def check_program_cli(args: argparse.Namespace) -> int:
-    from .api import module_from_code, program_of
-    from .codegen import generate
-
-    program = program_of(args.file)
-    names = args.functions or list(program.functions)
-    for name in names:
-        if name not in program.functions:
-            raise ExprgradValueError(f"{args.file} has no function '{name}'")
-    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{args.file}>")
-    report = Report()
-    start = time.perf_counter()
-    for name in names:
-        rule_lines = check_rules(program, name, args.budget, args.seed)
-        report.lines.extend(rule_lines)
-        sub = check_function(program, module, name, budget=args.budget, seed=args.seed)
-        report.lines.extend(sub.lines)
-        report.notes.extend(sub.notes)
-        if args.hessian:
-            report.lines.extend(check_hessian(program, name, args.budget, args.seed))
-    seconds = time.perf_counter() - start
-    if args.json:
-        print(json.dumps({
-            "file": args.file, "ok": report.ok, "seconds": round(seconds, 3),
-            "results": [{"function": x.function, "partial": x.partial, "status": x.status,
-                         "method": x.method, "detail": x.detail,
-                         "line": x.span.line if x.span else None} for x in report.lines],
-            "notes": report.notes}))
-    else:
-        for line in report.lines:
-            print(line.text())
-        for note in report.notes:
-            print(f"note: {note}")
-        bad = sum(1 for x in report.lines if x.status == "mismatch")
-        counts = {m: sum(1 for x in report.lines if x.method.startswith(m))
-                  for m in ("symbolic", "numeric", "finite-diff", "rule", "hessian")}
-        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        print(f"{len(report.lines) - bad} ok, {bad} mismatched ({summary}) in {seconds:.1f}s")
-    if not report.ok:
-        first = next(x for x in report.lines if x.status == "mismatch")
-        if first.span is not None:
-            err = CheckFailure(f"wrong derivative rule for '{first.partial}' in "
-                               f"'{first.function}'", first.span, hint=first.detail)
-            err.with_source(args.file, program.source)
-            if not args.json:
-                print(err.render())
-        return 1
-    return 0

@@ -24,16 +24,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .derive import derivatives
-from .diff import hessian
-from .errors import ExprgradLimitError
-from .interpret import interpret
-from .ir import Graph, Node, no_gc
-from .limits import MAX_SCALAR_STATEMENTS
-from .lower import Function, Program
-from .modwriter import ModuleWriter, Uses
+from ..errors import ExprgradLimitError
+from ..ir.derive import derivatives
+from ..ir.diff import hessian
+from ..ir.graph import Graph, no_gc
+from ..ir.interpret import interpret
+from ..ir.node import Node
+from ..ir.ops import OPS
+from ..ir.program import Function, Program
+from ..limits import MAX_SCALAR_STATEMENTS
+from .module import ModuleWriter, Uses
 from .names import Scope, ident_part
-from .ops import OPS
+from .verify import verify_module
 
 
 @dataclass(eq=False)
@@ -426,7 +428,7 @@ def generate(program: Program, *, hessians: bool = False,
     """The scalar-backend module for a program (see the module docstring).
 
     With ``verify`` (the default) the text is checked against the allowlist of
-    :mod:`exprgrad.verify` before it is returned.
+    :mod:`exprgrad.emit.verify` before it is returned.
     """
     with no_gc():
         return _generate(program, hessians, budget, verify)
@@ -461,7 +463,6 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
                         f"(value, gradient, Hessian) of {fname}.", False)
     code = writer.module.render(_DOCSTRING, _init_params(program, writer.module.uses))
     if verify:
-        from .verify import verify_module
 
         verify_module(code)
     return code

@@ -2,7 +2,7 @@
 
 Contract: :func:`loss_curve_svg` and :func:`loss_curve_png` return the file's contents for a list
 of losses (a log scale when the losses span more than two decades). Both carry exprgrad's mark so
-that a later run may replace them (see :mod:`exprgrad.files`).
+that a later run may replace them (see :mod:`exprgrad.run.files`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Contract: :func:`verify_module` parses generated source with :mod:`ast` and raises
 :class:`UnsafeCodeError` unless every statement and expression is one the code generators emit:
 imports of ``math``, ``random`` and ``numpy``; module constants that are strings, numbers and
-tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ops.HELPERS` spells them;
+tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ir.ops.HELPERS` spells them;
 ``init_params``; and functions whose bodies are a docstring, assignments to plain local names
 (possibly inside a ``for ... in zip(<the function's arguments>)`` loop) and one ``return``, over
 arithmetic, comparisons, conditional expressions, numbers, and calls of ``math``/``numpy``
@@ -19,10 +19,9 @@ import functools
 import re
 from collections.abc import Sequence
 
-from .errors import ExprgradError
-from .modwriter import CONSTANTS
-from .npgen import OWN_NUMPY_CALLS
-from .ops import HELPERS, OPS
+from ..errors import ExprgradError
+from ..ir.ops import HELPERS, OPS
+from .module import CONSTANTS
 
 
 class UnsafeCodeError(ExprgradError):
@@ -30,6 +29,12 @@ class UnsafeCodeError(ExprgradError):
 
     kind = "unsafe generated code"
 
+
+#: the numpy functions the numpy backend (exprgrad.emit.arrays) writes itself, beyond the op
+#: table's ``np_calls``
+OWN_NUMPY_CALLS = frozenset({"asarray", "float64", "ones", "full", "empty", "reshape", "divide",
+                             "ascontiguousarray", "subtract", "exp", "log", "add", "matmul",
+                             "inf", "nan"})
 
 _MODULES = {"math", "random", "numpy"}
 _CONSTANT_NAMES = set(CONSTANTS)
@@ -56,7 +61,7 @@ def _math_attrs() -> set[str]:
     return found | {"inf", "nan"}
 
 
-#: derived from the op table (see exprgrad.ops: ``py`` and ``np_calls``) and the backends' own
+#: derived from the op table (see exprgrad.ir.ops: ``py`` and ``np_calls``) and the backends' own
 _MATH_ATTRS = _math_attrs()
 _NUMPY_ATTRS = {c for spec in OPS.values() for c in spec.np_calls} | OWN_NUMPY_CALLS
 #: array attributes numpy code may use on its own values

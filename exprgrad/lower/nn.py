@@ -13,45 +13,11 @@ order in which ``init_params(seed)`` draws them from ``random.Random(seed).unifo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from .ir import Graph, Node
+from ..ir.graph import Graph
+from ..ir.node import Node
+from ..ir.program import LayerSpec, Net, ParamTensor
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
-
-
-@dataclass
-class ParamTensor:
-    """A trainable tensor: its IR node, the name of each element, and each element's init."""
-
-    name: str
-    node: Node
-    element_names: list[str]
-    #: per element: ("uniform", lo, hi) | ("normal", mean, sd) | ("const", value, 0.0)
-    init: list[tuple[str, float, float]]
-
-
-@dataclass
-class LayerSpec:
-    nin: int
-    nout: int
-    act: str
-    weight: ParamTensor
-    bias: ParamTensor
-
-
-@dataclass
-class Net:
-    name: str
-    kind: str
-    nin: int
-    layers: list[LayerSpec]
-    #: (tensor name, element index) in the seed's parameters() order
-    order: list[tuple[str, int]] = field(default_factory=list)
-
-    @property
-    def nout(self) -> int:
-        return self.layers[-1].nout
 
 
 def declare_net(graph: Graph, name: str, kind: str, nin: int, nouts: list[int], act: str,

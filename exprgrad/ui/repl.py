@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api import entry_point
-from .errors import (
+from ..check.checker import check_function, check_rules, element_symbols, to_sympy
+from ..emit.load import entry_point, module_from_code
+from ..emit.scalar import generate
+from ..errors import (
     EXIT_BUG,
     ExprgradError,
     ExprgradNameError,
@@ -37,6 +39,11 @@ from .errors import (
     is_bug,
     system_error_message,
 )
+from ..ir.node import reachable
+from ..ir.ops import BUILTINS
+from ..lower.lowering import check_name, compile_program, read_source
+from ..run.evaluate import format_value
+from .drawing import dot_source, render
 
 HELP = """\
 statements: def NAME(ARGS): ... (end the block with an empty line), param, net, data,
@@ -90,7 +97,6 @@ class Session:
         where it starts in ``extra``'s second line) when ``extra`` wraps a typed expression in a
         generated def; errors are then reported against the typed line.
         """
-        from .lower import compile_program
 
         text = self.program_text() + extra
         try:
@@ -176,7 +182,6 @@ class Session:
         self.chunks.append(chunk)
 
     def _assign(self, name: str, op: str | None, typed: str, start: int, line: int) -> None:
-        from .lower import check_name
 
         col = typed.index(name) + 1
         span = Span(line, col, line, col + len(name))
@@ -228,8 +233,6 @@ class Session:
         return program, fname
 
     def _module(self, program: Any) -> Any:
-        from .api import module_from_code
-        from .codegen import generate
 
         return module_from_code(generate(program), "exg_repl", "<repl>")
 
@@ -292,8 +295,6 @@ class Session:
                                      hint="type :help for the list")
 
     def _load(self, path: str) -> None:
-        from .api import read_source
-        from .lower import compile_program
 
         if not path:
             raise ExprgradValueError(":load needs a file name")
@@ -312,7 +313,6 @@ class Session:
 
     def _grad(self, expr: str, line: int, typed: str, col: int) -> None:
         self._need(expr, "an expression", line)
-        from .ir import reachable
 
         program, fname = self._expression_program(expr, line, typed, col)
         fn = program.functions[fname]
@@ -338,7 +338,6 @@ class Session:
 
     def _code(self, target: str, line: int, typed: str, col: int) -> None:
         self._need(target, "a function name or an expression", line)
-        from .codegen import generate
 
         program = self._compile()
         if target in program.functions:
@@ -354,13 +353,13 @@ class Session:
         self._need(expr, "an expression", line)
         import sympy
 
-        from .check import _symbols, to_sympy
 
         program, fname = self._expression_program(expr, line, typed, col)
         fn = program.functions[fname]
-        leaves = {n.id: _symbols(a, s) for n, a, s in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
+        leaves = {n.id: element_symbols(a, s)
+                  for n, a, s in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
         for pt in program.params.values():
-            leaves[pt.node.id] = _symbols(pt.name, pt.node.shape)
+            leaves[pt.node.id] = element_symbols(pt.name, pt.node.shape)
         elems = to_sympy(fn.outputs, leaves)[0]
         if len(elems) != 1:
             self.out(str(elems))
@@ -371,7 +370,6 @@ class Session:
             self.out(f"  d/d{s} = {sympy.simplify(sympy.diff(e, s))}")
 
     def _check(self, name: str) -> None:
-        from .check import check_function, check_rules
 
         program = self._compile()
         if name not in program.functions:
@@ -386,7 +384,6 @@ class Session:
 
     def _graph(self, rest: str, line: int, typed: str, col: int) -> None:
         self._need(rest, "an expression", line)
-        from .drawing import dot_source, render
 
         expr, output = rest, "repl_graph.svg"
         parts = rest.rsplit(" ", 1)
@@ -425,7 +422,6 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 
 def _show(value: Any) -> str:
-    from .evaluate import format_value
 
     return format_value(value)
 
@@ -481,7 +477,6 @@ def run_terminal(session: Session) -> int:
     from prompt_toolkit.completion import Completer, Completion
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-    from .ops import BUILTINS
 
     class _Names(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .ir import Node, reachable
+from .node import Node, reachable
 from .ops import OPS, Algebra
 
 

@@ -23,8 +23,8 @@ from lark import Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import Indenter
 
-from .errors import ExprgradLimitError, ExprgradSyntaxError, Span
-from .limits import MAX_LINE_LENGTH, MAX_SOURCE_BYTES, MAX_TOKENS
+from ..errors import ExprgradLimitError, ExprgradSyntaxError, Span
+from ..limits import MAX_LINE_LENGTH, MAX_SOURCE_BYTES, MAX_TOKENS
 
 Expr = tuple[Any, ...]
 
@@ -84,7 +84,7 @@ def grammar_text() -> str:
     packaged = resources.files("exprgrad").joinpath("grammar/exprgrad.lark")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    repo = Path(__file__).resolve().parent.parent / "grammar" / "exprgrad.lark"
+    repo = Path(__file__).resolve().parents[2] / "grammar" / "exprgrad.lark"
     return repo.read_text(encoding="utf-8")
 
 

@@ -17,8 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import (
+from ..errors import (
     EXIT_BUG,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,6 +30,7 @@ from .errors import (
     is_bug,
     system_error_message,
 )
+from ..version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _program(path: str):  # type: ignore[no-untyped-def]
-    from .api import program_of
+    from ..lower.lowering import program_of
 
     if not Path(path).is_file():
         raise ExprgradValueError(f"no such file: {path!r}", filename=path)
@@ -49,16 +49,15 @@ def _program(path: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .api import read_source
-    from .codegen import generate
-    from .files import write_output
-    from .lower import compile_program
+    from ..emit.scalar import generate
+    from ..lower.lowering import compile_program, read_source
+    from ..run.files import write_output
 
     if not Path(args.file).is_file():
         raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
     program = compile_program(read_source(args.file), args.file)
     if args.backend == "numpy":
-        from .npgen import generate_numpy
+        from ..emit.arrays import generate_numpy
 
         code = generate_numpy(program, verify=not args.no_verify)
     else:
@@ -71,22 +70,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .api import module_from_code
-    from .codegen import generate
-    from .evaluate import evaluate, format_result, parse_assignments
+    from ..emit.load import module_from_code
+    from ..emit.scalar import generate
+    from ..run.evaluate import evaluate, format_result, parse_assignments
 
     program = _program(args.file)
     if args.function not in program.functions:
-        from .lower import _did_you_mean
+        from ..lower.lowering import did_you_mean
 
         raise ExprgradValueError(f"{args.file} has no function '{args.function}'",
-                                 hint=_did_you_mean(args.function, list(program.functions))
+                                 hint=did_you_mean(args.function, list(program.functions))
                                  or f"functions: {', '.join(program.functions) or 'none'}")
     values = parse_assignments(args.values, program.functions[args.function])
     module = module_from_code(generate(program), "exg_eval", f"<exprgrad:{args.file}>")
     params = None
     if args.params:
-        from .training import load_params
+        from ..run.paramsio import load_params
 
         params = load_params(args.params, program)
     result = evaluate(program, module, args.function, values, params)
@@ -98,19 +97,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import check_program_cli
+    from .check_cmd import check_program_cli
 
     return check_program_cli(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import train_cli
+    from .train_cmd import train_cli
 
     return train_cli(args)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .training import predict_cli
+    from .train_cmd import predict_cli
 
     return predict_cli(args)
 

@@ -15,39 +15,14 @@ Contract:
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Span
-
-Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True, eq=False, slots=True)
-class Node:
-    id: int
-    op: str
-    args: tuple[Node, ...]
-    attr: Any
-    shape: Shape
-
-    def __hash__(self) -> int:
-        return self.id
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"%{a.id}" for a in self.args)
-        attr = "" if self.attr is None else f" [{self.attr!r}]"
-        shape = "" if self.shape == () else f" : {self.shape}"
-        return f"%{self.id} = {self.op}({args}){attr}{shape}"
-
-    @property
-    def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+from ..errors import Span
+from .node import Node, Shape, all_args, reachable
+from .ops import OPS
 
 
 @dataclass
@@ -86,8 +61,6 @@ class Graph:
 
     def apply(self, op: str, *args: Node, attr: Any = None) -> Node:
         """The smart constructor: shape check, constant folding, exact simplifications."""
-        from .ops import OPS  # the op table imports this module
-
         spec = OPS[op]
         shape = spec.shape_of(op, [a.shape for a in args], attr)
         if self.simplify and spec.simplify is not None:
@@ -123,31 +96,6 @@ class _ConstKey(float):
         return hash(repr(float(self)))
 
 
-def value_args(node: Node) -> tuple[Node, ...]:
-    """The args a node's *value* depends on (a custom-rule node's value is its body's output)."""
-    if node.op == "custom":
-        return (node.args[node.attr[0]],)
-    return node.args
-
-
-def reachable(roots: Iterable[Node], follow: Callable[[Node], Iterable[Node]] = value_args
-              ) -> list[Node]:
-    """All nodes reachable from ``roots`` through ``follow``, in topological (id) order."""
-    seen: dict[int, Node] = {}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen[node.id] = node
-        stack.extend(a for a in follow(node) if a.id not in seen)
-    return [seen[i] for i in sorted(seen)]
-
-
-def all_args(node: Node) -> tuple[Node, ...]:
-    return node.args
-
-
 def substitute(graph: Graph, roots: Sequence[Node], mapping: dict[Node, Node]) -> list[Node]:
     """Rebuild ``roots`` with every node in ``mapping`` replaced; returns the new roots.
 
@@ -174,8 +122,6 @@ def substitute(graph: Graph, roots: Sequence[Node], mapping: dict[Node, Node]) -
 
 def check_program(roots: Sequence[Node]) -> None:
     """Validate the invariants every pass must keep (run by the tests after every pass)."""
-    from .ops import OPS
-
     for node in reachable(roots, all_args):
         assert node.op in OPS, f"unknown op in {node!r}"
         for a in node.args:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import GradientError
-from .ir import Graph, Node, reachable, substitute
+from ..errors import GradientError
+from .graph import Graph, substitute
+from .node import Node, reachable
 from .ops import OPS
 
 

@@ -7,17 +7,17 @@ Each :class:`OpSpec` entry gives
   builder ``b``, the output cotangent ``g`` (same shape as ``out``), the forward output node and
   the input nodes, and returns one IR node per input: the cotangent contribution for that input,
   or ``None`` when no gradient flows (a constant exponent, a step function). A contribution may
-  have the output's shape where the input was a broadcast scalar; :mod:`exprgrad.diff` sums it.
+  have the output's shape where the input was a broadcast scalar; :mod:`exprgrad.ir.diff` sums it.
   Rules reuse the forward output where that is cheaper (``tanh' = 1 - out*out``).
 - ``ref``: the reference implementation on Python floats (used to fold constants and to evaluate
   elements), following the numeric policy below; for elementwise ops only.
 - ``py``: the scalar-Python emitter: ``py(args, consts, uses)`` turns argument expressions into
   one expression (one operation). It names modules and helpers through ``uses``
-  (:class:`exprgrad.modwriter.Uses`; a template says ``{math}.tanh({0})`` or ``{_div}({0}, {1})``),
-  which records them, so a module imports exactly what its code uses.
+  (:class:`exprgrad.emit.module.Uses`; a template says ``{math}.tanh({0})`` or
+  ``{_div}({0}, {1})``), which records them, so a module imports exactly what its code uses.
 - ``np``: the numpy emitter: argument expressions to one array expression.
 - ``np_calls``: the ``np.`` functions the numpy emitters may write (derived from the template
-  for elementwise ops); the allowlist of :mod:`exprgrad.verify` is built from these.
+  for elementwise ops); the allowlist of :mod:`exprgrad.emit.verify` is built from these.
 - ``mp``: where ``sym`` is a sympy function of its own (``sympy.tanh``), its mpmath counterpart,
   used by ``exprgrad check`` to evaluate expressions numerically.
 - ``np_into``: for ops that numpy computes with one ufunc (or matrix product), the same operation
@@ -46,9 +46,12 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .ir import Graph, Node, Shape
+from .node import Node, Shape
+
+if TYPE_CHECKING:  # the graph builds nodes through this table; rules only call its methods
+    from .graph import Graph
 
 
 class ShapeMismatch(Exception):
@@ -406,7 +409,7 @@ def _broadcast_unroll(alg: Algebra, op: str, elems: Sequence[Sequence[Any]], att
 # ---------------------------------------------------------------------------------------------
 # Derivative rules (see the convention in the module docstring).
 
-Vjp = Callable[[Graph, Node, Node, Sequence[Node], Any], Sequence[Node | None]]
+Vjp = Callable[["Graph", Node, Node, Sequence[Node], Any], Sequence[Node | None]]
 
 
 def _c(b: Graph, v: float) -> Node:
@@ -924,7 +927,7 @@ class OpSpec:
         if self.elementwise and self.ref is not None:
             return float(self.ref(*values))
         if self.unroll is not None:
-            alg = _EvalAlgebra()
+            alg = EvalAlgebra()
             elems = [[float(v)] * _size(s) for v, s in zip(values, shapes)]
             result = self.unroll(alg, self.name, elems, attr, shapes, out)
             if result and all(repr(r) == repr(result[0]) for r in result):
@@ -939,7 +942,7 @@ def _size(shape: Shape) -> int:
     return n
 
 
-class _EvalAlgebra:
+class EvalAlgebra:
     """Elements are Python floats; scalar ops use the reference implementations."""
 
     def scalar(self, op: str, args: Sequence[Any], attr: Any = None) -> Any:
@@ -967,7 +970,7 @@ def _mpmath() -> Any:
 
 
 class Uses(Protocol):
-    """What an emitter names modules and helpers through (see exprgrad.modwriter.Uses)."""
+    """What an emitter names modules and helpers through (see exprgrad.emit.module.Uses)."""
 
     def __getitem__(self, key: str) -> str: ...
 
@@ -1093,7 +1096,7 @@ _register(
     OpSpec("input", 0, _leaf_shape, _vjp_none, "input"),
     OpSpec("param", 0, _leaf_shape, _vjp_none, "param"),
     OpSpec("hole", 0, _leaf_shape, _vjp_none, "dout"),
-    # a call of a function with a user-written derivative rule; see exprgrad.diff
+    # a call of a function with a user-written derivative rule; see exprgrad.ir.diff
     OpSpec("custom", None, _leaf_shape, None, "custom", np_view=True),
     _binary("add", "+", _vjp_add, lambda a, b: a + b, "{0} + {1}", "{0} + {1}",
             lambda a, b: a + b, simplify=_simp_add, ufunc="np.add"),
@@ -1182,7 +1185,8 @@ _register(
     _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, "sum", builtin="sum",
             np_view=True),
     _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, "dot", builtin="dot"),
-    # numpy: written by exprgrad.npgen as a block (max once, exponentials shared with the gradient)
+    # numpy: written by exprgrad.emit.arrays as a block (max once, exponentials shared with the
+    # gradient)
     _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, None, "", builtin="logsumexp"),
     _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
             _MATMUL_NP[0], "matmul multiply dot", label="@", np_into=_MATMUL_NP[1]),

@@ -1,8 +1,8 @@
 """Syntax tree to IR: names resolved, calls inlined, shapes checked, every mistake located.
 
-Contract: :func:`lower` turns the statements from :func:`exprgrad.parser.parse` into a
+Contract: :func:`lower` turns the statements from :func:`exprgrad.syntax.parser.parse` into a
 :class:`Program`: one :class:`Function` per ``def`` (input nodes and output nodes in one shared,
-hash-consed :class:`~exprgrad.ir.Graph`), the parameter tensors in their canonical order, the
+hash-consed :class:`~exprgrad.ir.graph.Graph`), the parameter tensors in their canonical order, the
 data sets and the training settings. Every user mistake raises an :class:`ExprgradError` with the
 span of the offending text. Expressions are lowered with an explicit stack (no recursion), and a
 call of an earlier ``def`` is inlined by substituting its lowered body, so call chains of any
@@ -16,61 +16,23 @@ import difflib
 import keyword
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import (
-    ExprgradError,
-    ExprgradNameError,
-    ExprgradTypeError,
-    ExprgradValueError,
-    Span,
-)
-from .ir import Graph, Node, no_gc, reachable, substitute
-from .limits import MAX_NODES
-from .nn import ACTIVATIONS, Net, ParamTensor, call_net, declare_net
-from .ops import BUILTINS, OPS, ShapeMismatch
-from .parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
+from ..errors import ExprgradError, ExprgradNameError, ExprgradTypeError, ExprgradValueError, Span
+from ..ir.graph import Graph, no_gc, substitute
+from ..ir.node import Node, reachable
+from ..ir.ops import BUILTINS, OPS, ShapeMismatch
+from ..ir.program import Function, ParamTensor, Program
+from ..limits import MAX_NODES
+from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
+from .nn import ACTIVATIONS, call_net, declare_net
 
 #: names a program may not bind: the language's own words and builtins
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
                             "uniform", "normal", "csv", "MLP", "Layer", "Neuron"})
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
-
-
-@dataclass
-class Function:
-    name: str
-    arg_names: list[str]
-    arg_shapes: list[tuple[int, ...]]
-    inputs: list[Node]
-    outputs: list[Node]
-    span: Span
-    uses_params: bool = False
-    rule_spans: list[Span] = field(default_factory=list)
-
-
-@dataclass
-class Program:
-    filename: str
-    source: str
-    graph: Graph
-    functions: dict[str, Function] = field(default_factory=dict)
-    params: dict[str, ParamTensor] = field(default_factory=dict)
-    #: the flat parameter vector: (tensor name, element index), in declaration order
-    param_order: list[tuple[str, int]] = field(default_factory=list)
-    nets: dict[str, Net] = field(default_factory=dict)
-    data: dict[str, list[Any]] = field(default_factory=dict)
-    data_spans: dict[str, Span] = field(default_factory=dict)
-    train: TrainDecl | None = None
-    #: function name -> (the function, its derivatives): see exprgrad.derive
-    derived: dict[str, tuple[Function, Any]] = field(default_factory=dict)
-
-    @property
-    def param_names(self) -> list[str]:
-        return [self.params[t].element_names[i] for t, i in self.param_order]
 
 
 def compile_program(text: str, filename: str = "<string>", *, allow_empty: bool = False
@@ -90,6 +52,30 @@ def _compile_program(text: str, filename: str, allow_empty: bool) -> Program:
         return _Lowerer(text, filename).run(statements)
     except ExprgradError as err:
         raise err.with_source(filename, text) from None
+
+
+def read_source(path: str | Path) -> str:
+    """Read a .exg file as UTF-8 text (a byte-order mark is dropped by the parser)."""
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ExprgradValueError(f"cannot read {str(path)!r}: {err.strerror}",
+                                 filename=str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ExprgradValueError(f"the file is not UTF-8 text (byte {err.start} is "
+                                 f"0x{data[err.start]:02x})", Span(line, col, line, col + 1),
+                                 filename=str(path), hint="exprgrad reads UTF-8 source files"
+                                 ) from None
+
+
+def program_of(path: str | Path) -> Program:
+    """Read and compile a .exg file."""
+    return compile_program(read_source(path), str(path))
 
 
 def check_name(name: str, span: Span, what: str) -> None:
@@ -114,7 +100,7 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def _did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
+def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -214,7 +200,7 @@ class _Lowerer:
         kinds = {"MLP": 2, "Layer": 2, "Neuron": 1}
         if stmt.kind not in kinds:
             raise ExprgradNameError(f"unknown network kind '{stmt.kind}'", stmt.kind_span,
-                                    hint=_did_you_mean(stmt.kind, list(kinds))
+                                    hint=did_you_mean(stmt.kind, list(kinds))
                                     or "use MLP(nin, [sizes]), Layer(nin, nout) or Neuron(nin)")
         positional = [e for e in stmt.args if e[0] != "kw"]
         options = {e[2]: e for e in stmt.args if e[0] == "kw"}
@@ -367,7 +353,7 @@ class _Lowerer:
                 _, span, name, expr = stmt
                 if name not in seen:
                     raise ExprgradNameError(f"'grad {name}' names no argument of '{d.name}'", span,
-                                            hint=_did_you_mean(name, list(seen)))
+                                            hint=did_you_mean(name, list(seen)))
                 if any(r[0][2] == name for r in rules):
                     raise ExprgradNameError(f"a second rule for '{name}'", span)
                 rules.append((stmt, dict(env)))
@@ -511,7 +497,7 @@ class _Lowerer:
         else:
             where = f"in '{self.current}'"
         raise ExprgradNameError(f"'{name}' is not defined {where}", span,
-                                hint=_did_you_mean(name, candidates))
+                                hint=did_you_mean(name, candidates))
 
     def _call(self, e: Expr, args: list[Node], env: dict[str, Node]) -> Node:
         _, span, fname, arg_exprs, kwargs = e
@@ -546,7 +532,7 @@ class _Lowerer:
             raise ExprgradTypeError(f"'{fname}' is not a function", span)
         known = list(BUILTINS) + list(self.program.functions) + list(self.program.nets)
         raise ExprgradNameError(f"unknown function '{fname}'", span,
-                                hint=_did_you_mean(fname, known))
+                                hint=did_you_mean(fname, known))
 
     def _inline(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span) -> Node:
         if len(args) != len(fn.inputs):

@@ -25,13 +25,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .derive import derivatives
-from .diff import grad
-from .errors import ExprgradLimitError, ExprgradValueError
-from .interpret import interpret
-from .ir import Node, reachable
-from .lower import Function, Program, flatten_values
-from .ops import OPS, _EvalAlgebra
+from ..emit.load import module_from_code
+from ..emit.scalar import generate
+from ..errors import ExprgradLimitError, ExprgradValueError
+from ..ir.derive import derivatives
+from ..ir.diff import grad
+from ..ir.interpret import interpret
+from ..ir.node import Node, reachable
+from ..ir.ops import OPS, EvalAlgebra
+from ..ir.program import Function, Program
+from ..lower.lowering import did_you_mean, flatten_values, program_of
+from ..run.evaluate import check_value, parse_assignments
+from ..run.files import write_output
 
 #: the most IR nodes drawn in one picture
 MAX_DRAW_NODES = 400
@@ -58,7 +63,7 @@ def evaluate_nodes(program: Program, nodes: Sequence[Node], leaves: dict[int, li
                    ) -> dict[int, list[float]]:
     """Element values of ``nodes`` (reference implementations; ``leaves`` binds inputs)."""
     env = dict(leaves)
-    interpret(nodes, env, _EvalAlgebra())
+    interpret(nodes, env, EvalAlgebra())
     return env
 
 
@@ -69,8 +74,6 @@ def _leaf_values(program: Program, fn: Function, at: dict[str, Any],
         leaves[node.id] = flatten_values(at[name])
     if program.params:
         if params is None:
-            from .api import module_from_code
-            from .codegen import generate
 
             params = module_from_code(generate(program), "exg_draw", "<exprgrad:draw>"
                                       ).init_params(0)
@@ -120,7 +123,7 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
     if count > limit:
         raise ExprgradLimitError(
             f"the graph of '{fname}' has {count} nodes; pictures are limited to {limit} "
-            "(exprgrad.drawing.MAX_DRAW_NODES)",
+            "(exprgrad.ui.drawing.MAX_DRAW_NODES)",
             hint="draw one layer per box with --collapse, leave out --backward, or draw a "
             "smaller function")
     values: dict[int, list[float]] = {}
@@ -250,7 +253,6 @@ def _mark_svg(data: bytes) -> bytes:
 
 def render(dot_text: str, output: str | Path, *, force: bool = False) -> None:
     """Write DOT text, or render it with Graphviz's ``dot`` to SVG, PNG or PDF (atomically)."""
-    from .files import write_output
 
     path = Path(output)
     fmt = path.suffix.lower().lstrip(".")
@@ -289,13 +291,11 @@ def draw(source: str | Path | Program, function: str | None = None, *,
     """A ``graphviz.Digraph`` of a function (renders inline in Jupyter)."""
     import graphviz
 
-    from .api import program_of
 
     program = source if isinstance(source, Program) else program_of(source)
     name = function or next(iter(program.functions))
     if at is not None:
         fn = program.functions[name]
-        from .evaluate import check_value
 
         at = {k: check_value(k, at[k], s) for k, s in zip(fn.arg_names, fn.arg_shapes)}
     body = dot_body(program, name, at=at, backward=backward, collapse=collapse)
@@ -303,18 +303,15 @@ def draw(source: str | Path | Program, function: str | None = None, *,
 
 
 def graph_cli(args: argparse.Namespace) -> int:
-    from .api import program_of
-    from .evaluate import parse_assignments
 
     program = program_of(args.file)
     if not program.functions:
         raise ExprgradValueError(f"{args.file} defines no function to draw")
     name = args.function or next(iter(program.functions))
     if name not in program.functions:
-        from .lower import _did_you_mean
 
         raise ExprgradValueError(f"{args.file} has no function '{name}'",
-                                 hint=_did_you_mean(name, list(program.functions)))
+                                 hint=did_you_mean(name, list(program.functions)))
     at = parse_assignments(args.at, program.functions[name]) if args.at else None
     text = dot_source(program, name, at=at, backward=args.backward, collapse=args.collapse)
     render(text, args.output, force=args.force)

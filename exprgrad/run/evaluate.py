@@ -13,9 +13,9 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-from .api import entry_point
-from .errors import ExprgradTypeError, ExprgradValueError
-from .lower import Function, Program
+from ..emit.load import entry_point
+from ..errors import ExprgradTypeError, ExprgradValueError
+from ..ir.program import Function, Program
 
 
 @dataclass

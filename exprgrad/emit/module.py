@@ -4,7 +4,7 @@ Contract:
 - :class:`Uses` is handed to every op emitter. An emitter names a module (``{math}``), a runtime
   helper (``{_div}``) or prints a number through it, and it records that use; the module then
   imports exactly what its code uses (a module cannot use ``math`` without importing it).
-- :class:`ModuleWriter` owns the module's :class:`~exprgrad.names.Namer`. It gives every user
+- :class:`ModuleWriter` owns the module's :class:`~exprgrad.emit.names.Namer`. It gives every user
   function its Python names (``f``, ``f_grad``, ``f_grad_sum``, ``f_hess``; the user's name is
   kept where it is free, see :meth:`ModuleWriter.entry`), collects the functions' text and
   :meth:`ModuleWriter.render` prints the module: header, imports, constants (``ENTRY_POINTS``
@@ -21,9 +21,9 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import __version__
+from ..ir.ops import HELPERS
+from ..version import __version__
 from .names import Namer
-from .ops import HELPERS
 
 #: the generated functions of one user ``def``, by kind, with the suffix of their Python name
 ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess"}

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .diff import grad
-from .ir import Node
-from .lower import Function, Program
+from .node import Node
+from .program import Function, Program
 
 
 @dataclass(frozen=True)

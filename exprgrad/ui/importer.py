@@ -37,8 +37,10 @@ import types
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import ExprgradError, ExprgradImportError, is_bug, mark_as_bug
+from ..emit.scalar import generate
+from ..errors import ExprgradError, ExprgradImportError, is_bug, mark_as_bug
+from ..lower.lowering import compile_program, read_source
+from ..version import __version__
 
 #: counters for tests and curious users: how many imports compiled and how many hit the cache
 stats = {"compiled": 0, "cache_hits": 0}
@@ -86,7 +88,6 @@ def _write_cache(path: Path, text: str) -> bool:
 
 def generated_source(exg: Path) -> tuple[str, str]:
     """The generated module text for a file and the file name it should be compiled under."""
-    from .api import compile_source, read_source
 
     try:
         source = read_source(exg)
@@ -96,7 +97,7 @@ def generated_source(exg: Path) -> tuple[str, str]:
         if cached is not None:
             stats["cache_hits"] += 1
             return cached, str(cached_at)
-        code = f"# exprgrad-cache-key: {key}\n" + compile_source(source, str(exg))
+        code = f"# exprgrad-cache-key: {key}\n" + generate(compile_program(source, str(exg)))
     except Exception as err:
         if is_bug(err):  # exprgrad's own fault: propagate it as it is, marked as a bug
             mark_as_bug(err, str(exg))

@@ -12,8 +12,8 @@ array operation per IR node, so a layer is one matrix product, not one statement
   per-example gradient array per argument.
 
 Parameters are read from the flat vector through views (slices and reshapes), never copied.
-Numbers follow the numeric policy of :mod:`exprgrad.ops` through numpy's IEEE arithmetic (numpy
-may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.verify`.
+Numbers follow the numeric policy of :mod:`exprgrad.ir.ops` through numpy's IEEE arithmetic (numpy
+may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.emit.verify`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .derive import derivatives
-from .ir import Node, no_gc, reachable
-from .lower import Function, Program
-from .modwriter import ModuleWriter
+from ..ir.derive import derivatives
+from ..ir.graph import no_gc
+from ..ir.node import Node, reachable
+from ..ir.ops import OPS, NpCtx, np_t
+from ..ir.program import Function, Program
+from .load import entry_point, module_from_code
+from .module import ModuleWriter
 from .names import Scope, ident_part
-from .ops import OPS, NpCtx, np_t
-
-#: the numpy functions this backend writes itself (beyond the op table's ``np_calls``)
-OWN_NUMPY_CALLS = frozenset({"asarray", "float64", "ones", "full", "empty", "reshape", "divide",
-                             "ascontiguousarray", "subtract", "exp", "log", "add", "matmul",
-                             "inf", "nan"})
+from .verify import verify_module
 
 #: write results into dead temporaries (off only to measure what it saves: benchmarks/ablation.py)
 REUSE_BUFFERS = True
@@ -448,7 +446,6 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
         code = writer.module.render(
             "Batched numpy forward and gradient code compiled from {label} by exprgrad.", None)
         if verify:
-            from .verify import verify_module
 
             verify_module(code)
         return code
@@ -458,7 +455,6 @@ def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]]):
     """A ``(params, indices) -> (summed loss, flat gradient list)`` function for training."""
     import numpy as np
 
-    from .api import entry_point, module_from_code
 
     only = replace(program, functions={fn.name: fn})
     module = module_from_code(generate_numpy(only), "exg_numpy",

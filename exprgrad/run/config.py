@@ -1,0 +1,104 @@
+"""Training settings: the file's 'train' statement as a TrainConfig, checked; the TrainResult.
+
+Contract: :func:`config_from_program` reads the ``train`` statement (names resolved, values
+checked with their source spans); :func:`validate_config` checks settings however they were given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ExprgradTypeError, ExprgradValueError, Span
+from ..ir.program import Program
+
+#: the settings a 'train' statement may give, with their types
+_OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
+    "optimizer": str, "lr": float, "steps": int, "reduce": str, "batch_size": int, "seed": int,
+    "momentum": float, "beta1": float, "beta2": float, "eps": float, "backend": str,
+    "predict": str, "batch": int,
+}
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass
+class TrainConfig:
+    loss: str
+    data: list[str]
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    steps: int = 100
+    reduce: str = "sum"
+    batch_size: int = 0  # 0: full batch
+    seed: int = 0
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    backend: str = "auto"
+    predict: str | None = None
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]
+    params: list[float]
+    names: list[str]
+    steps: int
+    seconds: float
+    config: TrainConfig
+    stopped: str | None = None  # why training stopped early (a non-finite loss), else None
+    backend: str = "python"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else math.nan
+
+
+def config_from_program(program: Program) -> TrainConfig:
+    """The settings of the file's ``train`` statement (validated, with their spans in errors)."""
+    decl = program.train
+    if decl is None:
+        raise ExprgradValueError(f"{program.filename} has no 'train' statement",
+                                 hint="add a line like 'train loss(xs, ys): lr=0.05, steps=200'")
+    if decl.func not in program.functions:
+        raise ExprgradTypeError(f"'train' names no function '{decl.func}'", decl.span)
+    config = TrainConfig(decl.func, [name for name, _ in decl.data])
+    for key, (value, span) in decl.options.items():
+        if key not in _OPTION_TYPES:
+            raise ExprgradValueError(f"unknown training option '{key}'", span,
+                                     hint="options: " + ", ".join(sorted(_OPTION_TYPES)))
+        try:
+            converted = _OPTION_TYPES[key](value)
+            if isinstance(value, float) and _OPTION_TYPES[key] is int and value != int(value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ExprgradValueError(f"'{key}' needs a {_OPTION_TYPES[key].__name__}", span
+                                     ) from None
+        setattr(config, "batch_size" if key == "batch" else key, converted)
+    for name, span in decl.data:
+        if name not in program.data:
+            raise ExprgradTypeError(f"'{name}' is not a data set of this file", span)
+    validate_config(config, decl.span)
+    return config
+
+
+def validate_config(config: TrainConfig, span: Span | None = None) -> None:
+    if config.optimizer not in OPTIMIZERS:
+        raise ExprgradValueError(f"unknown optimizer '{config.optimizer}'", span,
+                                 hint="use sgd, momentum or adam")
+    if config.reduce not in ("sum", "mean"):
+        raise ExprgradValueError("reduce is 'sum' or 'mean'", span)
+    if not (config.lr > 0 and math.isfinite(config.lr)):
+        raise ExprgradValueError("the learning rate must be a positive number", span)
+    if config.steps < 0:
+        raise ExprgradValueError("steps must be at least 0", span)
+    if config.batch_size < 0:
+        raise ExprgradValueError("batch_size must be at least 0 (0: the whole data set)", span)
+    if config.backend not in ("python", "numpy", "auto"):
+        raise ExprgradValueError("backend is 'python', 'numpy' or 'auto'", span)

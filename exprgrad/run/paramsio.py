@@ -1,0 +1,58 @@
+"""Saving and loading trained parameters as JSON.
+
+Contract: :func:`save_params` writes the parameters by name with the source's hash and a
+signature of the parameter layout (atomically; never over a file exprgrad did not write);
+:func:`load_params` accepts exactly the files whose signature matches the program.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExprgradValueError
+from ..ir.program import Program
+from ..version import __version__
+from .files import write_output
+
+
+def model_signature(program: Program) -> str:
+    """Identifies the parameter layout: a saved file fits exactly the programs with this value."""
+    text = "\n".join(f"{n}:{program.params[t].node.shape}" for n, (t, _) in
+                     zip(program.param_names, program.param_order))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_params(path: str, program: Program, params: Sequence[float], *, force: bool = False,
+                extra: dict[str, Any] | None = None) -> None:
+
+    payload = {
+        "exprgrad": __version__,
+        "source": Path(program.filename).name,
+        "source_sha256": hashlib.sha256(program.source.encode()).hexdigest(),
+        "model_signature": model_signature(program),
+        "params": {name: value for name, value in zip(program.param_names, params)},
+        **(extra or {}),
+    }
+    write_output(path, json.dumps(payload, indent=2, allow_nan=True) + "\n", force=force)
+
+
+def load_params(path: str, program: Program) -> list[float]:
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ExprgradValueError(f"cannot read parameters from {path!r}: {err}") from None
+    if not isinstance(payload, dict) or "params" not in payload:
+        raise ExprgradValueError(f"{path!r} is not a parameter file written by exprgrad")
+    if payload.get("model_signature") != model_signature(program):
+        raise ExprgradValueError(f"{path!r} holds the parameters of another program "
+                                 f"({payload.get('source', '?')})",
+                                 hint="its parameter names or shapes differ from this file's")
+    values = payload["params"]
+    try:
+        return [float(values[name]) for name in program.param_names]
+    except (KeyError, TypeError, ValueError):
+        raise ExprgradValueError(f"{path!r} is missing parameters or holds non-numbers") from None

@@ -1,0 +1,217 @@
+"""Training: gradient descent driven by generated value-and-gradient code, no graph at run time.
+
+Contract: :func:`train` takes a program (or a path) and settings (the file's ``train`` statement,
+overridden by keyword arguments) and returns a :class:`TrainResult` with the loss history and the
+parameters. The batch loss is the sum over the batch's examples of the per-example loss (the
+notebook's ``sum((yout - ygt)**2 ...)``), or the mean with ``reduce=mean``. Minibatches are
+shuffled from ``random.Random(seed)``; the same seed gives bit-identical losses. A non-finite loss
+or gradient stops training at that step and keeps the last good parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import random
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from ..emit.arrays import numpy_batch_step
+from ..emit.load import entry_point, module_from_code
+from ..emit.scalar import generate
+from ..errors import ExprgradTypeError, ExprgradValueError
+from ..ir.program import Function, Program
+from ..lower.nn import call_net
+from .config import TrainConfig, TrainResult, config_from_program, validate_config
+from .data import examples_from
+from .optimizer import Optimizer
+from .progress import Progress
+
+
+def _batches(n: int, config: TrainConfig, rng: random.Random) -> list[list[int]]:
+    if config.batch_size <= 0 or config.batch_size >= n:
+        return [list(range(n))]
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[i:i + config.batch_size] for i in range(0, n, config.batch_size)]
+
+
+def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
+    if config.backend == "numpy":
+        return True
+    if config.backend == "python":
+        return False
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return n_examples * max(1, config.batch_size and min(config.batch_size, n_examples)) >= 0 and (
+        (config.batch_size or n_examples) >= NUMPY_BATCH)
+
+
+#: with backend=auto, batches of at least this many examples use the numpy backend
+NUMPY_BATCH = 32
+
+
+def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
+                       ) -> Callable[[list[float], list[int]], tuple[float, list[float]]]:
+    """``(params, indices) -> (summed loss, summed gradient)`` through ``name_grad_sum``."""
+    if "grad_sum" not in module.ENTRY_POINTS[name]:
+        # a loss of no arguments has no f_grad_sum: one call per example
+        loss_grad = entry_point(module, name, "grad")
+
+        def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+            total, acc = loss_grad(params, *examples[idx[0]])
+            for i in idx[1:]:
+                value, g = loss_grad(params, *examples[i])
+                total += value
+                acc = list(map(operator.add, acc, g))
+            return total, acc
+
+        return per_example
+    summed = entry_point(module, name, "grad_sum")
+    columns = [list(c) for c in zip(*examples)]
+    everything = list(range(len(examples)))
+
+    def step(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+        if idx == everything:
+            return summed(params, *columns)  # type: ignore[no-any-return]
+        return summed(params, *[[c[i] for i in idx] for c in columns])  # type: ignore[no-any-return]
+
+    return step
+
+
+def train(program: Program, *, config: TrainConfig | None = None, csv_path: str | None = None,
+          init: Sequence[float] | None = None, progress: Progress | None = None,
+          module: types.ModuleType | None = None) -> TrainResult:
+    """Run gradient descent; see the module docstring."""
+
+    config = config or config_from_program(program)
+    validate_config(config)
+    if config.loss not in program.functions:
+        raise ExprgradValueError(f"no function '{config.loss}' to train")
+    fn = program.functions[config.loss]
+    if not fn.uses_params:
+        raise ExprgradTypeError(f"'{fn.name}' uses no parameters; there is nothing to train",
+                                fn.span)
+    if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
+        raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
+    examples = examples_from(program, fn, config, csv_path)
+    use_numpy = _use_numpy(config, len(examples))
+    if use_numpy:
+
+        batch_grad = numpy_batch_step(program, fn, examples)
+    else:
+        module = module or module_from_code(generate(program), "exg_train",
+                                            f"<exprgrad:{program.filename}>")
+        batch_grad = _scalar_batch_step(module, fn.name, examples)
+
+    rng = random.Random(config.seed)
+    if init is not None:
+        params = list(init)
+    else:
+        init_module = module or module_from_code(generate(program), "exg_init",
+                                                 f"<exprgrad:{program.filename}>")
+        params = list(init_module.init_params(config.seed))
+    if use_numpy:  # updated as whole arrays
+        import numpy as np
+
+        params = np.asarray(params, dtype=np.float64)  # type: ignore[assignment]
+    opt = Optimizer(config, params)
+    losses: list[float] = []
+    stopped = None
+    start = time.perf_counter()
+    if progress:
+        progress.start = start
+    for step in range(1, config.steps + 1):
+        epoch_loss = 0.0
+        batch_list = _batches(len(examples), config, rng)
+        for idx in batch_list:
+            value, grads = batch_grad(params, idx)
+            if config.reduce == "mean":
+                scale = 1.0 / len(idx)
+                value *= scale
+                grads = opt.each(lambda g, s=scale: g * s, grads)
+            if not (math.isfinite(value) and opt.finite(grads)):
+                stopped = (f"step {step}: the loss or its gradient is not finite "
+                           f"(loss = {value}); kept the parameters from before this step")
+                break
+            params = opt.step(params, grads)
+            epoch_loss += value
+        if stopped:
+            break
+        losses.append(epoch_loss / (len(batch_list) if config.reduce == "mean" else 1))
+        if progress:
+            progress.update(step, losses[-1])
+    seconds = time.perf_counter() - start
+    if progress:
+        progress.close()
+    params = [float(p) for p in params]
+    return TrainResult(losses, params, program.param_names, len(losses), seconds, config,
+                       stopped, "numpy" if use_numpy else "python")
+
+
+def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],
+               module: types.ModuleType) -> float:
+    """The batch loss of the final parameters over all examples (sum or mean, as trained)."""
+    loss = entry_point(module, result.config.loss, "value")
+    total = math.fsum(loss(result.params, *ex) for ex in examples)
+    return total / len(examples) if result.config.reduce == "mean" else total
+
+
+def predictor(program: Program, config: TrainConfig) -> Function | None:
+    """The function that maps an input to a prediction: ``predict=``, a def named ``predict``,
+    or (when the file has one network) that network applied to the loss's first argument."""
+    name = config.predict or ("predict" if "predict" in program.functions else None)
+    if name is not None:
+        if name not in program.functions:
+            raise ExprgradValueError(f"no function '{name}' to predict with")
+        return program.functions[name]
+    loss = program.functions[config.loss]
+    if len(program.nets) != 1 or not loss.arg_shapes:
+        return None
+
+    net = next(iter(program.nets.values()))
+    if loss.arg_shapes[0] != (net.nin,):
+        return None
+    graph = program.graph
+    x = graph.make("input", (), ("predict", loss.arg_names[0], 0), (net.nin,))
+    graph.name(x, loss.arg_names[0])
+    out = call_net(graph, net, x)
+    fn = Function("predict", [loss.arg_names[0]], [(net.nin,)], [x], [out], loss.span,
+                  uses_params=True)
+    return fn
+
+
+def accuracy(preds: list[Any], targets: list[Any]) -> float | None:
+    """Classification accuracy when the targets look like labels: -1/+1 (the sign decides),
+    0/1 (0.5 decides) or one-hot vectors (the largest output decides); else None."""
+    if not preds or len(preds) != len(targets):
+        return None
+    if all(isinstance(t, float) for t in targets):
+        labels = set(targets)
+        if labels <= {-1.0, 1.0}:
+            hits = sum((p > 0) == (t > 0) for p, t in zip(preds, targets))
+        elif labels <= {0.0, 1.0}:
+            hits = sum((p > 0.5) == (t > 0.5) for p, t in zip(preds, targets))
+        else:
+            return None
+        return hits / len(targets)
+    if all(isinstance(t, list) and sorted(t)[-1] == 1.0 and sum(t) == 1.0 for t in targets):
+        hits = sum(max(range(len(p)), key=p.__getitem__) == t.index(1.0)
+                   for p, t in zip(preds, targets) if isinstance(p, list))
+        return hits / len(targets)
+    return None
+
+
+def predictions(program: Program, fn: Function, params: list[float],
+                inputs: list[list[Any]]) -> list[Any]:
+
+    extra = replace(program, functions={fn.name: fn})
+    module = module_from_code(generate(extra), "exg_predict", f"<exprgrad:{program.filename}>")
+    f = entry_point(module, fn.name, "value")
+    n_args = len(fn.arg_names)
+    return [f(params, *ex[:n_args]) for ex in inputs]

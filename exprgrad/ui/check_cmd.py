@@ -1,0 +1,65 @@
+"""The `exprgrad check` command: every gradient of a file against sympy and central differences.
+
+Contract: ``check_program_cli(args)`` prints a line per partial (or JSON) and returns 0 when
+every check passed, 1 on a mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ..check.checker import Report, check_function, check_hessian, check_rules
+from ..emit.load import module_from_code
+from ..emit.scalar import generate
+from ..errors import CheckFailure, ExprgradValueError
+from ..lower.lowering import program_of
+
+
+def check_program_cli(args: argparse.Namespace) -> int:
+
+    program = program_of(args.file)
+    names = args.functions or list(program.functions)
+    for name in names:
+        if name not in program.functions:
+            raise ExprgradValueError(f"{args.file} has no function '{name}'")
+    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{args.file}>")
+    report = Report()
+    start = time.perf_counter()
+    for name in names:
+        rule_lines = check_rules(program, name, args.budget, args.seed)
+        report.lines.extend(rule_lines)
+        sub = check_function(program, module, name, budget=args.budget, seed=args.seed)
+        report.lines.extend(sub.lines)
+        report.notes.extend(sub.notes)
+        if args.hessian:
+            report.lines.extend(check_hessian(program, name, args.budget, args.seed))
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({
+            "file": args.file, "ok": report.ok, "seconds": round(seconds, 3),
+            "results": [{"function": x.function, "partial": x.partial, "status": x.status,
+                         "method": x.method, "detail": x.detail,
+                         "line": x.span.line if x.span else None} for x in report.lines],
+            "notes": report.notes}))
+    else:
+        for line in report.lines:
+            print(line.text())
+        for note in report.notes:
+            print(f"note: {note}")
+        bad = sum(1 for x in report.lines if x.status == "mismatch")
+        counts = {m: sum(1 for x in report.lines if x.method.startswith(m))
+                  for m in ("symbolic", "numeric", "finite-diff", "rule", "hessian")}
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        print(f"{len(report.lines) - bad} ok, {bad} mismatched ({summary}) in {seconds:.1f}s")
+    if not report.ok:
+        first = next(x for x in report.lines if x.status == "mismatch")
+        if first.span is not None:
+            err = CheckFailure(f"wrong derivative rule for '{first.partial}' in "
+                               f"'{first.function}'", first.span, hint=first.detail)
+            err.with_source(args.file, program.source)
+            if not args.json:
+                print(err.render())
+        return 1
+    return 0

@@ -1,0 +1,129 @@
+"""The `exprgrad train` and `exprgrad predict` commands.
+
+Contract: ``train_cli(args)`` and ``predict_cli(args)`` return the exit code; they read the
+program, data and settings, run :func:`exprgrad.run.training.train` or the predictor, and print
+or write the results (``--save``, ``--plot``, ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..emit.load import module_from_code
+from ..emit.scalar import generate
+from ..errors import ExprgradValueError
+from ..lower.lowering import program_of
+from ..run.config import config_from_program, validate_config
+from ..run.data import csv_rows, examples_from, split_row
+from ..run.evaluate import jsonable
+from ..run.files import write_output
+from ..run.paramsio import load_params, save_params
+from ..run.progress import Progress
+from ..run.training import accuracy, final_loss, predictions, predictor, train
+from .plot import loss_curve_png, loss_curve_svg
+
+
+def train_cli(args: argparse.Namespace) -> int:
+
+    if not Path(args.file).is_file():
+        raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
+    program = program_of(args.file)
+    config = config_from_program(program)
+    for key in ("steps", "lr", "optimizer", "seed", "batch_size", "reduce", "backend"):
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(config, key, value)
+    validate_config(config)
+    init = load_params(args.load, program) if args.load else None
+    progress = Progress(config.steps, sys.stderr, not (args.quiet or args.json))
+    module = module_from_code(generate(program), "exg_train", f"<exprgrad:{args.file}>")
+    result = train(program, config=config, csv_path=args.data, init=init, progress=progress,
+                   module=module)
+    fn = program.functions[config.loss]
+    examples = examples_from(program, fn, config, args.data)
+    last = final_loss(program, result, examples, module) if not result.stopped else (
+        result.losses[-1] if result.losses else math.nan)
+    if args.save:
+        save_params(args.save, program, result.params, force=args.force,
+                    extra={"final_loss": last, "steps": result.steps})
+    if args.plot:
+
+        if args.plot.lower().endswith(".svg"):
+            write_output(args.plot, loss_curve_svg(result.losses, f"{Path(args.file).name} loss"),
+                         force=args.force)
+        elif args.plot.lower().endswith(".png"):
+            write_output(args.plot, loss_curve_png(result.losses), force=args.force)
+        else:
+            raise ExprgradValueError("--plot writes a .png or .svg file")
+    pred_fn = predictor(program, config)
+    preds: list[Any] = []
+    if pred_fn is not None and len(examples) <= 5000:
+        preds = predictions(program, pred_fn, result.params, examples)
+    targets = [ex[-1] for ex in examples]
+    acc = accuracy(preds, targets)
+    summary = {
+        "file": args.file, "loss_function": config.loss, "optimizer": config.optimizer,
+        "lr": config.lr, "steps": result.steps, "final_loss": last,
+        "first_loss": result.losses[0] if result.losses else None,
+        "seconds": round(result.seconds, 4),
+        "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else None,
+        "examples": len(examples), "seed": config.seed, "backend": result.backend,
+        "stopped": result.stopped,
+    }
+    if acc is not None:
+        summary["accuracy"] = acc
+    if preds and len(examples) <= 20:
+        summary["predictions"] = preds
+        summary["targets"] = targets
+    if args.json:
+
+        print(json.dumps(jsonable(summary)))
+    else:
+        if result.stopped:
+            print(f"stopped: {result.stopped}", file=sys.stderr)
+        print(f"trained {config.loss} for {result.steps} steps with {config.optimizer} "
+              f"(lr {config.lr}) in {result.seconds:.2f}s "
+              f"({summary['steps_per_second']} steps/s, {result.backend} backend)")
+        print(f"final loss: {last:.6g}")
+        if acc is not None:
+            print(f"training accuracy: {100 * acc:.1f}% ({round(acc * len(examples))} of "
+                  f"{len(examples)})")
+        if preds and len(examples) <= 20:
+            print("prediction    target")
+            for p, ex in zip(preds, examples):
+                shown = f"{p:+.6f}" if isinstance(p, float) else str(p)
+                print(f"{shown:<13} {ex[-1]}")
+        if args.save:
+            print(f"saved parameters to {args.save}")
+    return 1 if result.stopped else 0
+
+
+def predict_cli(args: argparse.Namespace) -> int:
+
+    program = program_of(args.file)
+    config = config_from_program(program) if program.train else None
+    params = load_params(args.params, program)
+    if config is None:
+        raise ExprgradValueError("predict needs the file's 'train' statement to know the loss")
+    fn = predictor(program, config)
+    if fn is None:
+        raise ExprgradValueError("no function to predict with", hint="define 'def predict(x...)'")
+    if args.data:
+        rows = csv_rows(args.data)
+        needed = sum(math.prod(s) for s in fn.arg_shapes)
+        inputs = [split_row(row[:needed], fn, args.data, i + 1) for i, row in enumerate(rows)]
+    else:
+        inputs = examples_from(program, program.functions[config.loss], config)
+    preds = predictions(program, fn, params, inputs)
+    if args.json:
+
+        print(json.dumps({"predictions": jsonable(preds)}))
+    else:
+        for p in preds:
+            print(p)
+    return 0

@@ -41,11 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run  # noqa: E402
 
-from exprgrad.emit import arrays as npgen
-from exprgrad.emit import scalar as codegen
+from exprgrad.emit import arrays as npgen  # noqa: E402
+from exprgrad.emit import scalar as codegen  # noqa: E402
+from exprgrad.ir import ops  # noqa: E402
 from exprgrad.ir.diff import grad  # noqa: E402
-from exprgrad.ir.graph import ops
-from exprgrad.lower.lowering import lowering as lower
+from exprgrad.lower import lowering as lower  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -106,7 +106,7 @@ def recomputed_forward_values() -> Iterator[None]:
 
 def powers_as_calls() -> Any:
     return patched_ops({"pow": {
-        "py": lambda a, k: f"_pow({a[0]}, {a[1]})",
+        "py": lambda a, k, u: f"{u['_pow']}({a[0]}, {a[1]})",
         "np": lambda a, attr, c: f"np.power({a[0]}, {a[1]})",
         "np_into": lambda a, attr, c, out: f"np.power({a[0]}, {a[1]}, {out})"}})
 
@@ -115,11 +115,11 @@ def powers_as_calls() -> Any:
 def unasked_gradients() -> Iterator[None]:
     original = npgen._Writer.function
 
-    def function(self: Any, name: str, fn: Any, roots: list[Any], doc: str,
+    def function(self: Any, kind: str, fn: Any, roots: list[Any], doc: str,
                  param_grads: Any) -> None:
         if param_grads is not None:
             roots = roots + grad(self.graph, fn.outputs[0], fn.inputs)
-        original(self, name, fn, roots, doc, param_grads)
+        original(self, kind, fn, roots, doc, param_grads)
 
     with patched(npgen._Writer, "function", function):
         yield

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import exprgrad  # noqa: E402
 from exprgrad.emit.arrays import generate_numpy  # noqa: E402
 from exprgrad.emit.load import module_from_code  # noqa: E402
+from exprgrad.emit.scalar import generate  # noqa: E402
 from exprgrad.lower.lowering import compile_program  # noqa: E402
 
 LR = 0.01
@@ -475,7 +476,7 @@ def compile_times() -> dict[str, Any]:
         src = "def f(x):\n" + "    x = sin(x) * x\n" * (n // 3) + "    return x\n"
         t = time.perf_counter()
         program = compile_program(src, "chain.exg")
-        code = exprgrad.emit.scalar.generate(program)
+        code = generate(program)
         out[f"chain {n // 3} lines"] = {"ir_nodes": len(program.graph.nodes),
                                        "lines": code.count("\n"),
                                        "seconds": round(time.perf_counter() - t, 3)}
@@ -484,7 +485,7 @@ def compile_times() -> dict[str, Any]:
                             ("MLP(64,[32,10])", SOURCES["digits"])):
         t = time.perf_counter()
         program = compile_program(src, "net.exg")
-        scalar = exprgrad.emit.scalar.generate(program)
+        scalar = generate(program)
         t_scalar = time.perf_counter() - t
         t = time.perf_counter()
         program = compile_program(src, "net.exg")

@@ -1,0 +1,1 @@
+"""Syntax tree to IR: names resolved, calls inlined, shapes checked, networks expanded."""

@@ -1,0 +1,1 @@
+"""Text to a syntax tree through the lark grammar (``grammar/exprgrad.lark``)."""

@@ -11,10 +11,12 @@ for ``init_params`` when the program has parameters). For every ``def f`` it def
 - ``f_hess(...)``: ``(value, grads, hessian)`` when Hessians are requested.
 
 The text is deterministic (same program, byte-identical output). No text from the ``.exg``
-source reaches it except identifiers the frontend validated (mangled where they would shadow a
-name the module uses) and numbers printed here with ``repr``. Every statement performs one
-operation, so CPython's compiler never meets a deeply nested expression; a comment names the
-``.exg`` line each block came from. Tensor nodes are unrolled into scalar statements here, and
+source reaches it except identifiers the frontend validated, given their Python names by the
+module's namer (:mod:`exprgrad.emit.names`), and numbers printed with ``repr``. Statements are
+recorded as data (:class:`Assign` of an :class:`Op` tree to a :class:`Var`), one operation each;
+single-use temporaries are then folded into their user up to :data:`FUSE_LIMIT` operations, so
+CPython's compiler never meets a deeply nested expression; a comment names the ``.exg`` line
+each block came from. Tensor nodes are unrolled into scalar statements here, and
 the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
 """
 
@@ -377,7 +379,8 @@ def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
     """Fold each temporary that is printed exactly once into its user on the same source line,
     up to FUSE_LIMIT operations per statement: fewer loads and stores, the same arithmetic in
     the same order (the printer parenthesizes every folded operation). Decided on the
-    statements' structure by use counts, never on printed text."""
+    statements' structure by use counts, never on printed text. A pure function: the given
+    statements are not changed (the ``grad_sum`` function fuses the same statements again)."""
     uses: dict[int, int] = {}
     for stmt in stmts:
         for var, times in _vars_of(stmt.value):
@@ -385,13 +388,15 @@ def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
     for var in live:
         uses[id(var)] = uses.get(id(var), 0) + 2  # never fold into the return
     where = {id(stmt.target): i for i, stmt in enumerate(stmts)}
-    ops = [1] * len(stmts)
+    out = list(stmts)  # statements that fold others in are replaced; the input is not changed
+    ops = [_op_count(stmt.value) for stmt in stmts]
     gone = [False] * len(stmts)
     for i, stmt in enumerate(stmts):
-        value = stmt.value
-        if not isinstance(value, Op):
+        if not isinstance(stmt.value, Op):
             continue
-        for k, arg in enumerate(value.args):
+        args = list(stmt.value.args)
+        changed = False
+        for k, arg in enumerate(args):
             if not isinstance(arg, Var) or not arg.temp:
                 continue
             j = where.get(id(arg))
@@ -399,10 +404,24 @@ def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
                 continue
             if stmts[j].line != stmt.line or ops[i] + ops[j] > FUSE_LIMIT:
                 continue
-            value.args[k] = stmts[j].value
+            args[k] = out[j].value
             ops[i] += ops[j]
             gone[j] = True
-    return [stmt for stmt, dead in zip(stmts, gone) if not dead]
+            changed = True
+        if changed:
+            out[i] = Assign(stmt.target, Op(stmt.value.op, args), stmt.line)
+    return [stmt for stmt, dead in zip(out, gone) if not dead]
+
+
+def _op_count(e: Expr) -> int:
+    """The operations in an expression tree."""
+    count, stack = 0, [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Op):
+            count += 1
+            stack.extend(x.args)
+    return count
 
 
 def _dce(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:

@@ -1,0 +1,58 @@
+"""The emitters' building blocks: the namer, structured fusion, imports recorded on use."""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+
+from exprgrad.emit.names import MODULE_NAMES, Namer
+from exprgrad.emit.scalar import FUSE_LIMIT, Assign, Op, Var, _dce, _fuse, _op_count
+from exprgrad.ir.ops import HELPERS
+
+
+def test_the_namer_never_gives_a_reserved_or_repeated_name() -> None:
+    namer = Namer(frozenset(HELPERS))
+    reserved = set(dir(builtins)) | set(keyword.kwlist) | MODULE_NAMES | set(HELPERS)
+    wanted = ["f", "zip", "len", "np", "math", "BACKEND", "f", "zip", "zip_2", "x_", "x_", "_div"]
+    given = [namer.public(w) for w in wanted]
+    assert len(set(given)) == len(given)
+    assert not set(given) & reserved
+    assert all("__" not in g for g in given)
+    assert given[:2] == ["f", "zip_2"] and given[6:9] == ["f_2", "zip_3", "zip_2_2"]
+    scope = namer.scope()
+    local = [scope.fresh(w) for w in ["f", "x", "x", "_w_0", "_w_0", "params"]]
+    assert len(set(local)) == len(local) and not set(local) & (reserved | set(given))
+    temps = {scope.temp() for _ in range(50)}
+    assert len(temps) == 50 and not temps & set(local)
+
+
+def _chain(n: int) -> tuple[list[Assign], Var]:
+    """x1 = x0 + 1, x2 = x1 + 1, ...: every temporary used once, all on one line."""
+    prev = Var("x", temp=False)
+    stmts = []
+    for i in range(n):
+        target = Var(f"_t{i}")
+        stmts.append(Assign(target, Op("add", [prev, 1.0]), 1))
+        prev = target
+    return stmts, prev
+
+
+def test_fusion_is_pure_and_bounded() -> None:
+    stmts, last = _chain(100)
+    before = [(s.target, s.value, list(s.value.args)) for s in stmts if isinstance(s.value, Op)]
+    fused = _fuse(_dce(stmts, [last]), [last])
+    after = [(s.target, s.value, list(s.value.args)) for s in stmts if isinstance(s.value, Op)]
+    assert before == after  # the input statements are unchanged
+    assert all(_op_count(s.value) <= FUSE_LIMIT for s in fused)
+    assert sum(_op_count(s.value) for s in fused) == 100  # every operation kept, none repeated
+    again = _fuse(fused, [last])  # fusing fused statements stays within the bound
+    assert all(_op_count(s.value) <= FUSE_LIMIT for s in again)
+
+
+def test_an_argument_printed_twice_is_not_folded() -> None:
+    x = Var("x", temp=False)
+    t = Var("_t1")
+    sq = Var("_t2")
+    stmts = [Assign(t, Op("add", [x, 1.0]), 1), Assign(sq, Op("pow", [t, 2.0]), 1)]
+    fused = _fuse(stmts, [sq])
+    assert [s.target for s in fused] == [t, sq]  # x**2 prints t * t: t stays a variable

@@ -86,6 +86,17 @@ class Uses(Mapping[str, str]):
 _FORMATTER = string.Formatter()
 
 
+class Unrecorded(Uses):
+    """Names every module and helper as itself and records nothing: for reading what an
+    emitter writes (the allowlist's derivation, fusion's argument counts)."""
+
+    def __init__(self) -> None:
+        super().__init__("math")
+
+    def __getitem__(self, key: str) -> str:
+        return key
+
+
 class ModuleWriter:
     """Collects the functions of one generated module and prints it (see module docstring)."""
 

@@ -35,7 +35,7 @@ from ..ir.node import Node
 from ..ir.ops import OPS
 from ..ir.program import Function, Program
 from ..limits import MAX_SCALAR_STATEMENTS
-from .module import ModuleWriter, Uses
+from .module import ModuleWriter, Unrecorded, Uses
 from .names import Scope, ident_part
 from .verify import verify_module
 
@@ -74,16 +74,6 @@ def _consts(op: Op) -> list[float | None]:
 _MULTIPLICITY: dict[tuple[str, tuple[float | None, ...]], list[int]] = {}
 
 
-class _Ignore(Uses):
-    """Uses that records nothing (for measuring an emitter's template)."""
-
-    def __init__(self) -> None:
-        super().__init__("math")
-
-    def __getitem__(self, key: str) -> str:
-        return key
-
-
 def multiplicity(op: Op) -> list[int]:
     """How often the ``py`` emitter of ``op`` writes each argument (``x * x`` for ``x ** 2``)."""
     consts = tuple(_consts(op))
@@ -93,7 +83,7 @@ def multiplicity(op: Op) -> list[int]:
         marks = [f"\x00{i}\x00" for i in range(len(op.args))]
         emit = OPS[op.op].py
         assert emit is not None, f"{op.op} has no Python emitter"
-        text = emit(marks, list(consts), _Ignore())
+        text = emit(marks, list(consts), Unrecorded())
         found = _MULTIPLICITY[key] = [text.count(m) for m in marks]
     return found
 

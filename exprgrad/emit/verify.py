@@ -17,11 +17,10 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from collections.abc import Sequence
 
 from ..errors import ExprgradError
 from ..ir.ops import HELPERS, OPS
-from .module import CONSTANTS
+from .module import CONSTANTS, Unrecorded
 
 
 class UnsafeCodeError(ExprgradError):
@@ -40,23 +39,13 @@ _MODULES = {"math", "random", "numpy"}
 _CONSTANT_NAMES = set(CONSTANTS)
 
 
-class _Names:
-    """Stands in for the module writer's ``Uses`` when the table's templates are measured."""
-
-    def __getitem__(self, key: str) -> str:
-        return key
-
-    def format(self, template: str, args: Sequence[str]) -> str:
-        return template.format(*args, **{k: k for k in ["math", *HELPERS]})
-
-
 def _math_attrs() -> set[str]:
     """``math.X`` in the helpers and in every op's Python emitter, and inf/nan for constants."""
     texts = list(HELPERS.values())
     for spec in OPS.values():
         if spec.py is not None and spec.arity:
             texts.append(spec.py([f"a{i}" for i in range(spec.arity)], [None] * spec.arity,
-                                 _Names()))
+                                 Unrecorded()))
     found = {m for t in texts for m in re.findall(r"\bmath\.([A-Za-z_][A-Za-z0-9_]*)", t)}
     return found | {"inf", "nan"}
 

@@ -63,6 +63,29 @@ class ShapeMismatch(Exception):
 # the only code besides straight-line arithmetic that they contain); it is also executed here so
 # that constant folding computes exactly what generated code computes.
 
+def _overflowing(fn: str, overflow: str = "math.inf") -> str:
+    """``math.fn``, returning ``overflow`` where Python raises OverflowError."""
+    return (f"def _{fn}(a):\n    try:\n        return math.{fn}(a)\n"
+            f"    except OverflowError:\n        return {overflow}\n")
+
+
+def _logarithm(fn: str, edge: str = "0.0") -> str:
+    """``math.fn`` of a logarithm: ``-inf`` at the domain's edge, ``nan`` below it."""
+    return (f"def _{fn}(a):\n    if a > {edge}:\n        return math.{fn}(a)\n"
+            f"    if a == {edge}:\n        return -math.inf\n    return math.nan\n")
+
+
+def _domain(fn: str, inside: str) -> str:
+    """``math.fn`` where ``inside`` holds, ``nan`` elsewhere (and for nan)."""
+    return f"def _{fn}(a):\n    if {inside}:\n        return math.{fn}(a)\n    return math.nan\n"
+
+
+def _periodic(fn: str) -> str:
+    """``math.fn`` of a periodic function: ``nan`` at the infinities, where Python raises."""
+    return (f"def _{fn}(a):\n    if math.isinf(a):\n        return math.nan\n"
+            f"    return math.{fn}(a)\n")
+
+
 HELPERS: dict[str, str] = {
     "_div": '''\
 def _div(a, b):
@@ -85,96 +108,19 @@ def _pow(a, b):
         return math.nan
     return r
 ''',
-    "_exp": '''\
-def _exp(a):
-    try:
-        return math.exp(a)
-    except OverflowError:
-        return math.inf
-''',
-    "_log": '''\
-def _log(a):
-    if a > 0.0:
-        return math.log(a)
-    if a == 0.0:
-        return -math.inf
-    return math.nan
-''',
-    "_log1p": '''\
-def _log1p(a):
-    if a > -1.0:
-        return math.log1p(a)
-    if a == -1.0:
-        return -math.inf
-    return math.nan
-''',
-    "_sqrt": '''\
-def _sqrt(a):
-    if a >= 0.0:
-        return math.sqrt(a)
-    return math.nan
-''',
-    "_asin": '''\
-def _asin(a):
-    if -1.0 <= a <= 1.0:
-        return math.asin(a)
-    return math.nan
-''',
-    "_acos": '''\
-def _acos(a):
-    if -1.0 <= a <= 1.0:
-        return math.acos(a)
-    return math.nan
-''',
-    "_sinh": '''\
-def _sinh(a):
-    try:
-        return math.sinh(a)
-    except OverflowError:
-        return math.copysign(math.inf, a)
-''',
-    "_cosh": '''\
-def _cosh(a):
-    try:
-        return math.cosh(a)
-    except OverflowError:
-        return math.inf
-''',
-    "_expm1": '''\
-def _expm1(a):
-    try:
-        return math.expm1(a)
-    except OverflowError:
-        return math.inf
-''',
-    "_log2": '''\
-def _log2(a):
-    if a > 0.0:
-        return math.log2(a)
-    if a == 0.0:
-        return -math.inf
-    return math.nan
-''',
-    "_log10": '''\
-def _log10(a):
-    if a > 0.0:
-        return math.log10(a)
-    if a == 0.0:
-        return -math.inf
-    return math.nan
-''',
-    "_sin": '''\
-def _sin(a):
-    if math.isinf(a):
-        return math.nan
-    return math.sin(a)
-''',
-    "_cos": '''\
-def _cos(a):
-    if math.isinf(a):
-        return math.nan
-    return math.cos(a)
-''',
+    "_exp": _overflowing("exp"),
+    "_expm1": _overflowing("expm1"),
+    "_sinh": _overflowing("sinh", "math.copysign(math.inf, a)"),
+    "_cosh": _overflowing("cosh"),
+    "_log": _logarithm("log"),
+    "_log2": _logarithm("log2"),
+    "_log10": _logarithm("log10"),
+    "_log1p": _logarithm("log1p", "-1.0"),
+    "_sqrt": _domain("sqrt", "a >= 0.0"),
+    "_asin": _domain("asin", "-1.0 <= a <= 1.0"),
+    "_acos": _domain("acos", "-1.0 <= a <= 1.0"),
+    "_sin": _periodic("sin"),
+    "_cos": _periodic("cos"),
     "_sigmoid": '''\
 def _sigmoid(a):
     if a >= 0.0:

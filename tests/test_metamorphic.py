@@ -47,14 +47,9 @@ from hypothesis import strategies as st
 from exprgrad.api import compile_program, entry_point, module_from_code
 from exprgrad.errors import ExprgradError, ExprgradNameError
 
-try:  # the two backends (exprgrad/emit/ since the package follows the pipeline)
-    from exprgrad.emit.arrays import generate_numpy
-    from exprgrad.emit.scalar import generate
-except ImportError:  # the flat layout before
-    from exprgrad.codegen import generate  # type: ignore[no-redef]
-    from exprgrad.npgen import generate_numpy  # type: ignore[no-redef]
-
-Program = Any  # exprgrad's compiled program (its class moved with the layout)
+from exprgrad.emit.arrays import generate_numpy
+from exprgrad.emit.scalar import generate
+from exprgrad.ir.program import Program
 
 # ---- settings profiles ----------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ _PYTHON_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset
     keyword.softkwlist)
 
 
+_SEVERAL_UNDERSCORES = re.compile(r"_{2,}")
+
+
 def ident_part(text: str) -> str:
     """A user name (possibly dotted, like ``n.layers.0.w``) as an identifier fragment."""
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
@@ -59,6 +62,7 @@ class Namer:
 
     @staticmethod
     def _take(wanted: str, *tables: set[str]) -> str:
+        wanted = _SEVERAL_UNDERSCORES.sub("_", wanted)  # `_fa_` + `_0` reads `_fa_0`, never `__`
         assert wanted.isidentifier() and "__" not in wanted, f"bad name {wanted!r}"
         name, k = wanted, 1
         while any(name in t for t in tables):
@@ -82,7 +86,7 @@ class Scope:
 
     def temp(self, hint: str = "t") -> str:
         """A numbered temporary, ``_t7`` (or ``_<hint>7``)."""
-        base = "_" + ident_part(hint).strip("_")
+        base = "_" + _SEVERAL_UNDERSCORES.sub("_", ident_part(hint).strip("_"))
         while True:
             name = f"{base}{next(self._counter)}"
             if name not in self.taken and name not in self.namer.taken:

@@ -45,10 +45,9 @@ from hypothesis import HealthCheck, Phase, event, given, note, reject, settings
 from hypothesis import strategies as st
 
 from exprgrad.api import compile_program, entry_point, module_from_code
-from exprgrad.errors import ExprgradError, ExprgradNameError
-
 from exprgrad.emit.arrays import generate_numpy
 from exprgrad.emit.scalar import generate
+from exprgrad.errors import ExprgradError, ExprgradNameError
 from exprgrad.ir.program import Program
 
 # ---- settings profiles ----------------------------------------------------------------------

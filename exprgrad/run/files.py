@@ -52,6 +52,14 @@ def write_output(path: str | Path, data: str | bytes, *, force: bool = False) ->
                 f"refusing to overwrite {str(target)!r}: exprgrad did not write it",
                 filename=str(target), hint="choose another file name, or pass --force")
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        _replace_atomically(target, payload)
+    except OSError as err:  # the system's answer (no such folder, read-only, disk full)
+        raise ExprgradValueError(f"cannot write {str(target)!r}: {err.strerror or err}",
+                                 filename=str(target)) from None
+
+
+def _replace_atomically(target: Path, payload: bytes) -> None:
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:

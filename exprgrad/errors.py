@@ -90,8 +90,8 @@ class ExprgradError(Exception):
         return None
 
     def location(self) -> str:
-        if self.span is None:
-            return self.filename
+        if self.span is None:  # about no file at all (a command-line value): the program's name
+            return "exprgrad" if self.filename == "<string>" else self.filename
         return f"{self.filename}:{self.span.line}:{self.span.col}"
 
     def __str__(self) -> str:

@@ -184,3 +184,24 @@ def test_traceback_points_into_generated_code(project: Path) -> None:
     source = Path(filename).read_text().splitlines()
     index = source.index("    _t2 = 0.0 if b <= 0.0 else b")
     assert source[index - 1] == "    # line 9"  # the comment names the .exg line
+
+
+def test_an_edited_cache_entry_is_recompiled_not_run(tmp_path: Path) -> None:
+    """Code appended to the cached module in __pycache__ never runs: the entry fails the
+    allowlist, so the import compiles the .exg file again (and rewrites the cache)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "model.exg").write_text("def g(a, b):\n    return a * b\n", encoding="utf-8")
+    first = _python("import exprgrad\nexprgrad.install()\nimport model\n"
+                    "print(model.g(2.0, 3.0))\n", project)
+    assert first.returncode == 0, first.stderr
+    cached = project / "__pycache__" / "model.exg.py"
+    marker = tmp_path / "pwned"
+    cached.write_text(cached.read_text(encoding="utf-8")
+                      + f"\nopen({str(marker)!r}, 'w').write('x')\n", encoding="utf-8")
+    second = _python("import exprgrad\nexprgrad.install()\nimport model\n"
+                     "print(model.g(2.0, 3.0), exprgrad.ui.importer.stats)\n", project)
+    assert second.returncode == 0, second.stderr
+    assert not marker.exists()
+    assert "'compiled': 1" in second.stdout and second.stdout.startswith("6.0")
+    assert "open(" not in cached.read_text(encoding="utf-8")

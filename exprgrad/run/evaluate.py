@@ -108,8 +108,11 @@ def format_result(result: Result) -> str:
     call = ", ".join(f"{k}={format_value(v)}" for k, v in result.args.items())
     lines = [f"{result.function}({call}) = {format_value(result.value)}"]
     rows = result.grad if isinstance(result.grad, list) else [result.grad]
-    for k, row in enumerate(rows):
+    values = result.value if len(rows) > 1 else [result.value]
+    for k, (row, value) in enumerate(zip(rows, values)):
         out = result.function if len(rows) == 1 else f"{result.function}[{k}]"
+        if isinstance(value, list):  # a vector output: the gradient of the sum of its elements
+            out = f"(sum {out})"
         for name, g in row.items():
             lines.append(f"  d{out}/d{name} = {format_value(g)}")
     return "\n".join(lines)

@@ -55,6 +55,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     if not Path(args.file).is_file():
         raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
+    if args.hessian and args.backend == "numpy":
+        raise ExprgradValueError("--hessian is for the python backend: the numpy backend writes "
+                                 "no f_hess", hint="compile with --backend python (the default)")
     program = compile_program(read_source(args.file), args.file)
     if args.backend == "numpy":
         from ..emit.arrays import generate_numpy

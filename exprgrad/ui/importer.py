@@ -8,10 +8,12 @@ Contract:
   hijacks ``import json``. When ``model.py`` (or a package ``model/``) and ``model.exg`` stand in
   the same directory, the import fails with an :class:`ExprgradImportError` naming both.
 - The generated source is cached as ``__pycache__/NAME.exg.py`` beside the file, keyed by the
-  SHA-256 of the source, the exprgrad version and the options (never by modification time); a
-  stale entry is recompiled; writes go to a temporary file and are renamed into place, so
-  concurrent importers cannot corrupt it; an unwritable directory still imports, uncached. The
-  cache holds Python source only: nothing is unpickled.
+  SHA-256 of the source, the exprgrad version, a hash of the compiler's own source and the
+  options (never by modification time); a stale entry is recompiled, and so is an entry that
+  fails the allowlist of :mod:`exprgrad.emit.verify` (one edited in ``__pycache__``); writes go
+  to a temporary file and are renamed into place, so concurrent importers cannot corrupt it; an
+  unwritable directory still imports, uncached. The cache holds Python source only: nothing is
+  unpickled.
 - Functions are compiled under the cache file's name (or a name registered in ``linecache``), so
   tracebacks, ``inspect.getsource`` and ``pdb`` show the generated lines, whose comments name the
   ``.exg`` lines. ``importlib.reload`` picks up an edited file. A mistake in the file raises
@@ -25,6 +27,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -38,8 +41,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..emit.scalar import generate
+from ..emit.verify import UnsafeCodeError, verify_module
 from ..errors import ExprgradError, ExprgradImportError, is_bug, mark_as_bug
 from ..lower.lowering import compile_program, read_source
+from ..syntax.parser import grammar_text
 from ..version import __version__
 
 #: counters for tests and curious users: how many imports compiled and how many hit the cache
@@ -48,8 +53,21 @@ _OPTIONS = "backend=python"
 
 
 def cache_key(source: str) -> str:
-    text = f"{__version__}\0{_OPTIONS}\0{source}"
+    text = f"{__version__}\0{_compiler_fingerprint()}\0{_OPTIONS}\0{source}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _compiler_fingerprint() -> str:
+    """A hash of the compiler's own source (grammar, syntax, lower, ir, emit): an entry written
+    by any other compiler, even of the same version, is stale."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for folder in ("syntax", "lower", "ir", "emit"):
+        for path in sorted((package / folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(grammar_text().encode("utf-8"))
+    return digest.hexdigest()
 
 
 def cache_path(exg: Path) -> Path:
@@ -65,6 +83,16 @@ def _read_cache(path: Path, key: str) -> str | None:
     if first != f"# exprgrad-cache-key: {key}":
         return None
     return text
+
+
+def _passes_allowlist(code: str) -> bool:
+    """A cache entry runs only if it is code the emitter could have written (a file edited in
+    ``__pycache__`` is recompiled, never executed)."""
+    try:
+        verify_module(code)
+    except (UnsafeCodeError, SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _write_cache(path: Path, text: str) -> bool:
@@ -94,7 +122,7 @@ def generated_source(exg: Path) -> tuple[str, str]:
         key = cache_key(source)
         cached_at = cache_path(exg)
         cached = _read_cache(cached_at, key)
-        if cached is not None:
+        if cached is not None and _passes_allowlist(cached):
             stats["cache_hits"] += 1
             return cached, str(cached_at)
         code = f"# exprgrad-cache-key: {key}\n" + generate(compile_program(source, str(exg)))

@@ -112,3 +112,16 @@ def test_usage_errors_exit_2() -> None:
     assert run_cli("frobnicate").returncode == 2
     for result in (missing,):
         assert "Traceback" not in result.stderr
+    assert missing.stderr.startswith("exprgrad: error: missing a value")  # no '<string>:'
+    hessian = run_cli("compile", "examples/tour.exg", "--backend", "numpy", "--hessian")
+    assert hessian.returncode == 2 and "--hessian is for the python backend" in hessian.stderr
+    assert hessian.stdout == ""
+
+
+def test_eval_labels_the_gradient_of_a_vector_output_as_of_its_sum(tmp_path: Path) -> None:
+    (tmp_path / "v.exg").write_text("def k(x):\n    return [x, 2 * x]\n"
+                                    "def two(x):\n    return [x, x], x * x\n")
+    k = run_cli("eval", "v.exg", "k", "x=1", cwd=tmp_path)
+    assert k.returncode == 0 and "d(sum k)/dx = 3" in k.stdout  # 1 + 2
+    two = run_cli("eval", "v.exg", "two", "x=3", cwd=tmp_path)
+    assert "d(sum two[0])/dx = 2" in two.stdout and "dtwo[1]/dx = 6" in two.stdout

@@ -283,3 +283,31 @@ def test_docs_list_every_builtin() -> None:
     listed = set(re.findall(r"`([a-z0-9_ ]+)`", text[start:text.index("\n- ", start + 1)]))
     words = {w for item in listed for w in item.split()}
     assert words == set(BUILTINS), sorted(words ^ set(BUILTINS))
+
+
+def test_numerically_delicate_forms_agree_between_backends() -> None:
+    """sigmoid far out on the left (the numpy form used to underflow to 0 and log(sigmoid) to
+    -inf), expm1's gradient for x << 0 (out + 1 cancelled to 0), sign of nan (scalar gave 0)."""
+    import numpy as np
+
+    from exprgrad.api import entry_point, module_from_code
+    from exprgrad.emit.arrays import generate_numpy
+    from exprgrad.emit.scalar import generate
+    from exprgrad.lower.lowering import compile_program
+
+    program = compile_program("def s(x):\n    return log(sigmoid(x))\n"
+                              "def e(x):\n    return expm1(x)\ndef g(x):\n    return sign(x)\n",
+                              "d.exg")
+    scalar = module_from_code(generate(program), "d_py", "<d>")
+    batched = module_from_code(generate_numpy(program), "d_np", "<d>")
+    xs = [-745.0, -300.0, -40.0, -1.0, 0.0, 3.0, 40.0]
+    for fname in ("s", "e"):
+        np_value, (np_grad,) = entry_point(batched, fname)(np.array(xs))
+        for k, x in enumerate(xs):
+            value, (grad,) = entry_point(scalar, fname)(x)
+            assert np_value[k] == pytest.approx(value, rel=1e-12, abs=1e-300), (fname, x)
+            assert np_grad[k] == pytest.approx(grad, rel=1e-12, abs=1e-300), (fname, x)
+    assert entry_point(scalar, "s")(-40.0)[0] == pytest.approx(-40.0, rel=1e-15)
+    assert entry_point(scalar, "e")(-40.0)[1][0] == pytest.approx(math.exp(-40.0), rel=1e-15)
+    assert math.isnan(entry_point(scalar, "g", "value")(math.nan))
+    assert math.isnan(entry_point(batched, "g", "value")(np.array([math.nan]))[0])

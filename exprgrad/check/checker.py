@@ -206,6 +206,9 @@ def _mp_apply(e: Any, args: list[Any]) -> Any:
     return fn(*args)
 
 
+_NOT_FINITE = (sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
+
+
 def mp_evaluate(expr: Any, values: dict[Any, Any]) -> Any:
     """Evaluate a sympy expression with mpmath at the current precision, iteratively, each shared
     subexpression once (no printing, no recursion)."""
@@ -217,6 +220,8 @@ def mp_evaluate(expr: Any, values: dict[Any, Any]) -> Any:
             continue
         if e.is_Symbol:
             cache[e] = values[e]
+        elif e in _NOT_FINITE:  # 1/0 in a rule: no finite value here (the point is skipped)
+            raise ValueError(f"{e} in the expression")
         elif e.is_Number or e.is_NumberSymbol:
             cache[e] = _mp_number(e)
         elif not done:
@@ -248,7 +253,7 @@ def _small(expr: Any, limit: int) -> bool:
 
 
 def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random,
-                      points: int = 4) -> tuple[bool, str]:
+                      points: int = 4) -> tuple[bool | None, str]:
     """Compare at random points (30 digits); skip points outside either expression's domain."""
     import mpmath
 
@@ -267,9 +272,13 @@ def numerically_equal(a: Any, b: Any, symbols: Sequence[Any], rng: random.Random
         if abs(va - vb) > 1e-12 * max(1.0, abs(va), abs(vb)):
             at = ", ".join(f"{s}={float(v):.6g}" for s, v in zip(symbols, point))
             return False, f"at {at}: exprgrad {va.real:.12g}, sympy {vb.real:.12g}"
-    if checked == 0:
-        return True, "no sample point inside the domain"
+    if checked == 0:  # nothing was compared: never reported as agreement
+        return None, "not checked: no sample point where both sides are finite and real"
     return True, ""
+
+
+def _status(equal: bool | None) -> str:
+    return "ok" if equal else ("skipped" if equal is None else "mismatch")
 
 
 def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, list[Any]],
@@ -332,8 +341,7 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *, bu
                 continue
             free = sorted(reference.free_symbols | getattr(mine, "free_symbols", set()), key=str)
             equal, detail = numerically_equal(mine, reference, free or all_symbols[:1], rng)
-            report.lines.append(Line(fname, label, "ok" if equal else "mismatch", "numeric",
-                                     detail))
+            report.lines.append(Line(fname, label, _status(equal), "numeric", detail))
     report.lines.extend(finite_difference_lines(program, module, fn, rng))
     return report
 
@@ -478,9 +486,9 @@ def check_rules(program: Program, fname: str, budget: float = 2.0, seed: int = 0
             free = sorted(reference.free_symbols | mine[i].free_symbols, key=str)
             equal, detail = numerically_equal(mine[i], reference, free, rng)
             where = f"{program.filename}:{span.line}:{span.col}"
-            lines.append(Line(fname, label, "ok" if equal else "mismatch", "rule (numeric)",
+            lines.append(Line(fname, label, _status(equal), "rule (numeric)",
                               (f"the rule at {where} disagrees with d({fname})/d{name}: " + detail)
-                              if not equal else "", span=span))
+                              if equal is False else detail, span=span))
     return lines
 
 
@@ -505,6 +513,5 @@ def check_hessian(program: Program, fname: str, budget: float = 2.0, seed: int =
                 lines.append(Line(fname, label, "ok", "hessian (symbolic)"))
                 continue
             equal, detail = numerically_equal(mine, reference[i, j], symbols, rng)
-            lines.append(Line(fname, label, "ok" if equal else "mismatch", "hessian (numeric)",
-                              detail))
+            lines.append(Line(fname, label, _status(equal), "hessian (numeric)", detail))
     return lines

@@ -446,8 +446,8 @@ def _vjp_log1p(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
 
 def _vjp_expm1(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
                ) -> Sequence[Node | None]:
-    # expm1' = exp(x) = out + 1
-    return (b.apply("mul", g, b.apply("add", out, _c(b, 1.0))),)
+    # expm1' = exp(x), computed as such: out + 1 would cancel for x << 0 (0 below x = -38)
+    return (b.apply("mul", g, b.apply("exp", a[0])),)
 
 
 def _vjp_log2(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
@@ -1098,7 +1098,7 @@ _register(
     _unary("cosh", _vjp_cosh, _h("_cosh"), "{_cosh}({0})", "np.cosh",
            lambda a: _sym().cosh(a), mp=lambda a: _mpmath().cosh(a)),
     _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "{_sigmoid}({0})",
-           "0.5 * np.tanh(0.5 * {0}) + 0.5", lambda a: 1 / (1 + _sym().exp(-a))),
+           "np.exp(-np.logaddexp(0.0, -{0}))", lambda a: 1 / (1 + _sym().exp(-a))),
     _unary("relu", _vjp_relu, lambda a: 0.0 if a <= 0.0 else a, "0.0 if {0} <= 0.0 else {0}",
            "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a),
            kink=0.0),
@@ -1125,9 +1125,9 @@ _register(
            "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0),
            mp=lambda a, h0=None: _heaviside(a, h0),
            kink=0.0),
-    _unary("sign", _vjp_none, _ref_sign, "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0)",
-           "np.sign", lambda a: _sym().sign(a), mp=lambda a: _mpmath().sign(a),
-           kink=0.0),
+    _unary("sign", _vjp_none, _ref_sign,
+           "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0 * {0})", "np.sign",
+           lambda a: _sym().sign(a), mp=lambda a: _mpmath().sign(a), kink=0.0),
     _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, "sum", builtin="sum",
             np_view=True),
     _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, "dot", builtin="dot"),

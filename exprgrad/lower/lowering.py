@@ -110,6 +110,7 @@ class _Lowerer:
         self.program = Program(filename, text, Graph())
         self.graph = self.program.graph
         self.defs_ahead: dict[str, Span] = {}
+        self.calls = 0  # calls of functions with grad rules, numbering their dout
         self.current: str | None = None
         self.globals: dict[str, Span] = {}
 
@@ -385,6 +386,12 @@ class _Lowerer:
                                     f"{', '.join(repr(m) for m in missing)}", d.span,
                                     hint="give every argument a 'grad NAME = ...' line")
         out = fn.outputs[0]
+        used = sorted({n.attr for n in reachable([out]) if n.op == "param"})
+        if used:  # a rule gives gradients for the arguments only: a parameter's would be lost
+            raise ExprgradTypeError(
+                f"'{d.name}' has grad rules but uses the parameter{'s' if len(used) > 1 else ''} "
+                f"{', '.join(repr(u) for u in used)}, whose gradient no rule can give", d.span,
+                hint="pass the parameter in as an argument (and give it a grad rule)")
         hole = self.graph.make("hole", (), ("dout", d.name), out.shape)
         contributions: list[Node] = []
         spans: list[Span] = []
@@ -544,7 +551,14 @@ class _Lowerer:
             if arg.shape != shape:
                 raise ExprgradTypeError(f"'{fn.name}' takes {_shape_words(shape)} here, got "
                                         f"{_shape_words(arg.shape)}", expr[1])
-        outs = substitute(self.graph, fn.outputs, dict(zip(fn.inputs, args)))
+        mapping = dict(zip(fn.inputs, args))
+        if fn.rule_spans:  # each call's rules get their own dout: differentiating one call
+            # (substituting its dout) must not rewrite another call's rules (Hessians)
+            custom = fn.outputs[0]
+            hole = custom.args[custom.attr[0] + 1]
+            self.calls += 1
+            mapping[hole] = self.graph.make("hole", (), (*hole.attr, self.calls), hole.shape)
+        outs = substitute(self.graph, fn.outputs, mapping)
         if len(outs) != 1:
             raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; only functions "
                                     "returning one value can be called", span)

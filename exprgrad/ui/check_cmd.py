@@ -49,10 +49,13 @@ def check_program_cli(args: argparse.Namespace) -> int:
         for note in report.notes:
             print(f"note: {note}")
         bad = sum(1 for x in report.lines if x.status == "mismatch")
+        skipped = sum(1 for x in report.lines if x.status == "skipped")
         counts = {m: sum(1 for x in report.lines if x.method.startswith(m))
                   for m in ("symbolic", "numeric", "finite-diff", "rule", "hessian")}
         summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        print(f"{len(report.lines) - bad} ok, {bad} mismatched ({summary}) in {seconds:.1f}s")
+        not_checked = f", {skipped} not checked" if skipped else ""
+        print(f"{len(report.lines) - bad - skipped} ok, {bad} mismatched{not_checked} ({summary}) "
+              f"in {seconds:.1f}s")
     if not report.ok:
         first = next(x for x in report.lines if x.status == "mismatch")
         if first.span is not None:

@@ -302,7 +302,8 @@ def test_numerically_delicate_forms_agree_between_backends() -> None:
     batched = module_from_code(generate_numpy(program), "d_np", "<d>")
     xs = [-745.0, -300.0, -40.0, -1.0, 0.0, 3.0, 40.0]
     for fname in ("s", "e"):
-        np_value, (np_grad,) = entry_point(batched, fname)(np.array(xs))
+        with np.errstate(over="ignore", divide="ignore"):  # 1/sigmoid(-745): numpy says so
+            np_value, (np_grad,) = entry_point(batched, fname)(np.array(xs))
         for k, x in enumerate(xs):
             value, (grad,) = entry_point(scalar, fname)(x)
             assert np_value[k] == pytest.approx(value, rel=1e-12, abs=1e-300), (fname, x)

@@ -72,3 +72,24 @@ def test_helpers_use_math_and_builtins_only() -> None:
         for node in ast.walk(fn):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 assert node.id in local | {"math"} | set(dir(builtins)), (name, node.id)
+
+
+def test_no_local_takes_the_name_of_a_generated_function() -> None:
+    """An argument named like another def's generated function is renamed in the signature,
+    whichever def comes first, so no function's local shadows a module-level function."""
+    import ast
+
+    from exprgrad.emit.arrays import generate_numpy
+    from exprgrad.emit.scalar import generate
+    from exprgrad.lower.lowering import compile_program
+
+    program = compile_program("def f(g_grad, h):\n    return g_grad * h\n"
+                              "def g(x):\n    return x * x\n", "n.exg")
+    for code in (generate(program), generate_numpy(program)):
+        tree = ast.parse(code)
+        functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        for fn in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+            local = {a.arg for a in fn.args.args} | {
+                t.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
+                for t in n.targets if isinstance(t, ast.Name)}
+            assert not local & functions, (fn.name, local & functions)

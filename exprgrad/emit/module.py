@@ -107,22 +107,27 @@ class ModuleWriter:
         self.uses = Uses(float_module)
         self.entries: dict[str, dict[str, str]] = {}
         self.chunks: list[str] = []
-        self._value_names: dict[str, str] = {}
-        # the user's own names first, so that a mangled name never takes one a user chose
-        kept = [f for f in program.functions if self.namer.free(f)]
-        for fname in kept:
-            self._value_names[fname] = self.namer.public(fname)
+        # every possible function's name is given out before any function is written, so no
+        # local of any function can take it; the user's own names first, so that a suffixed
+        # name never takes one a user chose
+        self._names: dict[str, dict[str, str]] = {f: {} for f in program.functions}
         for fname in program.functions:
-            if fname not in self._value_names:
-                self._value_names[fname] = self.namer.public(fname)
+            if self.namer.free(fname):
+                self._names[fname]["value"] = self.namer.public(fname)
+        for fname in program.functions:
+            if "value" not in self._names[fname]:
+                self._names[fname]["value"] = self.namer.public(fname)
+        for fname in program.functions:
+            for kind, suffix in ENTRY_KINDS.items():
+                if kind != "value":
+                    self._names[fname][kind] = self.namer.public(fname.rstrip("_") + suffix)
 
     def entry(self, fname: str, kind: str) -> str:
-        """The Python name of the generated function of ``kind`` for the user's ``fname``."""
-        table = self.entries.setdefault(fname, {})
-        if kind not in table:
-            table[kind] = (self._value_names[fname] if kind == "value" else
-                           self.namer.public(fname.rstrip("_") + ENTRY_KINDS[kind]))
-        return table[kind]
+        """The Python name of the generated function of ``kind`` for the user's ``fname``
+        (recorded in ``ENTRY_POINTS`` once asked for: the module defines it)."""
+        name = self._names[fname][kind]
+        self.entries.setdefault(fname, {})[kind] = name
+        return name
 
     def add(self, text: str) -> None:
         self.chunks.append(text)

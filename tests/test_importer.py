@@ -205,3 +205,17 @@ def test_an_edited_cache_entry_is_recompiled_not_run(tmp_path: Path) -> None:
     assert not marker.exists()
     assert "'compiled': 1" in second.stdout and second.stdout.startswith("6.0")
     assert "open(" not in cached.read_text(encoding="utf-8")
+
+
+def test_an_edit_the_allowlist_accepts_is_not_run_either(tmp_path: Path) -> None:
+    """x * 2.0 edited to x * 3.0 in the cache is valid generated code; it must still not run."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "model.exg").write_text("def f(x):\n    return x * 2\n", encoding="utf-8")
+    script = "import exprgrad\nexprgrad.install()\nimport model\nprint(model.f(3.0))\n"
+    assert _python(script, project).stdout.strip() == "6.0"
+    cached = project / "__pycache__" / "model.exg.py"
+    text = cached.read_text(encoding="utf-8")
+    assert "x * 2.0" in text
+    cached.write_text(text.replace("x * 2.0", "x * 3.0"), encoding="utf-8")
+    assert _python(script, project).stdout.strip() == "6.0"

@@ -48,3 +48,25 @@ def test_check_never_calls_a_comparison_it_could_not_make_ok(tmp_path) -> None: 
              if "numeric" in line and not line[:1].isdigit()]
     assert lines and all(line.startswith("skipped") for line in lines), result.stdout
     assert "0 ok" in result.stdout and "not checked" in result.stdout
+
+
+@pytest.mark.parametrize("rule", ["w * dout", "h(dout)", "n([dout])"])
+def test_a_parameter_only_in_a_rule_is_refused_too(rule: str) -> None:
+    """A rule naming a parameter (directly, through a called function or a net) is refused at
+    compile time, not an internal error when the rule is used."""
+    source = ("param w = 0.5\nnet n = Neuron(1)\ndef h(x):\n    return w * x\n"
+              f"def f(x):\n    grad x = {rule}\n    return x\n"
+              "def loss(x):\n    return f(x) * 2\n")
+    with pytest.raises(ExprgradTypeError) as info:
+        exprgrad.compile_source(source, "r.exg")
+    assert "'f' has grad rules but uses the parameter" in str(info.value)
+
+
+def test_entry_point_says_what_is_missing() -> None:
+    mod = exprgrad.load_source("def zip(a, b):\n    return a * b\n")
+    assert exprgrad.entry_point(mod, "zip", "value")(2.0, 3.0) == 6.0
+    for function, kind, words in (("zip", "hess", "has no hess function"),
+                                  ("nope", "grad", "has no def 'nope'"),
+                                  ("zip", "Value", "no kind 'Value'")):
+        with pytest.raises(KeyError, match=words):
+            exprgrad.entry_point(mod, function, kind)

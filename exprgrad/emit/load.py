@@ -34,8 +34,16 @@ def entry_point(module: types.ModuleType, function: str, kind: str = "grad"
     ``def function``, looked up in the module's ``ENTRY_POINTS`` table (a user name that would
     shadow a Python builtin or a name of the module is given another Python name there).
     Raises ``KeyError`` when the module has no such function."""
+    if kind not in ENTRY_KINDS:
+        raise KeyError(f"no kind {kind!r}: the kinds are {', '.join(ENTRY_KINDS)}")
     table = getattr(module, "ENTRY_POINTS", None)
     if table is not None:
+        if function not in table:
+            raise KeyError(f"{module.__name__} has no def {function!r}; its defs: "
+                           f"{', '.join(table) or 'none'}")
+        if kind not in table[function]:
+            raise KeyError(f"{function!r} has no {kind} function in {module.__name__}; it has "
+                           f"{', '.join(table[function])}")
         return getattr(module, table[function][kind])  # type: ignore[no-any-return]
     found = getattr(module, function + ENTRY_KINDS[kind], None)
     if found is None:

@@ -411,7 +411,9 @@ def _vjp_tanh(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Seq
 
 def _vjp_sigmoid(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
                  ) -> Sequence[Node | None]:
-    return (b.apply("mul", g, b.apply("mul", out, b.apply("sub", _c(b, 1.0), out))),)
+    # sigmoid' = out * (1 - out) = out * sigmoid(-x); the second form does not cancel for
+    # large x (1 - out is 0 from x = 37 on, where the derivative is about exp(-x))
+    return (b.apply("mul", g, b.apply("mul", out, b.apply("sigmoid", b.apply("neg", a[0])))),)
 
 
 def _vjp_relu(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:

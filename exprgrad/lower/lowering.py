@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ExprgradError, ExprgradNameError, ExprgradTypeError, ExprgradValueError, Span
 from ..ir.graph import Graph, no_gc, substitute
-from ..ir.node import Node, reachable
+from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import Function, ParamTensor, Program
 from ..limits import MAX_NODES
@@ -386,12 +386,6 @@ class _Lowerer:
                                     f"{', '.join(repr(m) for m in missing)}", d.span,
                                     hint="give every argument a 'grad NAME = ...' line")
         out = fn.outputs[0]
-        used = sorted({n.attr for n in reachable([out]) if n.op == "param"})
-        if used:  # a rule gives gradients for the arguments only: a parameter's would be lost
-            raise ExprgradTypeError(
-                f"'{d.name}' has grad rules but uses the parameter{'s' if len(used) > 1 else ''} "
-                f"{', '.join(repr(u) for u in used)}, whose gradient no rule can give", d.span,
-                hint="pass the parameter in as an argument (and give it a grad rule)")
         hole = self.graph.make("hole", (), ("dout", d.name), out.shape)
         contributions: list[Node] = []
         spans: list[Span] = []
@@ -405,6 +399,15 @@ class _Lowerer:
             contributions.append(node)
             spans.append(stmt[1])
         self.graph.span = None
+        # a rule gives gradients for the arguments only: a parameter's, in the body, would be
+        # lost, and one in a rule has no value where the rule is used; refused anywhere
+        used = sorted({n.attr for n in reachable([out, *contributions], all_args)
+                       if n.op == "param"})
+        if used:
+            raise ExprgradTypeError(
+                f"'{d.name}' has grad rules but uses the parameter{'s' if len(used) > 1 else ''} "
+                f"{', '.join(repr(u) for u in used)}, whose gradient no rule can give", d.span,
+                hint="pass the parameter in as an argument (and give it a grad rule)")
         n_in = len(fn.inputs)
         custom = self.graph.make("custom", (*fn.inputs, out, hole, *contributions),
                                  (n_in, tuple(spans)), out.shape)

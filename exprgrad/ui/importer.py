@@ -9,8 +9,9 @@ Contract:
   the same directory, the import fails with an :class:`ExprgradImportError` naming both.
 - The generated source is cached as ``__pycache__/NAME.exg.py`` beside the file, keyed by the
   SHA-256 of the source, the exprgrad version, a hash of the compiler's own source and the
-  options (never by modification time); a stale entry is recompiled, and so is an entry that
-  fails the allowlist of :mod:`exprgrad.emit.verify` (one edited in ``__pycache__``); writes go
+  options (never by modification time), with a hash of the generated text; a stale entry is
+  recompiled, and so is an edited one and one that fails the allowlist of
+  :mod:`exprgrad.emit.verify` (whatever its hash says); writes go
   to a temporary file and are renamed into place, so concurrent importers cannot corrupt it; an
   unwritable directory still imports, uncached. The cache holds Python source only: nothing is
   unpickled.
@@ -79,15 +80,21 @@ def _read_cache(path: Path, key: str) -> str | None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    first = text.split("\n", 1)[0]
-    if first != f"# exprgrad-cache-key: {key}":
+    first, _, body = text.partition("\n")
+    if first != _key_line(key, body):  # another source or compiler, or an edited entry
         return None
     return text
 
 
+def _key_line(key: str, body: str) -> str:
+    """The cache entry's first line: the key and a hash of the generated text after it."""
+    return f"# exprgrad-cache-key: {key} {hashlib.sha256(body.encode('utf-8')).hexdigest()}"
+
+
 def _passes_allowlist(code: str) -> bool:
-    """A cache entry runs only if it is code the emitter could have written (a file edited in
-    ``__pycache__`` is recompiled, never executed)."""
+    """A cache entry runs only if it is code the emitter could have written. (An edited entry no
+    longer matches the hash in its key line and is recompiled; this check holds even against an
+    edit that recomputed the hash.)"""
     try:
         verify_module(code)
     except (UnsafeCodeError, SyntaxError, ValueError):
@@ -125,7 +132,8 @@ def generated_source(exg: Path) -> tuple[str, str]:
         if cached is not None and _passes_allowlist(cached):
             stats["cache_hits"] += 1
             return cached, str(cached_at)
-        code = f"# exprgrad-cache-key: {key}\n" + generate(compile_program(source, str(exg)))
+        body = generate(compile_program(source, str(exg)))
+        code = _key_line(key, body) + "\n" + body
     except Exception as err:
         if is_bug(err):  # exprgrad's own fault: propagate it as it is, marked as a bug
             mark_as_bug(err, str(exg))

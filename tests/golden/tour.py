@@ -200,7 +200,7 @@ def h_grad(x, y):
     _t22 = ((_t9 + (_t13 * _t14)) + _softplus(_t6)) + _t21
     _dx = _div(0.5, _t21) * x
     _dx2 = _dx + _dx
-    _dx3 = _dx2 + (_t13 * (_t14 * (1.0 - _t14)))
+    _dx3 = _dx2 + (_t13 * (_t14 * _sigmoid((-x))))
     _dy = ((-_t14) * (3.0 * (_t11 * _t11))) * (1.0 if y > 0.0 else 0.0)
     _dx4 = _dx3 + (_t14 * (1.0 - (_t10 * _t10)))
     _dy2 = _dy - (_sigmoid(_t6) + ((-_div(_t9, _t8)) * _t7))

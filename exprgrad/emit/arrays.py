@@ -446,7 +446,6 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
         code = writer.module.render(
             "Batched numpy forward and gradient code compiled from {label} by exprgrad.", None)
         if verify:
-
             verify_module(code)
         return code
 

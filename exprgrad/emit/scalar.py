@@ -472,7 +472,6 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
                         f"(value, gradient, Hessian) of {fname}.", False)
     code = writer.module.render(_DOCSTRING, _init_params(program, writer.module.uses))
     if verify:
-
         verify_module(code)
     return code
 

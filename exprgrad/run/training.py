@@ -102,7 +102,6 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     examples = examples_from(program, fn, config, csv_path)
     use_numpy = _use_numpy(config, len(examples))
     if use_numpy:
-
         batch_grad = numpy_batch_step(program, fn, examples)
     else:
         module = module or module_from_code(generate(program), "exg_train",

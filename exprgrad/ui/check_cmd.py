@@ -18,7 +18,6 @@ from ..lower.lowering import program_of
 
 
 def check_program_cli(args: argparse.Namespace) -> int:
-
     program = program_of(args.file)
     names = args.functions or list(program.functions)
     for name in names:

@@ -74,7 +74,6 @@ def _leaf_values(program: Program, fn: Function, at: dict[str, Any],
         leaves[node.id] = flatten_values(at[name])
     if program.params:
         if params is None:
-
             params = module_from_code(generate(program), "exg_draw", "<exprgrad:draw>"
                                       ).init_params(0)
         flat = list(params)
@@ -303,13 +302,11 @@ def draw(source: str | Path | Program, function: str | None = None, *,
 
 
 def graph_cli(args: argparse.Namespace) -> int:
-
     program = program_of(args.file)
     if not program.functions:
         raise ExprgradValueError(f"{args.file} defines no function to draw")
     name = args.function or next(iter(program.functions))
     if name not in program.functions:
-
         raise ExprgradValueError(f"{args.file} has no function '{name}'",
                                  hint=did_you_mean(name, list(program.functions)))
     at = parse_assignments(args.at, program.functions[name]) if args.at else None

@@ -182,7 +182,6 @@ class Session:
         self.chunks.append(chunk)
 
     def _assign(self, name: str, op: str | None, typed: str, start: int, line: int) -> None:
-
         col = typed.index(name) + 1
         span = Span(line, col, line, col + len(name))
         source = "\n" * (line - 1) + typed + "\n"
@@ -233,7 +232,6 @@ class Session:
         return program, fname
 
     def _module(self, program: Any) -> Any:
-
         return module_from_code(generate(program), "exg_repl", "<repl>")
 
     def _args(self, program: Any, fname: str) -> list[Any]:
@@ -295,7 +293,6 @@ class Session:
                                      hint="type :help for the list")
 
     def _load(self, path: str) -> None:
-
         if not path:
             raise ExprgradValueError(":load needs a file name")
         if not Path(path).is_file():
@@ -370,7 +367,6 @@ class Session:
             self.out(f"  d/d{s} = {sympy.simplify(sympy.diff(e, s))}")
 
     def _check(self, name: str) -> None:
-
         program = self._compile()
         if name not in program.functions:
             raise ExprgradValueError(f"no function '{name}'",
@@ -422,7 +418,6 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 
 def _show(value: Any) -> str:
-
     return format_value(value)
 
 

@@ -29,7 +29,6 @@ from .plot import loss_curve_png, loss_curve_svg
 
 
 def train_cli(args: argparse.Namespace) -> int:
-
     if not Path(args.file).is_file():
         raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
     program = program_of(args.file)
@@ -52,7 +51,6 @@ def train_cli(args: argparse.Namespace) -> int:
         save_params(args.save, program, result.params, force=args.force,
                     extra={"final_loss": last, "steps": result.steps})
     if args.plot:
-
         if args.plot.lower().endswith(".svg"):
             write_output(args.plot, loss_curve_svg(result.losses, f"{Path(args.file).name} loss"),
                          force=args.force)
@@ -81,7 +79,6 @@ def train_cli(args: argparse.Namespace) -> int:
         summary["predictions"] = preds
         summary["targets"] = targets
     if args.json:
-
         print(json.dumps(jsonable(summary)))
     else:
         if result.stopped:
@@ -104,7 +101,6 @@ def train_cli(args: argparse.Namespace) -> int:
 
 
 def predict_cli(args: argparse.Namespace) -> int:
-
     program = program_of(args.file)
     config = config_from_program(program) if program.train else None
     params = load_params(args.params, program)
@@ -121,7 +117,6 @@ def predict_cli(args: argparse.Namespace) -> int:
         inputs = examples_from(program, program.functions[config.loss], config)
     preds = predictions(program, fn, params, inputs)
     if args.json:
-
         print(json.dumps({"predictions": jsonable(preds)}))
     else:
         for p in preds:

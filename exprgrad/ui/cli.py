@@ -51,13 +51,15 @@ def _program(path: str):  # type: ignore[no-untyped-def]
 def cmd_compile(args: argparse.Namespace) -> int:
     from ..emit.scalar import generate
     from ..lower.lowering import compile_program, read_source
-    from ..run.files import write_output
+    from ..run.files import check_output, write_output
 
     if not Path(args.file).is_file():
         raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
     if args.hessian and args.backend == "numpy":
         raise ExprgradValueError("--hessian is for the python backend: the numpy backend writes "
                                  "no f_hess", hint="compile with --backend python (the default)")
+    if args.output not in (None, "-"):
+        check_output(args.output, force=args.force)  # before any work
     program = compile_program(read_source(args.file), args.file)
     if args.backend == "numpy":
         from ..emit.arrays import generate_numpy

@@ -36,8 +36,10 @@ from ..ir.ops import OPS, EvalAlgebra
 from ..ir.program import Function, Program
 from ..lower.lowering import did_you_mean, flatten_values, program_of
 from ..run.evaluate import check_value, parse_assignments
-from ..run.files import write_output
+from ..run.files import check_output, write_output
 
+#: the formats drawings are written in
+DRAW_SUFFIXES = (".svg", ".png", ".pdf", ".dot", ".gv")
 #: the most IR nodes drawn in one picture
 MAX_DRAW_NODES = 400
 
@@ -258,8 +260,7 @@ def render(dot_text: str, output: str | Path, *, force: bool = False) -> None:
     if fmt == "dot" or fmt == "gv":
         write_output(path, "// exprgrad graph\n" + dot_text, force=force)
         return
-    if fmt not in ("svg", "png", "pdf"):
-        raise ExprgradValueError(f"cannot draw to {path.name!r}: use .svg, .png, .pdf or .dot")
+    check_output(path, force=force, suffixes=DRAW_SUFFIXES)
     exe = shutil.which("dot")
     if exe is None:
         raise ExprgradValueError(
@@ -309,6 +310,7 @@ def graph_cli(args: argparse.Namespace) -> int:
     if name not in program.functions:
         raise ExprgradValueError(f"{args.file} has no function '{name}'",
                                  hint=did_you_mean(name, list(program.functions)))
+    check_output(args.output, force=args.force, suffixes=DRAW_SUFFIXES)  # before any work
     at = parse_assignments(args.at, program.functions[name]) if args.at else None
     text = dot_source(program, name, at=at, backward=args.backward, collapse=args.collapse)
     render(text, args.output, force=args.force)

@@ -21,16 +21,22 @@ from ..lower.lowering import program_of
 from ..run.config import config_from_program, validate_config
 from ..run.data import csv_rows, examples_from, split_row
 from ..run.evaluate import jsonable
-from ..run.files import write_output
+from ..run.files import check_output, write_output
 from ..run.paramsio import load_params, save_params
 from ..run.progress import Progress
 from ..run.training import accuracy, final_loss, predictions, predictor, train
 from .plot import loss_curve_png, loss_curve_svg
 
+#: what --plot writes
+PLOT_SUFFIXES = (".png", ".svg")
+
 
 def train_cli(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
+    for output, suffixes in ((args.save, None), (args.plot, PLOT_SUFFIXES)):
+        if output:  # every output is checked before training, not after
+            check_output(output, force=args.force, suffixes=suffixes)
     program = program_of(args.file)
     config = config_from_program(program)
     for key in ("steps", "lr", "optimizer", "seed", "batch_size", "reduce", "backend"):
@@ -54,10 +60,8 @@ def train_cli(args: argparse.Namespace) -> int:
         if args.plot.lower().endswith(".svg"):
             write_output(args.plot, loss_curve_svg(result.losses, f"{Path(args.file).name} loss"),
                          force=args.force)
-        elif args.plot.lower().endswith(".png"):
-            write_output(args.plot, loss_curve_png(result.losses), force=args.force)
         else:
-            raise ExprgradValueError("--plot writes a .png or .svg file")
+            write_output(args.plot, loss_curve_png(result.losses), force=args.force)
     pred_fn = predictor(program, config)
     preds: list[Any] = []
     if pred_fn is not None and len(examples) <= 5000:

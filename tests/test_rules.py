@@ -3,6 +3,8 @@ second derivatives, and a rule can never silently lose a parameter's gradient.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import exprgrad
@@ -48,6 +50,25 @@ def test_check_never_calls_a_comparison_it_could_not_make_ok(tmp_path) -> None: 
              if "numeric" in line and not line[:1].isdigit()]
     assert lines and all(line.startswith("skipped") for line in lines), result.stdout
     assert "0 ok" in result.stdout and "not checked" in result.stdout
+    assert result.returncode == 1 and "check incomplete" in result.stdout
+    as_json = json.loads(run_cli("check", "r.exg", "--json", cwd=tmp_path).stdout)
+    assert as_json["ok"] is False and "f d/dx" in as_json["not_checked"]
+
+
+def test_check_compares_a_vector_output_as_the_gradient_of_its_sum(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """k = [x, 2x]: its gradient is d(x + 2x)/dx = 3; check compares it with sympy and
+    finite differences (it used to skip such outputs and still say ok), and a wrong rule
+    inside is caught."""
+    from conftest import run_cli
+
+    (tmp_path / "v.exg").write_text("def k(x):\n    return [x, 2 * x]\n"
+                                    "def half(x):\n    grad x = dout\n    return x / 2\n"
+                                    "def w(x):\n    return [half(x), x]\n")
+    good = run_cli("check", "v.exg", "k", cwd=tmp_path)
+    assert good.returncode == 0 and "not checked" not in good.stdout
+    assert "symbolic" in good.stdout and "finite-diff" in good.stdout
+    bad = run_cli("check", "v.exg", "w", cwd=tmp_path)
+    assert bad.returncode == 1 and "MISMATCH" in bad.stdout
 
 
 @pytest.mark.parametrize("rule", ["w * dout", "h(dout)", "n([dout])"])

@@ -1,7 +1,8 @@
 """The `exprgrad check` command: every gradient of a file against sympy and central differences.
 
-Contract: ``check_program_cli(args)`` prints a line per partial (or JSON) and returns 0 when
-every check passed, 1 on a mismatch.
+Contract: ``check_program_cli(args)`` prints a line per comparison (or JSON) and returns 0 when
+every check passed; 1 on a mismatch, or when a partial derivative (a rule, a Hessian entry) was
+checked by no method at all ("not checked", listed with the reason).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def check_program_cli(args: argparse.Namespace) -> int:
             "results": [{"function": x.function, "partial": x.partial, "status": x.status,
                          "method": x.method, "detail": x.detail,
                          "line": x.span.line if x.span else None} for x in report.lines],
-            "notes": report.notes}))
+            "not_checked": report.unchecked, "notes": report.notes}))
     else:
         for line in report.lines:
             print(line.text())
@@ -56,7 +57,13 @@ def check_program_cli(args: argparse.Namespace) -> int:
         print(f"{len(report.lines) - bad - skipped} ok, {bad} mismatched{not_checked} ({summary}) "
               f"in {seconds:.1f}s")
     if not report.ok:
-        first = next(x for x in report.lines if x.status == "mismatch")
+        first = next((x for x in report.lines if x.status == "mismatch"), None)
+        if first is None:  # nothing wrong was found, but not everything could be checked
+            if not args.json:
+                print(f"check incomplete: {len(report.unchecked)} not checked by any method: "
+                      + ", ".join(report.unchecked[:10])
+                      + (" ..." if len(report.unchecked) > 10 else ""))
+            return 1
         if first.span is not None:
             err = CheckFailure(f"wrong derivative rule for '{first.partial}' in "
                                f"'{first.function}'", first.span, hint=first.detail)

@@ -11,7 +11,6 @@ length need no recursion either.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import keyword
 import math
@@ -25,6 +24,7 @@ from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import Function, ParamTensor, Program
 from ..limits import MAX_NODES
+from ..readers import read_csv
 from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
 from .nn import ACTIVATIONS, call_net, declare_net
 
@@ -279,27 +279,24 @@ class _Lowerer:
         if set(kwargs) - {"cols"}:
             raise ExprgradNameError("csv(...) takes one option, cols=", expr[1])
         base = Path(self.program.filename).parent if self.program.filename[:1] != "<" else Path()
-        path = base / args[0][2]
+        name = args[0][2]
+        path = base / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ExprgradValueError(f"csv({name!r}) names a file outside the .exg file's folder",
+                                     args[0][1], hint="csv() reads files beside the .exg file "
+                                     "or in folders below it; copy or link the data there")
         cols_expr = kwargs.get("cols", (None, None))[0]
         cols: list[int] | int | None = None
         if cols_expr is not None:
             cols = ([int(self.const_number(c)) for c in cols_expr[2]] if cols_expr[0] == "list"
                     else int(self.const_number(cols_expr)))
         try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows = [r for r in csv.reader(fh) if r]
-        except OSError as err:
-            raise ExprgradValueError(f"cannot read {str(path)!r}: {err.strerror}", args[0][1]
-                                     ) from None
+            rows = read_csv(path)
+        except ExprgradValueError as err:  # shown at the csv(...) call, naming the data file
+            message = err.message if str(path) in err.message else f"{path}: {err.message}"
+            raise ExprgradValueError(message, args[0][1], hint=err.hint) from None
         result: list[Any] = []
-        for number, row in enumerate(rows, 1):
-            try:
-                values = [float(v) for v in row]
-            except ValueError:
-                if number == 1:
-                    continue  # a header row
-                raise ExprgradValueError(f"{path.name} row {number} holds a value that is not "
-                                         "a number", args[0][1]) from None
+        for number, values in rows:
             try:
                 if cols is None:
                     result.append(values)

@@ -6,12 +6,12 @@ against the loss's argument shapes; a bad row is reported with its file, row and
 
 from __future__ import annotations
 
-import csv
 import math
 from typing import Any
 
 from ..errors import ExprgradError, ExprgradTypeError, ExprgradValueError
 from ..ir.program import Function, Program
+from ..readers import read_csv
 from .config import TrainConfig
 from .evaluate import check_value
 
@@ -20,8 +20,7 @@ def examples_from(program: Program, fn: Function, config: TrainConfig,
                   csv_path: str | None = None) -> list[list[Any]]:
     """One argument list per example, checked against the loss's argument shapes."""
     if csv_path is not None:
-        columns = csv_rows(csv_path)
-        examples = [split_row(row, fn, csv_path, i + 1) for i, row in enumerate(columns)]
+        examples = [split_row(row, fn, csv_path, line) for line, row in read_csv(csv_path)]
     else:
         if len(config.data) != len(fn.arg_names):
             raise ExprgradTypeError(f"'{fn.name}' takes {len(fn.arg_names)} arguments; 'train' "
@@ -45,34 +44,17 @@ def examples_from(program: Program, fn: Function, config: TrainConfig,
                                             program.data_spans.get(config.data[0])) from None
             examples.append(row)
     if not examples:
-        raise ExprgradValueError("there are no training examples")
+        raise ExprgradValueError("there are no training examples" + (
+            f" in {csv_path!r}" if csv_path is not None else ""), filename=csv_path)
     return examples
-
-
-def csv_rows(path: str) -> list[list[float]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            raw = [r for r in csv.reader(fh) if r]
-    except OSError as err:
-        raise ExprgradValueError(f"cannot read {path!r}: {err.strerror}") from None
-    rows = []
-    for number, row in enumerate(raw, 1):
-        try:
-            rows.append([float(v) for v in row])
-        except ValueError:
-            if number == 1:
-                continue
-            raise ExprgradValueError(f"{path}: row {number} holds a value that is not a number"
-                                     ) from None
-    return rows
 
 
 def split_row(row: list[float], fn: Function, path: str, number: int) -> list[Any]:
     """CSV columns fill the loss's arguments in order: x[3], y takes columns 0-2 and 3."""
     needed = sum(math.prod(s) for s in fn.arg_shapes)
     if len(row) != needed:
-        raise ExprgradValueError(f"{path}: row {number} has {len(row)} columns; "
-                                 f"'{fn.name}' needs {needed}")
+        raise ExprgradValueError(f"row {number} has {len(row)} columns; '{fn.name}' needs "
+                                 f"{needed}", filename=path)
     out: list[Any] = []
     pos = 0
     for shape in fn.arg_shapes:

@@ -7,7 +7,6 @@ given argument values (and the parameters, for a function that uses them) and re
 
 from __future__ import annotations
 
-import json
 import math
 import types
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from ..emit.load import entry_point
 from ..errors import ExprgradTypeError, ExprgradValueError
 from ..ir.program import Function, Program
+from ..readers import parse_value
 
 
 @dataclass
@@ -56,15 +56,9 @@ def parse_assignments(items: list[str], fn: Function) -> dict[str, Any]:
         if name not in fn.arg_names:
             raise ExprgradValueError(f"'{fn.name}' has no argument '{name}'",
                                      hint=f"its arguments are {', '.join(fn.arg_names) or 'none'}")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ExprgradValueError(f"{name}={text!r} is not a number or a list of numbers"
-                                         ) from None
-        values[name] = value
+        if name in values:
+            raise ExprgradValueError(f"'{name}' is given twice")
+        values[name] = parse_value(name, text)
     for name, shape in zip(fn.arg_names, fn.arg_shapes):
         if name not in values:
             raise ExprgradValueError(f"missing a value for '{name}'",

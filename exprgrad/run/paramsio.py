@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ExprgradValueError
 from ..ir.program import Program
+from ..readers import read_json
 from ..version import __version__
 from .files import write_output
 
@@ -41,18 +42,23 @@ def save_params(path: str, program: Program, params: Sequence[float], *, force: 
 
 
 def load_params(path: str, program: Program) -> list[float]:
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ExprgradValueError(f"cannot read parameters from {path!r}: {err}") from None
-    if not isinstance(payload, dict) or "params" not in payload:
-        raise ExprgradValueError(f"{path!r} is not a parameter file written by exprgrad")
+    """The parameters of a file written by :func:`save_params` for this program's layout: a
+    number (not a string, not true/false) for every parameter name and no other name."""
+    payload = read_json(path)
+    if not isinstance(payload, dict) or not isinstance(payload.get("params"), dict):
+        raise ExprgradValueError("not a parameter file written by exprgrad", filename=path)
     if payload.get("model_signature") != model_signature(program):
-        raise ExprgradValueError(f"{path!r} holds the parameters of another program "
-                                 f"({payload.get('source', '?')})",
+        raise ExprgradValueError(f"the parameters of another program "
+                                 f"({payload.get('source', '?')})", filename=path,
                                  hint="its parameter names or shapes differ from this file's")
     values = payload["params"]
-    try:
-        return [float(values[name]) for name in program.param_names]
-    except (KeyError, TypeError, ValueError):
-        raise ExprgradValueError(f"{path!r} is missing parameters or holds non-numbers") from None
+    names = program.param_names
+    missing = [n for n in names if n not in values]
+    extra = [n for n in values if n not in set(names)]
+    wrong = [n for n in names if n in values and not isinstance(values[n], float)]
+    for problem, listed in (("missing parameters", missing), ("unknown parameters", extra),
+                            ("values that are not numbers for", wrong)):
+        if listed:
+            raise ExprgradValueError(f"{problem} {', '.join(map(repr, listed[:5]))}"
+                                     + (" ..." if len(listed) > 5 else ""), filename=path)
+    return [values[name] for name in names]

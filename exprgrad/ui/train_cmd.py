@@ -18,8 +18,9 @@ from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import ExprgradValueError
 from ..lower.lowering import program_of
+from ..readers import read_csv
 from ..run.config import config_from_program, validate_config
-from ..run.data import csv_rows, examples_from, split_row
+from ..run.data import examples_from, split_row
 from ..run.evaluate import jsonable
 from ..run.files import check_output, write_output
 from ..run.paramsio import load_params, save_params
@@ -114,9 +115,9 @@ def predict_cli(args: argparse.Namespace) -> int:
     if fn is None:
         raise ExprgradValueError("no function to predict with", hint="define 'def predict(x...)'")
     if args.data:
-        rows = csv_rows(args.data)
         needed = sum(math.prod(s) for s in fn.arg_shapes)
-        inputs = [split_row(row[:needed], fn, args.data, i + 1) for i, row in enumerate(rows)]
+        inputs = [split_row(row[:needed], fn, args.data, line)
+                  for line, row in read_csv(args.data)]
     else:
         inputs = examples_from(program, program.functions[config.loss], config)
     preds = predictions(program, fn, params, inputs)

@@ -1,0 +1,137 @@
+"""Every number from outside (CSV, JSON parameter files, command-line values) goes through one
+strict reader: a bad input is one clear error with its location and exit 2, never a traceback,
+never silently something else (a catalogue: input, expected start of the message)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+
+TOUR = str(ROOT / "examples" / "tour.exg")
+SEED = str(ROOT / "examples" / "seed_mlp.exg")
+
+VALUES = [
+    ("a=1_0", "exprgrad: error: a=1_0 is not a number"),
+    ("a=" + "1" * 5001, "exprgrad: error: a=111"),
+    ("a=" + "[" * 5000, "exprgrad: error: a=[[[" ),
+    ("a=true", "exprgrad: error: a=true is not a number"),
+    ('a="1.5"', 'exprgrad: error: a="1.5" is not a number'),
+    ("a=1e999", "exprgrad: error: a=1e999 does not fit a float"),
+    ("a=0x10", "exprgrad: error: a=0x10 is not a number"),
+]
+
+
+@pytest.mark.parametrize(("value", "first"), VALUES)
+def test_command_line_values(value: str, first: str) -> None:
+    result = run_cli("eval", TOUR, "g", value, "b=2")
+    assert result.returncode == 2 and result.stderr.startswith(first), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_good_command_line_values_still_work() -> None:
+    result = run_cli("eval", TOUR, "g", "a=0.5", "b=-2e0", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["value"] == pytest.approx(
+        0.46211715726000974)
+    twice = run_cli("eval", TOUR, "g", "a=1", "a=2", "b=2")
+    assert twice.returncode == 2 and "'a' is given twice" in twice.stderr
+
+
+CSV = [
+    (b"1,2\n\xff\xfe,3\n", "d.csv: not UTF-8 text (byte 4 is 0xff)"),
+    (b"x,y\n1,a\n", "d.csv: row 2, column 2: 'a' is not a number"),
+    (b"1,y\n2,3\n", "d.csv: row 1, column 2: 'y' is not a number"),
+    (b"1_0,2\n", "d.csv: row 1, column 1: '1_0' is not a number"),
+    (b"1," + b"9" * 200_000 + b"\n", "d.csv: row 1: field larger than field limit"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), CSV)
+def test_csv_in_a_program(tmp_path: Path, data: bytes, message: str) -> None:
+    (tmp_path / "d.csv").write_bytes(data)
+    (tmp_path / "p.exg").write_text('data d = csv("d.csv")\ndef f(x):\n    return x\n')
+    result = run_cli("compile", "p.exg", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(f"p.exg:1:14: error: {message}"), \
+        result.stderr
+
+
+def test_csv_byte_order_mark_keeps_the_first_row(tmp_path: Path) -> None:
+    """With a BOM the first row used to be taken for a header and lost."""
+    (tmp_path / "d.csv").write_bytes(b"\xef\xbb\xbf1,2\n3,4\n")
+    (tmp_path / "p.exg").write_text('data d = csv("d.csv")\ndef f(x[2]):\n    return sum(x)\n'
+                                    "def loss(x[2]):\n    return sum(x)\n")
+    import exprgrad
+
+    program = exprgrad.api.program_of(tmp_path / "p.exg")
+    assert program.data["d"] == [[1.0, 2.0], [3.0, 4.0]]
+
+
+@pytest.mark.parametrize("name", ["../d.csv", "/etc/hostname", "fifo.csv", "sub"])
+def test_csv_reads_only_regular_files_below_the_program(tmp_path: Path, name: str) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (tmp_path / "d.csv").write_text("1,2\n")
+    os.mkfifo(project / "fifo.csv")
+    (project / "sub").mkdir()
+    (project / "p.exg").write_text(f'data d = csv("{name}")\ndef f(x):\n    return x\n')
+    result = run_cli("compile", "p.exg", cwd=project, timeout=30)  # a FIFO would block
+    assert result.returncode == 2, result.stderr
+    assert ("outside the .exg file's folder" in result.stderr
+            or "it is not a regular file" in result.stderr), result.stderr
+
+
+def test_train_data_rows_are_numbered_as_in_the_file(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("x0,x1,x2,y\n\n1,2,3,1\n1,2,3\n")
+    result = run_cli("train", SEED, "--data", "d.csv", "--quiet", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("d.csv: error: row 4 has 3 columns; 'loss' needs 4")
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    result = run_cli("train", SEED, "--save", "p.json", "--quiet", "--steps", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "p.json"
+
+
+def _variant(saved: Path, name: str, edit: object) -> str:
+    payload = json.loads(saved.read_text())
+    text = edit(payload) if callable(edit) else str(edit)
+    (saved.parent / name).write_text(text if isinstance(text, str) else json.dumps(payload))
+    return name
+
+
+FIRST = "n.layers.0.neurons.0.w.0"
+PARAMS = [
+    ("deep.json", "[" * 100_000 + "]" * 100_000, "lists or objects nested more than 20 deep"),
+    ("bool.json", lambda p: p["params"].__setitem__(FIRST, True),
+     f"values that are not numbers for '{FIRST}'"),
+    ("str.json", lambda p: p["params"].__setitem__(FIRST, "1.5"),
+     f"values that are not numbers for '{FIRST}'"),
+    ("extra.json", lambda p: p["params"].__setitem__("extra", 1.0), "unknown parameters 'extra'"),
+    ("missing.json", lambda p: p["params"].pop(FIRST), f"missing parameters '{FIRST}'"),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), PARAMS)
+def test_parameter_files(saved: Path, name: str, edit: object, message: str) -> None:
+    _variant(saved, name, edit)
+    result = run_cli("eval", SEED, "loss", "x=[1,2,3]", "y=1", "--params", name,
+                     cwd=saved.parent)
+    assert result.returncode == 2 and result.stderr.startswith(f"{name}: error: {message}"), \
+        result.stderr
+
+
+def test_parameter_file_duplicate_keys_and_huge_numbers(saved: Path) -> None:
+    text = saved.read_text()
+    (saved.parent / "dup.json").write_text(
+        text.replace('"n.layers.0.neurons.0.w.1"', f'"{FIRST}"', 1))
+    (saved.parent / "big.json").write_text(
+        text.replace(f'"{FIRST}": ', f'"{FIRST}": 1{"0" * 400}, "zz": ', 1))
+    for name, message in (("dup.json", f"the key '{FIRST}' appears twice"),
+                          ("big.json", "the number 1000")):
+        result = run_cli("train", SEED, "--load", name, "--quiet", cwd=saved.parent)
+        assert result.returncode == 2 and message in result.stderr, result.stderr

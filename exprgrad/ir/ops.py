@@ -36,7 +36,8 @@ IEEE-754 results instead of Python exceptions. ``x/0`` is ``±inf`` (``nan`` for
 ``log(0) = -inf``; ``log``, ``sqrt`` and ``log1p`` below their domain are ``nan``; ``exp``
 overflow is ``inf``; a negative base to a non-integer power is ``nan``; ``sin``/``cos`` of ``±inf``
 are ``nan``. Kinks: ``relu'(0) = 0``, ``abs'(0) = 0``, ``step'`` and ``sign'`` are 0; for
-``max(a, b)`` and ``min(a, b)`` a tie sends the whole gradient to ``a``. ``sqrt'(0) = inf``.
+``max(a, b)`` and ``min(a, b)`` a tie sends the whole gradient to ``a``; they return ``nan`` when
+an argument is ``nan``, and the gradient follows the argument returned. ``sqrt'(0) = inf``.
 ``d(a**b)/db = out * log(a)``, which is ``nan`` for ``a <= 0`` (logarithm outside its domain).
 """
 
@@ -513,15 +514,16 @@ def _vjp_none(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Seq
     return tuple(None for _ in a)
 
 
-def _vjp_max(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
-    # a wins ties: d/db = step(b - a), d/da = 1 - step(b - a)
-    sb = b.apply("step", b.apply("sub", a[1], a[0]))
-    return (b.apply("mul", g, b.apply("sub", _c(b, 1.0), sb)), b.apply("mul", g, sb))
+def _picked(pick: str) -> Vjp:
+    """The rule of max or min: the whole gradient goes to the argument whose value is returned,
+    as ``pick`` (1 for the first argument, 0 for the second) decides it, ties and nan included."""
 
+    def vjp(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+            ) -> Sequence[Node | None]:
+        first = b.apply(pick, a[0], a[1])
+        return (b.apply("mul", g, first), b.apply("mul", g, b.apply("sub", _c(b, 1.0), first)))
 
-def _vjp_min(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
-    sb = b.apply("step", b.apply("sub", a[0], a[1]))
-    return (b.apply("mul", g, b.apply("sub", _c(b, 1.0), sb)), b.apply("mul", g, sb))
+    return vjp
 
 
 def _vjp_sum(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any) -> Sequence[Node | None]:
@@ -1018,11 +1020,11 @@ def _py_div(a: Sequence[str], k: Sequence[float | None], u: Uses) -> str:
 
 
 def _ref_max(a: float, b: float) -> float:
-    return a if a >= b or b != b else b
+    return a if a >= b or a != a else b
 
 
 def _ref_min(a: float, b: float) -> float:
-    return a if a <= b or b != b else b
+    return a if a <= b or a != a else b
 
 
 def _ref_sign(a: float) -> float:
@@ -1058,16 +1060,26 @@ _register(
     replace(_binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "", lambda a, b: a**b,
                     simplify=_simp_pow, domain=lambda a, b: a > 0),
             np=_POW_NP[0], np_into=_POW_NP[1], np_calls=frozenset({"multiply", "power"})),
-    _binary("max", "max", _vjp_max, _ref_max,
-            "{0} if {0} >= {1} or {1} != {1} else {1}",
-            "np.where(({0} >= {1}) | np.isnan({1}), {0}, {1})",
+    # max and min return the first argument on a tie and nan when either argument is nan;
+    # pick_max and pick_min (internal) say which argument they returned, for the gradient
+    _binary("max", "max", _picked("pick_max"), _ref_max,
+            "{0} if {0} >= {1} or {0} != {0} else {1}",
+            "np.where(({0} >= {1}) | np.isnan({0}), {0}, {1})",
             lambda a, b: _sym().Max(a, b), builtin="max",
-            mp=lambda *v: max(v, key=_mpmath().re)),
-    _binary("min", "min", _vjp_min, _ref_min,
-            "{0} if {0} <= {1} or {1} != {1} else {1}",
-            "np.where(({0} <= {1}) | np.isnan({1}), {0}, {1})",
+            mp=lambda *v: max(v, key=_mpmath().re), domain=lambda a, b: a != b),
+    _binary("min", "min", _picked("pick_min"), _ref_min,
+            "{0} if {0} <= {1} or {0} != {0} else {1}",
+            "np.where(({0} <= {1}) | np.isnan({0}), {0}, {1})",
             lambda a, b: _sym().Min(a, b), builtin="min",
-            mp=lambda *v: min(v, key=_mpmath().re)),
+            mp=lambda *v: min(v, key=_mpmath().re), domain=lambda a, b: a != b),
+    _binary("pick_max", "pick", _vjp_none, lambda a, b: 1.0 if a >= b or a != a else 0.0,
+            "1.0 if {0} >= {1} or {0} != {0} else 0.0",
+            "np.where(({0} >= {1}) | np.isnan({0}), 1.0, 0.0)",
+            lambda a, b: _sym().Heaviside(a - b, 1), domain=lambda a, b: a != b),
+    _binary("pick_min", "pick", _vjp_none, lambda a, b: 1.0 if a <= b or a != a else 0.0,
+            "1.0 if {0} <= {1} or {0} != {0} else 0.0",
+            "np.where(({0} <= {1}) | np.isnan({0}), 1.0, 0.0)",
+            lambda a, b: _sym().Heaviside(b - a, 1), domain=lambda a, b: a != b),
     _binary("atan2", "atan2", _vjp_atan2, math.atan2, "{math}.atan2({0}, {1})", "np.arctan2",
             lambda a, b: _sym().atan2(a, b), builtin="atan2",
             mp=lambda y, x: _mpmath().atan2(y, x),

@@ -129,7 +129,7 @@ def g_grad(a, b):
 def softmax2(u, v):
     """softmax2(u, v) from line 11."""
     # line 12
-    _m = u if u >= v or v != v else v
+    _m = u if u >= v or u != u else v
     # line 13
     _lse = _m + _log((_exp((u - _m)) + _exp((v - _m))))
     # line 14
@@ -141,7 +141,7 @@ def softmax2(u, v):
 def softmax2_grad(u, v):
     """(value, gradient with respect to each argument) of softmax2."""
     # line 12
-    _m = u if u >= v or v != v else v
+    _m = u if u >= v or u != u else v
     # line 13
     _t3 = _exp((u - _m))
     _t5 = _exp((v - _m))
@@ -158,16 +158,16 @@ def softmax2_grad(u, v):
     _du2 = 1.0 + _du
     _dm2 = _dm - _du
     # line 12
-    _t18 = 1.0 if (v - u) > 0.0 else 0.0
-    _t20 = _dm2 * (1.0 - _t18)
-    _t21 = _dm2 * _t18
-    _du3 = _du2 + _t20
-    _dv2 = _dv + _t21
+    _t17 = 1.0 if u >= v or u != u else 0.0
+    _t18 = _dm2 * _t17
+    _t20 = _dm2 * (1.0 - _t17)
+    _du3 = _du2 + _t18
+    _dv2 = _dv + _t20
     # line 13
     _dv3 = 1.0 + _dv
     # line 12
-    _du4 = _du + _t20
-    _dv4 = _dv3 + _t21
+    _du4 = _du + _t18
+    _dv4 = _dv3 + _t20
     return (_t9, _t10), ((_du3, _dv2), (_du4, _dv4))
 
 

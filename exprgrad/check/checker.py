@@ -24,7 +24,7 @@ import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sympy
 
@@ -41,6 +41,8 @@ from ..lower.lowering import flatten_values
 
 #: above this many partials per function, the sympy comparisons use a random sample
 SYMPY_SAMPLE = 64
+#: seconds of sympy work for a whole check run, by default (`exprgrad check --budget`)
+DEFAULT_BUDGET = 60.0
 
 
 #: differences with more operations than this are compared numerically without trying simplify
@@ -109,7 +111,8 @@ class Report:
         checked: dict[tuple[str, str, str], bool] = {}
         for line in self.lines:
             family = line.method.split(" ")[0]
-            family = "gradient" if family in ("symbolic", "numeric", "finite-diff") else family
+            family = ("gradient" if family in ("symbolic", "numeric", "finite-diff", "sympy")
+                      else family)
             key = (line.function, line.partial, family)
             checked[key] = checked.get(key, False) or line.status != "skipped"
         return [f"{f} d/d{p}" + ("" if family == "gradient" else f" ({family})")
@@ -130,13 +133,53 @@ def _time_limit(seconds: float) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise _Timeout()
 
+    outer, _ = signal.getitimer(signal.ITIMER_REAL)  # a limit around this one keeps running
+    start = time.monotonic()
     old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer) if outer else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL,
+                             max(outer - (time.monotonic() - start), 1e-6))
+
+
+@dataclass
+class Budget:
+    """The seconds of sympy work left for a whole ``check`` run (conversion, derivatives,
+    simplification and numeric comparison); one comparison's simplification takes at most
+    ``per_partial`` of it. Finite differences are cheap and always run."""
+
+    total: float
+    per_partial: float = 2.0
+    end: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.end = time.monotonic() + self.total
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    def spent(self) -> str:
+        return f"not checked: the time budget ({self.total:g} s, --budget) was spent"
+
+
+T = TypeVar("T")
+
+
+def _within(budget: Budget, work: Callable[[], T]) -> T | None:
+    """``work()`` under what is left of the budget; None when the budget ran out."""
+    left = budget.left()
+    if left <= 0:
+        return None
+    try:
+        with _time_limit(left):
+            return work()
+    except (_Timeout, RecursionError):
+        return None
 
 
 def symbolically_equal(a: Any, b: Any, budget: float) -> bool | None:
@@ -316,9 +359,11 @@ def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, li
     return wrt, leaves, partials
 
 
-def check_function(program: Program, module: types.ModuleType, fname: str, *, budget: float = 2.0,
-                   seed: int = 0) -> Report:
-    """Every partial of one function: sympy (symbolic or numeric) and central differences."""
+def check_function(program: Program, module: types.ModuleType, fname: str, *,
+                   budget: Budget | None = None, seed: int = 0) -> Report:
+    """Every partial of one function: sympy (symbolic or numeric, within the budget) and
+    central differences."""
+    budget = budget or Budget(DEFAULT_BUDGET)
     fn = program.functions[fname]
     report = Report()
     rng = random.Random(seed)
@@ -335,25 +380,36 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *, bu
     for k, out in enumerate(fn.outputs):
         grads = derived.grads[k]
         # a tensor output's gradient is that of the sum of its elements (docs/generated.md)
-        forward = sympy.Add(*to_sympy([out], leaves)[0])
-        ours = [e for g in grads for e in to_sympy([g], leaves)[0]]
+        converted = _within(budget, functools.partial(_sympy_of, out, grads, leaves))
         flat = _flat_partial_index(program, fn, grads)
         for j in sample:
             label, symbol = partials[j]
             label = label if len(fn.outputs) == 1 else f"{label} (output {k})"
-            reference = sympy.diff(forward, symbol)
-            mine = ours[flat[j]]
-            start = time.perf_counter()
-            proved = symbolically_equal(mine, reference, budget)
-            if proved:
-                report.lines.append(Line(fname, label, "ok", "symbolic",
-                                         f"{time.perf_counter() - start:.2f}s"))
-                continue
-            free = sorted(reference.free_symbols | getattr(mine, "free_symbols", set()), key=str)
-            equal, detail = numerically_equal(mine, reference, free or all_symbols[:1], rng)
-            report.lines.append(Line(fname, label, _status(equal), "numeric", detail))
+            line = None if converted is None else _within(budget, functools.partial(
+                _compare, fname, label, converted[1][flat[j]], converted[0], symbol, all_symbols,
+                rng, budget))
+            report.lines.append(line or Line(fname, label, "skipped", "sympy", budget.spent()))
     report.lines.extend(finite_difference_lines(program, module, fn, rng))
     return report
+
+
+def _sympy_of(out: Node, grads: list[Node], leaves: dict[int, list[Any]]
+              ) -> tuple[Any, list[Any]]:
+    """The output (a tensor's sum of elements) and the gradient elements as sympy."""
+    return (sympy.Add(*to_sympy([out], leaves)[0]),
+            [e for g in grads for e in to_sympy([g], leaves)[0]])
+
+
+def _compare(fname: str, label: str, mine: Any, forward: Any, symbol: Any,
+             all_symbols: list[Any], rng: random.Random, budget: Budget) -> Line:
+    """One partial: symbolically if sympy proves it in time, else numerically."""
+    reference = sympy.diff(forward, symbol)
+    start = time.perf_counter()
+    if symbolically_equal(mine, reference, min(budget.per_partial, budget.left())):
+        return Line(fname, label, "ok", "symbolic", f"{time.perf_counter() - start:.2f}s")
+    free = sorted(reference.free_symbols | getattr(mine, "free_symbols", set()), key=str)
+    equal, detail = numerically_equal(mine, reference, free or all_symbols[:1], rng)
+    return Line(fname, label, _status(equal), "numeric", detail)
 
 
 def _flat_partial_index(program: Program, fn: Function, grads: list[Node]) -> list[int]:
@@ -478,8 +534,10 @@ def _record(worst: dict[str, tuple[float, str]], label: str, analytic: float, fd
         worst[label] = (err, f"generated gradient {analytic:.9g}, central difference {fd:.9g}")
 
 
-def check_rules(program: Program, fname: str, budget: float = 2.0, seed: int = 0) -> list[Line]:
+def check_rules(program: Program, fname: str, budget: Budget | None = None, seed: int = 0
+                ) -> list[Line]:
     """Each user-written ``grad`` rule of a def against sympy's derivative of its body."""
+    budget = budget or Budget(DEFAULT_BUDGET)
     fn = program.functions[fname]
     if not fn.rule_spans:
         return []
@@ -492,48 +550,66 @@ def check_rules(program: Program, fname: str, budget: float = 2.0, seed: int = 0
     leaves[hole.id] = element_symbols("dout", hole.shape)
     for tensor in program.params.values():
         leaves[tensor.node.id] = element_symbols(tensor.name, tensor.node.shape)
-    body_elems = to_sympy([body], leaves)[0]
     rng = random.Random(seed)
     lines = []
     for name, node, rule, span in zip(fn.arg_names, fn.inputs, rules, custom.attr[1]):
-        mine = to_sympy([rule], leaves)[0]
         for i, x in enumerate(leaves[node.id]):
-            reference = sum((d * sympy.diff(b, x) for d, b in zip(leaves[hole.id], body_elems)),
-                            sympy.Integer(0))
             label = name if node.shape == () else f"{name}[{i}]"
-            proved = symbolically_equal(mine[i], reference, budget)
-            if proved:
-                lines.append(Line(fname, label, "ok", "rule (symbolic)", span=span))
-                continue
-            free = sorted(reference.free_symbols | mine[i].free_symbols, key=str)
-            equal, detail = numerically_equal(mine[i], reference, free, rng)
-            where = f"{program.filename}:{span.line}:{span.col}"
-            lines.append(Line(fname, label, _status(equal), "rule (numeric)",
-                              (f"the rule at {where} disagrees with d({fname})/d{name}: " + detail)
-                              if equal is False else detail, span=span))
+            line = _within(budget, functools.partial(
+                _rule_line, program, fname, name, label, span, leaves, body, hole, rule, x, i,
+                rng, budget))
+            lines.append(line or Line(fname, label, "skipped", "rule", budget.spent(), span=span))
     return lines
 
 
-def check_hessian(program: Program, fname: str, budget: float = 2.0, seed: int = 0) -> list[Line]:
+def _rule_line(program: Program, fname: str, name: str, label: str, span: Span,
+               leaves: dict[int, list[Any]], body: Node, hole: Node, rule: Node, x: Any, i: int,
+               rng: random.Random, budget: Budget) -> Line:
+    body_elems = to_sympy([body], leaves)[0]
+    mine = to_sympy([rule], leaves)[0][i]
+    reference = sum((d * sympy.diff(b, x) for d, b in zip(leaves[hole.id], body_elems)),
+                    sympy.Integer(0))
+    if symbolically_equal(mine, reference, min(budget.per_partial, budget.left())):
+        return Line(fname, label, "ok", "rule (symbolic)", span=span)
+    free = sorted(reference.free_symbols | mine.free_symbols, key=str)
+    equal, detail = numerically_equal(mine, reference, free, rng)
+    where = f"{program.filename}:{span.line}:{span.col}"
+    return Line(fname, label, _status(equal), "rule (numeric)",
+                (f"the rule at {where} disagrees with d({fname})/d{name}: " + detail)
+                if equal is False else detail, span=span)
+
+
+def check_hessian(program: Program, fname: str, budget: Budget | None = None, seed: int = 0
+                  ) -> list[Line]:
     """The Hessian exprgrad generates (the gradient differentiated again) against sympy's."""
+    budget = budget or Budget(DEFAULT_BUDGET)
     fn = program.functions[fname]
     if fn.uses_params or len(fn.outputs) != 1 or any(s != () for s in fn.arg_shapes):
         return []
     graph: Graph = program.graph
     leaves = {node.id: element_symbols(name, ()) for node, name in zip(fn.inputs, fn.arg_names)}
     symbols = [leaves[n.id][0] for n in fn.inputs]
-    forward = to_sympy([fn.outputs[0]], leaves)[0][0]
-    reference = sympy.hessian(forward, symbols)
     ours = hessian(graph, fn.outputs[0], fn.inputs)
+    reference = _within(budget, functools.partial(_sympy_hessian, fn.outputs[0], leaves, symbols))
     rng = random.Random(seed)
     lines = []
     for i, row in enumerate(ours):
         for j, node in enumerate(row):
-            mine = to_sympy([node], leaves)[0][0]
             label = f"{fn.arg_names[i]} d{fn.arg_names[j]}"
-            if symbolically_equal(mine, reference[i, j], budget):
-                lines.append(Line(fname, label, "ok", "hessian (symbolic)"))
-                continue
-            equal, detail = numerically_equal(mine, reference[i, j], symbols, rng)
-            lines.append(Line(fname, label, _status(equal), "hessian (numeric)", detail))
+            line = None if reference is None else _within(budget, functools.partial(
+                _hessian_line, fname, label, node, leaves, reference[i, j], symbols, rng, budget))
+            lines.append(line or Line(fname, label, "skipped", "hessian", budget.spent()))
     return lines
+
+
+def _sympy_hessian(out: Node, leaves: dict[int, list[Any]], symbols: list[Any]) -> Any:
+    return sympy.hessian(to_sympy([out], leaves)[0][0], symbols)
+
+
+def _hessian_line(fname: str, label: str, node: Node, leaves: dict[int, list[Any]],
+                  reference: Any, symbols: list[Any], rng: random.Random, budget: Budget) -> Line:
+    mine = to_sympy([node], leaves)[0][0]
+    if symbolically_equal(mine, reference, min(budget.per_partial, budget.left())):
+        return Line(fname, label, "ok", "hessian (symbolic)")
+    equal, detail = numerically_equal(mine, reference, symbols, rng)
+    return Line(fname, label, _status(equal), "hessian (numeric)", detail)

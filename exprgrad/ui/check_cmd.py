@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
-from ..check.checker import Report, check_function, check_hessian, check_rules
+from ..check.checker import Budget, Report, check_function, check_hessian, check_rules
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import CheckFailure, ExprgradValueError
@@ -19,6 +20,10 @@ from ..lower.lowering import program_of
 
 
 def check_program_cli(args: argparse.Namespace) -> int:
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise ExprgradValueError(f"--budget {args.budget:g}: the time budget is a positive number "
+                                 "of seconds")
+    budget = Budget(args.budget)
     program = program_of(args.file)
     names = args.functions or list(program.functions)
     for name in names:
@@ -28,13 +33,13 @@ def check_program_cli(args: argparse.Namespace) -> int:
     report = Report()
     start = time.perf_counter()
     for name in names:
-        rule_lines = check_rules(program, name, args.budget, args.seed)
+        rule_lines = check_rules(program, name, budget, args.seed)
         report.lines.extend(rule_lines)
-        sub = check_function(program, module, name, budget=args.budget, seed=args.seed)
+        sub = check_function(program, module, name, budget=budget, seed=args.seed)
         report.lines.extend(sub.lines)
         report.notes.extend(sub.notes)
         if args.hessian:
-            report.lines.extend(check_hessian(program, name, args.budget, args.seed))
+            report.lines.extend(check_hessian(program, name, budget, args.seed))
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps({

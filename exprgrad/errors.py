@@ -74,8 +74,8 @@ class ExprgradError(Exception):
         self.msg = message
 
     def with_source(self, filename: str, source: str) -> ExprgradError:
-        """Attach the file name and text (if not yet known); returns self for chaining."""
-        if self.source is None:
+        """Attach the file name and text (if no file is known yet); returns self for chaining."""
+        if self.source is None and self.filename == "<string>":
             self.filename = filename
             self.source = source
             self.text = self.source_line()

@@ -135,3 +135,30 @@ def test_parameter_file_duplicate_keys_and_huge_numbers(saved: Path) -> None:
                           ("big.json", "the number 1000")):
         result = run_cli("train", SEED, "--load", name, "--quiet", cwd=saved.parent)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+TRAIN = "param w = 1\ndef loss(x):\n    return (w * x) ** 2\ndata xs = [1, 2]\n"
+
+
+@pytest.mark.parametrize(("options", "first"), [
+    ("lr=0.1, lr=0.2", "t.exg:5:28: error: 'lr' is given twice"),
+    ("steps=1.5", "t.exg:5:23: error: 'steps' needs a whole number"),
+    ("steps=1e300", "t.exg:5:7: error: steps must be from 0 to 100000000"),
+    ("predict=nope", "t.exg: error: no function 'nope' to predict with"),
+])
+def test_train_settings_fail_before_training_at_their_place(tmp_path: Path, options: str,
+                                                            first: str) -> None:
+    (tmp_path / "t.exg").write_text(TRAIN + f"train loss(xs): {options}\n")
+    result = run_cli("train", "t.exg", "--save", "p.json", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(first), result.stderr
+    assert "step " not in result.stderr and not (tmp_path / "p.json").exists()
+
+
+def test_a_train_time_error_shows_the_line_and_caret(tmp_path: Path) -> None:
+    (tmp_path / "t.exg").write_text("param w = 1\ndef loss(x, y):\n    return (w * x - y) ** 2\n"
+                                    "data xs = [1, 2]\ndata ys = [1]\ntrain loss(xs, ys)\n")
+    result = run_cli("train", "t.exg", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[:3] == [
+        "t.exg:6:7: type error: the data sets have different numbers of examples: xs has 2, "
+        "ys has 1", "    train loss(xs, ys)", "          ^^^^"]

@@ -24,7 +24,7 @@ from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import Function, ParamTensor, Program
 from ..limits import MAX_NODES
-from ..readers import read_csv
+from ..readers import read_csv, read_text
 from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
 from .nn import ACTIVATIONS, call_net, declare_net
 
@@ -43,8 +43,8 @@ def compile_program(text: str, filename: str = "<string>", *, allow_empty: bool 
 
 
 def _compile_program(text: str, filename: str, allow_empty: bool) -> Program:
-    statements = parse(text, filename)
     try:
+        statements = parse(text, filename)
         if not statements and not allow_empty:
             raise ExprgradValueError("the file defines nothing", Span(1, 1, 1, 2),
                                      hint="a file holds 'def', 'param', 'net', 'data' and "
@@ -55,22 +55,8 @@ def _compile_program(text: str, filename: str, allow_empty: bool) -> Program:
 
 
 def read_source(path: str | Path) -> str:
-    """Read a .exg file as UTF-8 text (a byte-order mark is dropped by the parser)."""
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as err:
-        raise ExprgradValueError(f"cannot read {str(path)!r}: {err.strerror}",
-                                 filename=str(path)) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ExprgradValueError(f"the file is not UTF-8 text (byte {err.start} is "
-                                 f"0x{data[err.start]:02x})", Span(line, col, line, col + 1),
-                                 filename=str(path), hint="exprgrad reads UTF-8 source files"
-                                 ) from None
+    """A .exg file's text: a regular file of UTF-8 (see :func:`exprgrad.readers.read_text`)."""
+    return read_text(path, ".exg file")
 
 
 def program_of(path: str | Path) -> Program:

@@ -14,6 +14,9 @@ from typing import Any
 from ..errors import ExprgradTypeError, ExprgradValueError, Span
 from ..ir.program import Program
 
+#: the most training steps one run may take
+MAX_STEPS = 100_000_000
+
 #: the settings a 'train' statement may give, with their types
 _OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "optimizer": str, "lr": float, "steps": int, "reduce": str, "batch_size": int, "seed": int,
@@ -77,9 +80,10 @@ def config_from_program(program: Program) -> TrainConfig:
             converted = _OPTION_TYPES[key](value)
             if isinstance(value, float) and _OPTION_TYPES[key] is int and value != int(value):
                 raise ValueError
-        except (TypeError, ValueError):
-            raise ExprgradValueError(f"'{key}' needs a {_OPTION_TYPES[key].__name__}", span
-                                     ) from None
+        except (TypeError, ValueError, OverflowError):
+            kinds: dict[Any, str] = {int: "a whole number", float: "a number", str: "a name"}
+            kind = kinds[_OPTION_TYPES[key]]
+            raise ExprgradValueError(f"'{key}' needs {kind}", span) from None
         setattr(config, "batch_size" if key == "batch" else key, converted)
     for name, span in decl.data:
         if name not in program.data:
@@ -96,8 +100,9 @@ def validate_config(config: TrainConfig, span: Span | None = None) -> None:
         raise ExprgradValueError("reduce is 'sum' or 'mean'", span)
     if not (config.lr > 0 and math.isfinite(config.lr)):
         raise ExprgradValueError("the learning rate must be a positive number", span)
-    if config.steps < 0:
-        raise ExprgradValueError("steps must be at least 0", span)
+    if not 0 <= config.steps <= MAX_STEPS:
+        raise ExprgradValueError(f"steps must be from 0 to {MAX_STEPS} "
+                                 "(exprgrad.run.config.MAX_STEPS)", span)
     if config.batch_size < 0:
         raise ExprgradValueError("batch_size must be at least 0 (0: the whole data set)", span)
     if config.backend not in ("python", "numpy", "auto"):

@@ -23,7 +23,7 @@ from lark import Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.indenter import Indenter
 
-from ..errors import ExprgradLimitError, ExprgradSyntaxError, Span
+from ..errors import ExprgradLimitError, ExprgradSyntaxError, ExprgradValueError, Span
 from ..limits import MAX_LINE_LENGTH, MAX_SOURCE_BYTES, MAX_TOKENS
 
 Expr = tuple[Any, ...]
@@ -200,7 +200,12 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
         return str(c[0]), (value, _span(tok))
 
     def train_stmt(self, c: list[Any]) -> TrainDecl:
-        options: dict[str, tuple[Any, Span]] = dict(x for x in c[5:] if isinstance(x, tuple))
+        options: dict[str, tuple[Any, Span]] = {}
+        for key, (value, span) in (x for x in c[5:] if isinstance(x, tuple)):
+            if key in options:
+                raise ExprgradValueError(f"'{key}' is given twice", span,
+                                         hint=f"the first is on line {options[key][1].line}")
+            options[key] = (value, span)
         return TrainDecl(str(c[0]), c[2] or [], options, _span(c[0]))
 
     def start(self, c: list[Any]) -> list[Statement]:

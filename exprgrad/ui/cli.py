@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from ..errors import (
     EXIT_BUG,
@@ -43,8 +42,6 @@ class _Parser(argparse.ArgumentParser):
 def _program(path: str):  # type: ignore[no-untyped-def]
     from ..lower.lowering import program_of
 
-    if not Path(path).is_file():
-        raise ExprgradValueError(f"no such file: {path!r}", filename=path)
     return program_of(path)
 
 
@@ -53,8 +50,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from ..lower.lowering import compile_program, read_source
     from ..run.files import check_output, write_output
 
-    if not Path(args.file).is_file():
-        raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
     if args.hessian and args.backend == "numpy":
         raise ExprgradValueError("--hessian is for the python backend: the numpy backend writes "
                                  "no f_hess", hint="compile with --backend python (the default)")

@@ -295,8 +295,6 @@ class Session:
     def _load(self, path: str) -> None:
         if not path:
             raise ExprgradValueError(":load needs a file name")
-        if not Path(path).is_file():
-            raise ExprgradValueError(f"no such file: {path!r}")
         text = read_source(path)
         compile_program(text, path)  # errors are reported against the file itself
         combined = self.program_text() + (text if text.endswith("\n") else text + "\n")

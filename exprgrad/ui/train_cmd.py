@@ -16,7 +16,8 @@ from typing import Any
 
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
-from ..errors import ExprgradValueError
+from ..errors import ExprgradError, ExprgradValueError
+from ..ir.program import Program
 from ..lower.lowering import program_of
 from ..readers import read_csv
 from ..run.config import config_from_program, validate_config
@@ -33,13 +34,19 @@ PLOT_SUFFIXES = (".png", ".svg")
 
 
 def train_cli(args: argparse.Namespace) -> int:
-    if not Path(args.file).is_file():
-        raise ExprgradValueError(f"no such file: {args.file!r}", filename=args.file)
     for output, suffixes in ((args.save, None), (args.plot, PLOT_SUFFIXES)):
         if output:  # every output is checked before training, not after
             check_output(output, force=args.force, suffixes=suffixes)
     program = program_of(args.file)
+    try:
+        return _train(args, program)
+    except ExprgradError as err:  # located in the .exg file unless it names another file
+        raise err.with_source(args.file, program.source) from None
+
+
+def _train(args: argparse.Namespace, program: Program) -> int:
     config = config_from_program(program)
+    pred_fn = predictor(program, config)  # a bad predict= fails before training, not after
     for key in ("steps", "lr", "optimizer", "seed", "batch_size", "reduce", "backend"):
         value = getattr(args, key, None)
         if value is not None:
@@ -63,7 +70,6 @@ def train_cli(args: argparse.Namespace) -> int:
                          force=args.force)
         else:
             write_output(args.plot, loss_curve_png(result.losses), force=args.force)
-    pred_fn = predictor(program, config)
     preds: list[Any] = []
     if pred_fn is not None and len(examples) <= 5000:
         preds = predictions(program, pred_fn, result.params, examples)

@@ -13,3 +13,9 @@ MAX_SCALAR_STATEMENTS = 400_000
 MAX_NODES = 3_000_000
 #: the most tokens (names, numbers, operators) a source text may hold
 MAX_TOKENS = 1_000_000
+#: the most elements one declared tensor (an argument, a parameter, a layer's weights) may have
+MAX_TENSOR_ELEMENTS = 1_000_000
+#: the most parameter elements a program may have (about 5 kB of memory each to compile)
+MAX_PARAMS = 1_000_000
+#: the most parameter elements the scalar backend writes out (about 15 kB each)
+MAX_SCALAR_PARAMS = 200_000

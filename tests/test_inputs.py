@@ -162,3 +162,18 @@ def test_a_train_time_error_shows_the_line_and_caret(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[:3] == [
         "t.exg:6:7: type error: the data sets have different numbers of examples: xs has 2, "
         "ys has 1", "    train loss(xs, ys)", "          ^^^^"]
+
+
+@pytest.mark.parametrize(("source", "first"), [
+    ("param w[1000001] = uniform(-1, 1)\n", "s.exg:1:7: limit exceeded: parameter 'w' has 1000001"),
+    ("def f(x[3000, 3000]):\n    return x[0][0]\n", "s.exg:1:7: limit exceeded: argument 'x'"),
+    ("net n = MLP(2000, [1000])\n", "s.exg:1:5: limit exceeded: a layer of 'n' (2000 x 1000"),
+    ("param w[200001] = 0\ndef f(x):\n    return x * w[0]\n",
+     "s.exg: limit exceeded: the scalar backend writes out every parameter element"),
+])
+def test_sizes_that_would_exhaust_memory_are_refused_at_once(tmp_path: Path, source: str,
+                                                             first: str) -> None:
+    (tmp_path / "s.exg").write_text(source + ("" if "def" in source else
+                                              "def f(x):\n    return x\n"))
+    result = run_cli("compile", "s.exg", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(first), result.stderr

@@ -34,7 +34,7 @@ from ..ir.interpret import interpret
 from ..ir.node import Node
 from ..ir.ops import OPS
 from ..ir.program import Function, Program
-from ..limits import MAX_SCALAR_STATEMENTS
+from ..limits import MAX_SCALAR_PARAMS, MAX_SCALAR_STATEMENTS
 from .module import ModuleWriter, Unrecorded, Uses
 from .names import Scope, ident_part
 from .verify import verify_module
@@ -444,6 +444,12 @@ def generate(program: Program, *, hessians: bool = False,
 
 
 def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> str:
+    if len(program.param_order) > MAX_SCALAR_PARAMS:
+        raise ExprgradLimitError(
+            f"the scalar backend writes out every parameter element; this program has "
+            f"{len(program.param_order)}, the limit is {MAX_SCALAR_PARAMS} "
+            "(exprgrad.limits.MAX_SCALAR_PARAMS)", filename=program.filename,
+            hint="compile with --backend numpy")
     writer = ScalarWriter(program, budget)
     for fname, fn in program.functions.items():
         args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")

@@ -18,12 +18,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExprgradError, ExprgradNameError, ExprgradTypeError, ExprgradValueError, Span
+from ..errors import (
+    ExprgradError,
+    ExprgradLimitError,
+    ExprgradNameError,
+    ExprgradTypeError,
+    ExprgradValueError,
+    Span,
+)
 from ..ir.graph import Graph, no_gc, substitute
 from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import Function, ParamTensor, Program
-from ..limits import MAX_NODES
+from ..limits import MAX_NODES, MAX_PARAMS, MAX_TENSOR_ELEMENTS
 from ..readers import read_csv, read_text
 from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
 from .nn import ACTIVATIONS, call_net, declare_net
@@ -112,9 +119,11 @@ class _Lowerer:
             elif isinstance(stmt, ParamDecl):
                 self._declare(stmt.name, stmt.span, "parameter")
                 self.lower_param(stmt)
+                self._count_params(stmt.span)
             elif isinstance(stmt, NetDecl):
                 self._declare(stmt.name, stmt.span, "network")
                 self.lower_net(stmt)
+                self._count_params(stmt.span)
             elif isinstance(stmt, DataDecl):
                 self._declare(stmt.name, stmt.span, "data set")
                 self.program.data[stmt.name] = self.eval_data(stmt.value)
@@ -151,6 +160,7 @@ class _Lowerer:
         size = math.prod(shape)
         if size == 0:
             raise ExprgradTypeError("a parameter needs a positive size", stmt.span)
+        _check_size(size, stmt.span, f"parameter '{stmt.name}'")
         init = self._initializer(stmt.init, size)
         node = self.graph.make("param", (), stmt.name, shape)
         if shape == ():
@@ -158,6 +168,12 @@ class _Lowerer:
         else:
             names = [stmt.name + "." + ".".join(str(i) for i in idx) for idx in _indices(shape)]
         self._add_param(ParamTensor(stmt.name, node, names, init))
+
+    def _count_params(self, span: Span) -> None:
+        if len(self.program.param_order) > MAX_PARAMS:
+            raise ExprgradLimitError(f"the program has {len(self.program.param_order)} parameter "
+                                     f"elements; the limit is {MAX_PARAMS} "
+                                     "(exprgrad.limits.MAX_PARAMS)", span)
 
     def _add_param(self, tensor: ParamTensor, order: list[tuple[str, int]] | None = None) -> None:
         self.program.params[tensor.name] = tensor
@@ -218,6 +234,8 @@ class _Lowerer:
                 act = value[2]
             else:
                 out = value[2]
+        for a, b in zip([nin, *nouts], nouts):
+            _check_size(a * b, stmt.span, f"a layer of '{stmt.name}' ({a} x {b} weights)")
         net = declare_net(self.graph, stmt.name, stmt.kind, nin, nouts, act, out or act)
         for layer in net.layers:
             self.program.params[layer.weight.name] = layer.weight
@@ -309,6 +327,7 @@ class _Lowerer:
             seen[arg.name] = arg.span
             if any(dim < 1 for dim in arg.shape):
                 raise ExprgradTypeError("a dimension must be at least 1", arg.span)
+            _check_size(math.prod(arg.shape), arg.span, f"argument '{arg.name}'")
             node = graph.make("input", (), (d.name, arg.name, i), arg.shape)
             graph.name(node, arg.name)
             env[arg.name] = node
@@ -549,6 +568,13 @@ class _Lowerer:
             raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; only functions "
                                     "returning one value can be called", span)
         return outs[0]
+
+
+def _check_size(size: int, span: Span, what: str) -> None:
+    if size > MAX_TENSOR_ELEMENTS:
+        raise ExprgradLimitError(f"{what} has {size} elements; the limit is "
+                                 f"{MAX_TENSOR_ELEMENTS} (exprgrad.limits.MAX_TENSOR_ELEMENTS)",
+                                 span)
 
 
 def _children(e: Expr) -> list[Expr]:

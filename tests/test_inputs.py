@@ -42,10 +42,13 @@ def test_good_command_line_values_still_work() -> None:
 
 CSV = [
     (b"1,2\n\xff\xfe,3\n", "d.csv: not UTF-8 text (byte 4 is 0xff)"),
-    (b"x,y\n1,a\n", "d.csv: row 2, column 2: 'a' is not a number"),
-    (b"1,y\n2,3\n", "d.csv: row 1, column 2: 'y' is not a number"),
-    (b"1_0,2\n", "d.csv: row 1, column 1: '1_0' is not a number"),
-    (b"1," + b"9" * 200_000 + b"\n", "d.csv: row 1: field larger than field limit"),
+    (b"x,y\n1,a\n", "d.csv: line 2, field 2: 'a' is not a number"),
+    (b"1,y\n2,3\n", "d.csv: line 1, field 2: 'y' is not a number"),
+    (b"1_0,2\n", "d.csv: line 1, field 1: '1_0' is not a number"),
+    (b"1,1e999\n", "d.csv: line 1, field 2: '1e999' does not fit a float"),
+    (b"1;2\n3;4\n", "d.csv: line 1: fields separated by ';' or tabs"),
+    (b"1,\"2\n", "d.csv: line 1: unexpected end of data"),
+    (b"1," + b"9" * 200_000 + b"\n", "d.csv: line 1: field larger than field limit"),
 ]
 
 
@@ -87,7 +90,7 @@ def test_train_data_rows_are_numbered_as_in_the_file(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("x0,x1,x2,y\n\n1,2,3,1\n1,2,3\n")
     result = run_cli("train", SEED, "--data", "d.csv", "--quiet", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("d.csv: error: row 4 has 3 columns; 'loss' needs 4")
+    assert result.stderr.startswith("d.csv: error: line 4 has 3 fields; 'loss' needs 4")
 
 
 @pytest.fixture
@@ -108,9 +111,10 @@ FIRST = "n.layers.0.neurons.0.w.0"
 PARAMS = [
     ("deep.json", "[" * 100_000 + "]" * 100_000, "lists or objects nested more than 20 deep"),
     ("bool.json", lambda p: p["params"].__setitem__(FIRST, True),
-     f"values that are not numbers for '{FIRST}'"),
+     f"the value of '{FIRST}' is true, not a finite number"),
     ("str.json", lambda p: p["params"].__setitem__(FIRST, "1.5"),
-     f"values that are not numbers for '{FIRST}'"),
+     f"the value of '{FIRST}' is \"1.5\", not a finite number"),
+    ("nosig.json", lambda p: p.pop("model_signature") and None, "not a complete parameter file"),
     ("extra.json", lambda p: p["params"].__setitem__("extra", 1.0), "unknown parameters 'extra'"),
     ("missing.json", lambda p: p["params"].pop(FIRST), f"missing parameters '{FIRST}'"),
 ]

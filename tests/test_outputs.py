@@ -74,3 +74,31 @@ def test_graph_checks_its_output_first(targets: Path) -> None:
     (targets / "adir.svg").mkdir()
     into_dir = run_cli("graph", TOUR, "g", "-o", "adir.svg", cwd=targets)
     assert into_dir.returncode == 2 and "it is a directory" in into_dir.stderr
+
+
+def test_an_exprgrad_file_of_another_kind_is_not_replaced(tmp_path: Path) -> None:
+    """compile -o onto saved parameters (or --save onto a compiled module, a drawing onto a
+    loss curve) is refused without --force: the trained parameters used to be lost."""
+    assert run_cli("train", SEED, "--save", "p.json", "--plot", "c.svg", "--quiet",
+                   "--steps", "2", cwd=tmp_path).returncode == 0
+    assert run_cli("compile", TOUR, "-o", "m.py", cwd=tmp_path).returncode == 0
+    saved = (tmp_path / "p.json").read_text()
+    for args, message in ((("compile", TOUR, "-o", "p.json"), "it is a parameter file, not a "
+                           "compiled module"),
+                          (("train", SEED, "--save", "m.py", "--quiet"), "it is a compiled "
+                           "module, not a parameter file"),
+                          (("graph", TOUR, "g", "-o", "c.svg"), "it is an SVG loss curve, not "
+                           "an SVG drawing")):
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert (tmp_path / "p.json").read_text() == saved
+    assert run_cli("compile", TOUR, "-o", "p.json", "--force", cwd=tmp_path).returncode == 0
+
+
+def test_a_dangling_link_and_an_empty_name_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "dangling.py").symlink_to(tmp_path / "missing" / "x.py")
+    result = run_cli("compile", TOUR, "-o", "dangling.py", cwd=tmp_path)
+    assert result.returncode == 2 and "symbolic link to nothing" in result.stderr
+    assert (tmp_path / "dangling.py").is_symlink()
+    empty = run_cli("compile", TOUR, "-o", "", cwd=tmp_path)
+    assert empty.returncode == 2 and "the output file name is empty" in empty.stderr

@@ -278,7 +278,7 @@ def mp_evaluate(expr: Any, values: dict[Any, Any]) -> Any:
             cache[e] = values[e]
         elif e in _NOT_FINITE:  # 1/0 in a rule: no finite value here (the point is skipped)
             raise ValueError(f"{e} in the expression")
-        elif e.is_Number or e.is_NumberSymbol:
+        elif e.is_Number or e.is_NumberSymbol or (e.is_Atom and e.is_number):  # 1, pi, I
             cache[e] = _mp_number(e)
         elif not done:
             stack.append((e, True))

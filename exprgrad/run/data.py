@@ -53,7 +53,7 @@ def split_row(row: list[float], fn: Function, path: str, number: int) -> list[An
     """CSV columns fill the loss's arguments in order: x[3], y takes columns 0-2 and 3."""
     needed = sum(math.prod(s) for s in fn.arg_shapes)
     if len(row) != needed:
-        raise ExprgradValueError(f"row {number} has {len(row)} columns; '{fn.name}' needs "
+        raise ExprgradValueError(f"line {number} has {len(row)} fields; '{fn.name}' needs "
                                  f"{needed}", filename=path)
     out: list[Any] = []
     pos = 0

@@ -73,9 +73,11 @@ def check_value(name: str, value: Any, shape: tuple[int, ...]) -> Any:
             raise ExprgradTypeError(f"'{name}' is a scalar; got {value!r}")
         return float(value)
     if not isinstance(value, list) or len(value) != shape[0]:
-        raise ExprgradTypeError(f"'{name}' is a vector of {shape[0]} numbers"
+        got = (f"a list of {len(value)}" if isinstance(value, list) else f"{value!r}")
+        raise ExprgradTypeError(f"'{name}' is a vector of {shape[0]} numbers; got {got}"
                                 if len(shape) == 1 else
-                                f"'{name}' is a {shape[0]}x{shape[1]} matrix (a list of rows)")
+                                f"'{name}' is a {shape[0]}x{shape[1]} matrix (a list of rows); "
+                                f"got {got}")
     return [check_value(f"{name}[{i}]", v, shape[1:]) for i, v in enumerate(value)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ def load_params(path: str, program: Program) -> list[float]:
     payload = read_json(path)
     if not isinstance(payload, dict) or not isinstance(payload.get("params"), dict):
         raise ExprgradValueError("not a parameter file written by exprgrad", filename=path)
+    if "model_signature" not in payload:
+        raise ExprgradValueError("not a complete parameter file written by exprgrad: it has no "
+                                 "model_signature", filename=path,
+                                 hint="save the parameters again with 'exprgrad train --save'")
     if payload.get("model_signature") != model_signature(program):
         raise ExprgradValueError(f"the parameters of another program "
                                  f"({payload.get('source', '?')})", filename=path,
@@ -55,10 +60,13 @@ def load_params(path: str, program: Program) -> list[float]:
     names = program.param_names
     missing = [n for n in names if n not in values]
     extra = [n for n in values if n not in set(names)]
-    wrong = [n for n in names if n in values and not isinstance(values[n], float)]
-    for problem, listed in (("missing parameters", missing), ("unknown parameters", extra),
-                            ("values that are not numbers for", wrong)):
+    for problem, listed in (("missing parameters", missing), ("unknown parameters", extra)):
         if listed:
             raise ExprgradValueError(f"{problem} {', '.join(map(repr, listed[:5]))}"
                                      + (" ..." if len(listed) > 5 else ""), filename=path)
+    for name in names:
+        value = values[name]
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise ExprgradValueError(f"the value of {name!r} is {json.dumps(value)[:40]}, not a "
+                                     "finite number", filename=path)
     return [values[name] for name in names]

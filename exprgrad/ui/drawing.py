@@ -239,7 +239,7 @@ def _mark_png(data: bytes) -> bytes:
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return data
     ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
-    body = b"tEXt" + b"Software\x00exprgrad"
+    body = b"tEXt" + b"Software\x00exprgrad graph"
     chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
     return data[:ihdr_end] + chunk + data[ihdr_end:]
 

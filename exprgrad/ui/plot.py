@@ -107,5 +107,5 @@ def loss_curve_png(losses: Sequence[float]) -> bytes:
 
     header = struct.pack(">IIBBBBB", WIDTH, HEIGHT, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"tEXt", b"Software\x00exprgrad")
+            + chunk(b"tEXt", b"Software\x00exprgrad loss curve")
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))

@@ -35,9 +35,11 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 20
 #: the longest command-line value, in characters
 MAX_VALUE_CHARS = 1_000_000
+#: the most numbers read from one CSV file (each costs about 100 bytes of memory)
+MAX_INPUT_NUMBERS = 5_000_000
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)",
-                     re.IGNORECASE)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                     r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def number(text: str) -> float | None:
@@ -90,6 +92,7 @@ def read_csv(path: str | Path) -> list[tuple[int, list[float]]]:
     lines = text.splitlines()
     rows: list[tuple[int, list[float]]] = []
     first = True
+    count = 0
     try:
         for fields in reader:
             line = reader.line_num
@@ -114,6 +117,10 @@ def read_csv(path: str | Path) -> list[tuple[int, list[float]]]:
                         _field_span(lines, line, col), filename=shown, source=text,
                         hint="a header is allowed on the first row only, and only of names")
             rows.append((line, [v for v in values if v is not None]))
+            count += len(values)
+            if count > MAX_INPUT_NUMBERS:
+                raise ExprgradValueError(f"more than {MAX_INPUT_NUMBERS} numbers "
+                                         "(exprgrad.readers.MAX_INPUT_NUMBERS)", filename=shown)
     except csv.Error as err:
         raise ExprgradValueError(f"line {reader.line_num}: {err}", filename=shown) from None
     return rows
@@ -134,21 +141,29 @@ def read_json(path: str | Path) -> Any:
     """A JSON file's value (see the module docstring)."""
     text = read_text(path, "JSON file")
     shown = str(path)
-    depth = 0
-    for ch in text:  # nesting is bounded before the (recursive) parser sees the text
-        depth += (ch in "[{") - (ch in "]}")
-        if depth > MAX_JSON_DEPTH:
-            raise ExprgradValueError(f"lists or objects nested more than {MAX_JSON_DEPTH} deep "
-                                     "(exprgrad.readers.MAX_JSON_DEPTH)", filename=shown)
+    too_deep = ExprgradValueError(f"lists or objects nested more than {MAX_JSON_DEPTH} deep "
+                                  "(exprgrad.readers.MAX_JSON_DEPTH)", filename=shown)
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_json_number,
-                          parse_float=_json_number)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_json_number,
+                           parse_float=_json_number)
+    except RecursionError:  # the parser met thousands of levels
+        raise too_deep from None
     except json.JSONDecodeError as err:
         raise ExprgradValueError(f"not JSON: {err.msg}", Span(err.lineno, err.colno, err.lineno,
                                                               err.colno + 1),
                                  filename=shown, source=text) from None
     except ValueError as err:  # from the hooks
         raise ExprgradValueError(str(err), filename=shown) from None
+    stack = [(value, 0)]
+    while stack:  # the depth, iteratively
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep
+        if isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+    return value
 
 
 def parse_value(name: str, text: str) -> float | list[Any]:
@@ -172,7 +187,9 @@ def parse_value(name: str, text: str) -> float | list[Any]:
     try:
         value = json.loads(text, parse_int=_json_number, parse_float=_json_number,
                            parse_constant=_json_number)
-    except ValueError:
+    except ValueError as err:
+        if "does not fit a float" in str(err):
+            raise ExprgradValueError(f"{name}=...: {err}") from None
         value = None
     if not isinstance(value, list) or not _numbers_only(value):
         raise ExprgradValueError(f"{name}={_short(text)} is not a number or a list of numbers",

@@ -219,3 +219,30 @@ def test_an_edit_the_allowlist_accepts_is_not_run_either(tmp_path: Path) -> None
     assert "x * 2.0" in text
     cached.write_text(text.replace("x * 2.0", "x * 3.0"), encoding="utf-8")
     assert _python(script, project).stdout.strip() == "6.0"
+
+
+def test_the_cache_is_only_a_regular_file_exprgrad_wrote(tmp_path: Path) -> None:
+    """A FIFO at the cache path does not hang the import, a user's file there is not replaced,
+    and a __pycache__ that is a link is not written through: the module imports uncached."""
+    script = "import exprgrad\nexprgrad.install()\nimport model\nprint(model.f(3.0))\n"
+    for setup in ("fifo", "foreign", "link"):
+        project = tmp_path / setup
+        project.mkdir()
+        (project / "model.exg").write_text("def f(x):\n    return x * 2\n", encoding="utf-8")
+        cache = project / "__pycache__"
+        if setup == "link":
+            (tmp_path / f"victim_{setup}").mkdir()
+            cache.symlink_to(tmp_path / f"victim_{setup}")
+        else:
+            cache.mkdir()
+        entry = cache / "model.exg.py"
+        if setup == "fifo":
+            os.mkfifo(entry)
+        elif setup == "foreign":
+            entry.write_text("my notes\n")
+        result = _python(script, project)
+        assert result.returncode == 0 and result.stdout.strip() == "6.0", (setup, result.stderr)
+        if setup == "foreign":
+            assert entry.read_text() == "my notes\n"
+        if setup == "link":
+            assert not (tmp_path / f"victim_{setup}" / "model.exg.py").exists()

@@ -181,3 +181,45 @@ def test_sizes_that_would_exhaust_memory_are_refused_at_once(tmp_path: Path, sou
                                               "def f(x):\n    return x\n"))
     result = run_cli("compile", "s.exg", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith(first), result.stderr
+
+
+def test_more_strictness(tmp_path: Path, saved: Path) -> None:
+    # Unicode digits are not numbers; a huge number in a list says so
+    assert "is not a number" in run_cli("eval", TOUR, "g", "a=\u0663", "b=2").stderr
+    big = run_cli("eval", SEED, "loss", "x=[1" + "0" * 400 + ",2,3]", "y=1")
+    assert big.returncode == 2 and "does not fit a float" in big.stderr
+    # brackets inside a JSON string are not nesting; unknown top-level keys are refused
+    payload = json.loads(saved.read_text())
+    payload["source"] = "[" * 50
+    (saved.parent / "s.json").write_text(json.dumps(payload))
+    ok = run_cli("eval", SEED, "loss", "x=[1,2,3]", "y=1", "--params", "s.json",
+                 cwd=saved.parent)
+    assert ok.returncode == 0, ok.stderr
+    payload["zzz"] = 1
+    (saved.parent / "z.json").write_text(json.dumps(payload))
+    unknown = run_cli("eval", SEED, "loss", "x=[1,2,3]", "y=1", "--params", "z.json",
+                      cwd=saved.parent)
+    assert unknown.returncode == 2 and "unknown keys 'zzz'" in unknown.stderr
+    # csv(): a link leading outside the folder, and columns that are not whole numbers
+    project = tmp_path / "proj"
+    project.mkdir()
+    (tmp_path / "outside.csv").write_text("secret\n1\n")
+    (project / "up").symlink_to(tmp_path)
+    (project / "d.csv").write_text("1,2\n")
+    for call, message in (('csv("up/outside.csv")', "outside the .exg file's folder"),
+                          ('csv("d.csv", cols=[0.5, 1])', "a column is a whole number"),
+                          ('csv("d.csv", cols=-1)', "a column is a whole number")):
+        (project / "p.exg").write_text(f"data d = {call}\ndef f(x):\n    return x\n")
+        result = run_cli("compile", "p.exg", cwd=project)
+        assert result.returncode == 2 and message in result.stderr, (call, result.stderr)
+        assert "secret" not in result.stderr
+
+
+def test_budget_and_outputs_edges(tmp_path: Path) -> None:
+    huge = run_cli("check", TOUR, "g", "--budget", "1e10")
+    assert huge.returncode == 2 and "at most 1000000" in huge.stderr
+    slash = run_cli("compile", TOUR, "-o", "new.py/", cwd=tmp_path)
+    assert slash.returncode == 2 and "ends in '/'" in slash.stderr
+    assert not (tmp_path / "new.py").exists()
+    same = run_cli("train", SEED, "--save", "x.png", "--plot", "x.png", cwd=tmp_path)
+    assert same.returncode == 2 and "both name" in same.stderr

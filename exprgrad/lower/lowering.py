@@ -285,15 +285,16 @@ class _Lowerer:
         base = Path(self.program.filename).parent if self.program.filename[:1] != "<" else Path()
         name = args[0][2]
         path = base / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
+        inside = base.resolve() in path.resolve().parents  # links are followed, then checked
+        if Path(name).is_absolute() or ".." in Path(name).parts or not inside:
             raise ExprgradValueError(f"csv({name!r}) names a file outside the .exg file's folder",
                                      args[0][1], hint="csv() reads files beside the .exg file "
-                                     "or in folders below it; copy or link the data there")
+                                     "or in folders below it; copy the data there")
         cols_expr = kwargs.get("cols", (None, None))[0]
         cols: list[int] | int | None = None
         if cols_expr is not None:
-            cols = ([int(self.const_number(c)) for c in cols_expr[2]] if cols_expr[0] == "list"
-                    else int(self.const_number(cols_expr)))
+            cols = ([self._column(c) for c in cols_expr[2]] if cols_expr[0] == "list"
+                    else self._column(cols_expr))
         try:
             rows = read_csv(path)
         except ExprgradValueError as err:  # shown at the csv(...) call, naming the data file
@@ -312,6 +313,13 @@ class _Lowerer:
                 raise ExprgradValueError(f"{path.name} row {number} has only {len(values)} "
                                          "columns", expr[1]) from None
         return result
+
+    def _column(self, expr: Expr) -> int:
+        value = self.const_number(expr)
+        if not (value == int(value) and 0 <= value < 1_000_000):
+            raise ExprgradValueError("a column is a whole number from 0 (the first column)",
+                                     expr[1])
+        return int(value)
 
     # ---- defs ----------------------------------------------------------------------------
     def lower_def(self, d: Def) -> Function:

@@ -72,6 +72,9 @@ def check_output(path: str | Path, *, force: bool = False,
     ``kind``, an existing exprgrad file of another kind is refused too (without ``force``)."""
     if not str(path):
         raise ExprgradValueError("the output file name is empty")
+    if str(path).endswith(("/", os.sep)):
+        raise ExprgradValueError(f"cannot write {str(path)!r}: the name ends in '/', a folder's",
+                                 filename=str(path))
     target = Path(path)
     shown = str(target)
     if suffixes is not None and target.suffix.lower() not in suffixes:
@@ -90,6 +93,9 @@ def check_output(path: str | Path, *, force: bool = False,
         if not folder.is_dir():
             raise ExprgradValueError(f"cannot write {shown!r}: no such directory "
                                      f"{str(folder)!r}", filename=shown) from None
+        if not os.access(folder, os.W_OK):
+            raise ExprgradValueError(f"cannot write {shown!r}: the folder is not writable",
+                                     filename=shown) from None
         return target
     except OSError as err:
         raise ExprgradValueError(f"cannot write {shown!r}: {err.strerror or err}",
@@ -105,6 +111,10 @@ def check_output(path: str | Path, *, force: bool = False,
     if not force and kind is not None and found != kind:
         raise ExprgradValueError(f"refusing to overwrite {shown!r}: it is {found}, not {kind}",
                                  filename=shown, hint="choose another file name, or pass --force")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not os.access(folder, os.W_OK):  # a read-only file system: say so before any work
+        raise ExprgradValueError(f"cannot write {shown!r}: the folder is not writable",
+                                 filename=shown)
     return target
 
 

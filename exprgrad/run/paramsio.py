@@ -42,6 +42,11 @@ def save_params(path: str, program: Program, params: Sequence[float], *, force: 
     write_output(path, json.dumps(payload, indent=2, allow_nan=True) + "\n", force=force)
 
 
+#: the keys save_params writes
+_KEYS = frozenset({"exprgrad", "source", "source_sha256", "model_signature", "params",
+                   "final_loss", "steps"})
+
+
 def load_params(path: str, program: Program) -> list[float]:
     """The parameters of a file written by :func:`save_params` for this program's layout: a
     number (not a string, not true/false) for every parameter name and no other name."""
@@ -56,6 +61,11 @@ def load_params(path: str, program: Program) -> list[float]:
         raise ExprgradValueError(f"the parameters of another program "
                                  f"({payload.get('source', '?')})", filename=path,
                                  hint="its parameter names or shapes differ from this file's")
+    unknown = sorted(set(payload) - _KEYS)
+    if unknown:
+        raise ExprgradValueError(f"unknown keys {', '.join(map(repr, unknown[:5]))}",
+                                 filename=path, hint="a parameter file has the keys "
+                                 + ", ".join(sorted(_KEYS)))
     values = payload["params"]
     names = program.param_names
     missing = [n for n in names if n not in values]

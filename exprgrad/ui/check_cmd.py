@@ -20,9 +20,9 @@ from ..lower.lowering import program_of
 
 
 def check_program_cli(args: argparse.Namespace) -> int:
-    if not (math.isfinite(args.budget) and args.budget > 0):
+    if not (math.isfinite(args.budget) and 0 < args.budget <= 1e6):
         raise ExprgradValueError(f"--budget {args.budget:g}: the time budget is a positive number "
-                                 "of seconds")
+                                 "of seconds, at most 1000000")
     budget = Budget(args.budget)
     program = program_of(args.file)
     names = args.functions or list(program.functions)

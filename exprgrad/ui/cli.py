@@ -217,7 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as err:  # every other exception: a user's mistake, the system's, or a bug
-        return report(err, ["exprgrad", *argv])
+        try:
+            return report(err, ["exprgrad", *argv])
+        except OSError:  # stderr itself is gone (a closed pipe): the exit code still tells
+            return EXIT_BUG if is_bug(err) else (
+                EXIT_PROBLEM if isinstance(err, CheckFailure) else EXIT_USAGE)
 
 
 def report(err: Exception, command: Sequence[str]) -> int:

@@ -35,6 +35,7 @@ import importlib.machinery
 import importlib.util
 import linecache
 import os
+import stat
 import sys
 import tempfile
 import types
@@ -75,7 +76,26 @@ def cache_path(exg: Path) -> Path:
     return exg.parent / "__pycache__" / (exg.name + ".py")
 
 
+#: a cache entry larger than this is not read (it cannot be one exprgrad wrote for the source)
+MAX_CACHE_BYTES = 512 * 1024 * 1024
+
+
+def _usable(path: Path) -> bool:
+    """A cache entry may be read or replaced: a regular file (or none), not through a link."""
+    try:
+        if path.parent.is_symlink():
+            return False
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size <= MAX_CACHE_BYTES
+
+
 def _read_cache(path: Path, key: str) -> str | None:
+    if not path.exists() or not _usable(path):
+        return None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -103,6 +123,17 @@ def _passes_allowlist(code: str) -> bool:
 
 
 def _write_cache(path: Path, text: str) -> bool:
+    """Write an entry unless something else is there: a file exprgrad did not write as a cache
+    entry, anything but a regular file, or a link (the module then imports uncached)."""
+    if not _usable(path):
+        return False
+    if path.exists():
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                if not fh.read(64).startswith("# exprgrad-cache-key: "):
+                    return False
+        except OSError:
+            return False
     try:
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -488,11 +488,13 @@ def run_terminal(session: Session) -> int:
                     yield Completion(name, start_position=-len(word))
 
     history_path = os.environ.get("EXPRGRAD_HISTORY", str(Path.home() / ".exprgrad_history"))
-    try:
-        Path(history_path).touch(exist_ok=True)
-        history: Any = FileHistory(history_path)
+    history: Any = InMemoryHistory()
+    try:  # only a regular file (a FIFO would block); otherwise this session keeps no history
+        if not Path(history_path).exists() or Path(history_path).is_file():
+            Path(history_path).touch(exist_ok=True)
+            history = FileHistory(history_path)
     except OSError:
-        history = InMemoryHistory()
+        pass
     prompt: PromptSession[str] = PromptSession(history=history, completer=_Names())
     print("exprgrad repl: :help lists the commands, Ctrl-D leaves")
     lineno = 0

@@ -34,6 +34,8 @@ PLOT_SUFFIXES = (".png", ".svg")
 
 
 def train_cli(args: argparse.Namespace) -> int:
+    if args.save and args.plot and Path(args.save).resolve() == Path(args.plot).resolve():
+        raise ExprgradValueError(f"--save and --plot both name {args.save!r}")
     for output, suffixes in ((args.save, None), (args.plot, PLOT_SUFFIXES)):
         if output:  # every output is checked before training, not after
             check_output(output, force=args.force, suffixes=suffixes)

@@ -1,11 +1,13 @@
 """Safe output files: atomic writes that never replace a file exprgrad did not write.
 
 Contract:
-- :func:`check_output` validates a target before any work is done: its folder exists; an
-  existing target is a regular file (a directory, device, FIFO or socket is refused, even with
-  ``force``) that carries exprgrad's mark (:func:`is_ours`, which reads regular files only, so it
-  never blocks), unless ``force`` is given; with ``suffixes``, the file name ends in one of them.
-  Commands call it for every output path before compiling or training.
+- :func:`check_output` validates a target before any work is done: the name is not empty and
+  does not end in ``/``; its folder exists and is writable; an existing target is a regular file
+  (a directory, device, FIFO, socket or dangling link is refused, even with ``force``) that
+  carries exprgrad's mark of the same kind (:func:`kind_of`: a compiled module, a parameter file,
+  a loss curve, a drawing; :func:`is_ours` reads regular files only, so it never blocks), unless
+  ``force`` is given; with ``suffixes``, the file name ends in one of them. Commands call it for
+  every output path before compiling or training.
 - :func:`write_output` checks again and writes text or bytes to ``path`` through a temporary file
   in the same folder and ``os.replace``, so an interrupted write leaves the old file intact.
 - Every refusal and every OS error (no such folder, read-only, disk full) is an

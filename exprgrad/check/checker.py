@@ -30,9 +30,7 @@ import sympy
 
 from ..emit.load import entry_point
 from ..errors import Span
-from ..ir.derive import derivatives
-from ..ir.diff import hessian
-from ..ir.graph import Graph
+from ..ir.derive import derivatives, second_derivatives
 from ..ir.interpret import interpret
 from ..ir.node import Node
 from ..ir.ops import OPS
@@ -548,27 +546,29 @@ def check_rules(program: Program, fname: str, budget: Budget | None = None, seed
     leaves = {node.id: element_symbols(name, shape)
               for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
     leaves[hole.id] = element_symbols("dout", hole.shape)
-    for tensor in program.params.values():
-        leaves[tensor.node.id] = element_symbols(tensor.name, tensor.node.shape)
+    converted = _within(budget, functools.partial(_sympy_of_rules, body, rules, leaves))
     rng = random.Random(seed)
     lines = []
-    for name, node, rule, span in zip(fn.arg_names, fn.inputs, rules, custom.attr[1]):
+    for k, (name, node, span) in enumerate(zip(fn.arg_names, fn.inputs, custom.attr[1])):
         for i, x in enumerate(leaves[node.id]):
             label = name if node.shape == () else f"{name}[{i}]"
-            line = _within(budget, functools.partial(
-                _rule_line, program, fname, name, label, span, leaves, body, hole, rule, x, i,
-                rng, budget))
+            line = None if converted is None else _within(budget, functools.partial(
+                _rule_line, program, fname, name, label, span, converted[1][k][i],
+                converted[0], leaves[hole.id], x, rng, budget))
             lines.append(line or Line(fname, label, "skipped", "rule", budget.spent(), span=span))
     return lines
 
 
-def _rule_line(program: Program, fname: str, name: str, label: str, span: Span,
-               leaves: dict[int, list[Any]], body: Node, hole: Node, rule: Node, x: Any, i: int,
-               rng: random.Random, budget: Budget) -> Line:
-    body_elems = to_sympy([body], leaves)[0]
-    mine = to_sympy([rule], leaves)[0][i]
-    reference = sum((d * sympy.diff(b, x) for d, b in zip(leaves[hole.id], body_elems)),
-                    sympy.Integer(0))
+def _sympy_of_rules(body: Node, rules: Sequence[Node], leaves: dict[int, list[Any]]
+                    ) -> tuple[list[Any], list[list[Any]]]:
+    """The body's elements and each rule's elements as sympy (converted once per function)."""
+    return to_sympy([body], leaves)[0], to_sympy(rules, leaves)
+
+
+def _rule_line(program: Program, fname: str, name: str, label: str, span: Span, mine: Any,
+               body_elems: list[Any], douts: list[Any], x: Any, rng: random.Random,
+               budget: Budget) -> Line:
+    reference = sum((d * sympy.diff(b, x) for d, b in zip(douts, body_elems)), sympy.Integer(0))
     if symbolically_equal(mine, reference, min(budget.per_partial, budget.left())):
         return Line(fname, label, "ok", "rule (symbolic)", span=span)
     free = sorted(reference.free_symbols | mine.free_symbols, key=str)
@@ -586,10 +586,9 @@ def check_hessian(program: Program, fname: str, budget: Budget | None = None, se
     fn = program.functions[fname]
     if fn.uses_params or len(fn.outputs) != 1 or any(s != () for s in fn.arg_shapes):
         return []
-    graph: Graph = program.graph
     leaves = {node.id: element_symbols(name, ()) for node, name in zip(fn.inputs, fn.arg_names)}
     symbols = [leaves[n.id][0] for n in fn.inputs]
-    ours = hessian(graph, fn.outputs[0], fn.inputs)
+    ours = second_derivatives(program, fn)
     reference = _within(budget, functools.partial(_sympy_hessian, fn.outputs[0], leaves, symbols))
     rng = random.Random(seed)
     lines = []

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ExprgradLimitError
-from ..ir.derive import derivatives
-from ..ir.diff import hessian
+from ..ir.derive import derivatives, second_derivatives
 from ..ir.graph import Graph, no_gc
 from ..ir.interpret import interpret
 from ..ir.node import Node
@@ -472,7 +471,7 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
                 s == () for s in fn.arg_shapes):
             n = len(fn.inputs)
             first = derived.grads[0]
-            second = hessian(program.graph, outs[0], fn.inputs)
+            second = second_derivatives(program, fn)
             roots = [outs[0], *first, *[x for row in second for x in row]]
             writer.emit("hess", fn, roots, _hess_render(n),
                         f"(value, gradient, Hessian) of {fname}.", False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import GradientError
 from .diff import grad
 from .node import Node
 from .program import Function, Program
@@ -35,3 +36,13 @@ def derivatives(program: Program, fn: Function) -> Derivatives:
     result = Derivatives(wrt, [grad(program.graph, out, wrt) for out in fn.outputs])
     program.derived[fn.name] = (fn, result)
     return result
+
+
+def second_derivatives(program: Program, fn: Function) -> list[list[Node]]:
+    """The Hessian of a scalar function of scalar arguments: its derived gradient (see
+    :func:`derivatives`) differentiated again, row i holding d(df/dx_i)/dx_j."""
+    first = derivatives(program, fn)
+    if fn.uses_params or len(fn.outputs) != 1 or fn.outputs[0].shape != () or any(
+            w.shape != () for w in first.wrt):
+        raise GradientError("Hessians are computed for functions of scalar arguments only")
+    return [grad(program.graph, g, first.wrt) for g in first.grads[0]]

@@ -84,13 +84,3 @@ def _local_vjp(graph: Graph, node: Node, g: Node) -> Sequence[Node | None]:
         raise GradientError(f"no derivative rule is implemented for '{node.op}'",
                             graph.spans.get(node.id))
     return rule(graph, g, node, node.args, node.attr)
-
-
-def hessian(graph: Graph, output: Node, wrt: Sequence[Node]) -> list[list[Node]]:
-    """Second derivatives of a scalar output: the gradient IR differentiated again."""
-    first = grad(graph, output, wrt)
-    return [grad(graph, g, wrt) if g.shape == () else _not_scalar(g) for g in first]
-
-
-def _not_scalar(g: Node) -> list[Node]:
-    raise GradientError("Hessians are computed for functions of scalar arguments only")

@@ -5,9 +5,9 @@ Contract:
   does not end in ``/``; its folder exists and is writable; an existing target is a regular file
   (a directory, device, FIFO, socket or dangling link is refused, even with ``force``) that
   carries exprgrad's mark of the same kind (:func:`kind_of`: a compiled module, a parameter file,
-  a loss curve, a drawing; :func:`is_ours` reads regular files only, so it never blocks), unless
-  ``force`` is given; with ``suffixes``, the file name ends in one of them. Commands call it for
-  every output path before compiling or training.
+  a loss curve, a drawing; :func:`existing_kind` reads regular files only, so it never blocks),
+  unless ``force`` is given; with ``suffixes``, the file name ends in one of them. Commands call
+  it for every output path before compiling or training.
 - :func:`write_output` checks again and writes text or bytes to ``path`` through a temporary file
   in the same folder and ``os.replace``, so an interrupted write leaves the old file intact.
 - Every refusal and every OS error (no such folder, read-only, disk full) is an
@@ -47,7 +47,7 @@ def kind_of(head: bytes, tail: bytes = b"") -> str | None:
     return None
 
 
-def is_ours(path: Path) -> str | None:
+def existing_kind(path: Path) -> str | None:
     """The kind of exprgrad file an existing regular file is, or None (not exprgrad's, or not a
     regular file: that is never read, as a FIFO would block)."""
     try:
@@ -91,33 +91,34 @@ def check_output(path: str | Path, *, force: bool = False,
             raise ExprgradValueError(f"refusing to write {shown!r}: it is a symbolic link to "
                                      "nothing", filename=shown, hint="remove the link, or "
                                      "name a regular file") from None
-        folder = target.parent if str(target.parent) else Path(".")
-        if not folder.is_dir():
+        if not target.parent.is_dir():
             raise ExprgradValueError(f"cannot write {shown!r}: no such directory "
-                                     f"{str(folder)!r}", filename=shown) from None
-        if not os.access(folder, os.W_OK):
-            raise ExprgradValueError(f"cannot write {shown!r}: the folder is not writable",
-                                     filename=shown) from None
-        return target
+                                     f"{str(target.parent)!r}", filename=shown) from None
     except OSError as err:
         raise ExprgradValueError(f"cannot write {shown!r}: {err.strerror or err}",
                                  filename=shown) from None
+    else:
+        _check_replaceable(target, info.st_mode, force, kind)
+    if not os.access(target.parent, os.W_OK):  # a read-only file system: say so before any work
+        raise ExprgradValueError(f"cannot write {shown!r}: the folder is not writable",
+                                 filename=shown)
+    return target
+
+
+def _check_replaceable(target: Path, mode: int, force: bool, kind: str | None) -> None:
+    """An existing target may be replaced: a regular file exprgrad wrote, of ``kind``."""
+    shown = str(target)
     for test, what in _KINDS:
-        if test(info.st_mode):
+        if test(mode):
             raise ExprgradValueError(f"refusing to write {shown!r}: it is {what}, not a regular "
                                      "file", filename=shown, hint="name a regular file")
-    found = is_ours(target)
+    found = existing_kind(target)
     if not force and found is None:
         raise ExprgradValueError(f"refusing to overwrite {shown!r}: exprgrad did not write it",
                                  filename=shown, hint="choose another file name, or pass --force")
     if not force and kind is not None and found != kind:
         raise ExprgradValueError(f"refusing to overwrite {shown!r}: it is {found}, not {kind}",
                                  filename=shown, hint="choose another file name, or pass --force")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not os.access(folder, os.W_OK):  # a read-only file system: say so before any work
-        raise ExprgradValueError(f"cannot write {shown!r}: the folder is not writable",
-                                 filename=shown)
-    return target
 
 
 def write_output(path: str | Path, data: str | bytes, *, force: bool = False) -> None:
@@ -135,8 +136,7 @@ def write_output(path: str | Path, data: str | bytes, *, force: bool = False) ->
 
 
 def _replace_atomically(target: Path, payload: bytes) -> None:
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)

@@ -94,7 +94,7 @@ def _usable(path: Path) -> bool:
 
 
 def _read_cache(path: Path, key: str) -> str | None:
-    if not path.exists() or not _usable(path):
+    if not _usable(path):
         return None
     try:
         text = path.read_text(encoding="utf-8")

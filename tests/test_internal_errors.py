@@ -171,7 +171,13 @@ def test_repl_reports_a_bug_and_the_session_goes_on(planted: dict[str, str],
     c.sendline("x * 3")  # the session goes on, with its variables
     c.expect(r"(?<![\d.])6\r\n")
     c.expect(">>>")
-    c.sendline("0.123456789")  # the allowlist refuses the (planted) generated code
+    c.sendline("def f(y):")  # the allowlist refuses the (planted) generated code
+    c.expect(r"\.\.\.")
+    c.sendline("    return y * 0.123456789")
+    c.expect(r"\.\.\.")
+    c.sendline("")
+    c.expect(">>>")
+    c.sendline(":code f")
     c.expect("internal error: this is a bug in exprgrad")
     c.expect("exception: exprgrad.emit.verify.UnsafeCodeError: .*import of os")
     c.expect(">>>")

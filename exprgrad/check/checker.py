@@ -168,7 +168,7 @@ class Budget:
 T = TypeVar("T")
 
 
-def _within(budget: Budget, work: Callable[[], T]) -> T | None:
+def within(budget: Budget, work: Callable[[], T]) -> T | None:
     """``work()`` under what is left of the budget; None when the budget ran out."""
     left = budget.left()
     if left <= 0:
@@ -378,12 +378,12 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *,
     for k, out in enumerate(fn.outputs):
         grads = derived.grads[k]
         # a tensor output's gradient is that of the sum of its elements (docs/generated.md)
-        converted = _within(budget, functools.partial(_sympy_of, out, grads, leaves))
+        converted = within(budget, functools.partial(_sympy_of, out, grads, leaves))
         flat = _flat_partial_index(program, fn, grads)
         for j in sample:
             label, symbol = partials[j]
             label = label if len(fn.outputs) == 1 else f"{label} (output {k})"
-            line = None if converted is None else _within(budget, functools.partial(
+            line = None if converted is None else within(budget, functools.partial(
                 _compare, fname, label, converted[1][flat[j]], converted[0], symbol, all_symbols,
                 rng, budget))
             report.lines.append(line or Line(fname, label, "skipped", "sympy", budget.spent()))
@@ -546,13 +546,13 @@ def check_rules(program: Program, fname: str, budget: Budget | None = None, seed
     leaves = {node.id: element_symbols(name, shape)
               for node, name, shape in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
     leaves[hole.id] = element_symbols("dout", hole.shape)
-    converted = _within(budget, functools.partial(_sympy_of_rules, body, rules, leaves))
+    converted = within(budget, functools.partial(_sympy_of_rules, body, rules, leaves))
     rng = random.Random(seed)
     lines = []
     for k, (name, node, span) in enumerate(zip(fn.arg_names, fn.inputs, custom.attr[1])):
         for i, x in enumerate(leaves[node.id]):
             label = name if node.shape == () else f"{name}[{i}]"
-            line = None if converted is None else _within(budget, functools.partial(
+            line = None if converted is None else within(budget, functools.partial(
                 _rule_line, program, fname, name, label, span, converted[1][k][i],
                 converted[0], leaves[hole.id], x, rng, budget))
             lines.append(line or Line(fname, label, "skipped", "rule", budget.spent(), span=span))
@@ -589,13 +589,13 @@ def check_hessian(program: Program, fname: str, budget: Budget | None = None, se
     leaves = {node.id: element_symbols(name, ()) for node, name in zip(fn.inputs, fn.arg_names)}
     symbols = [leaves[n.id][0] for n in fn.inputs]
     ours = second_derivatives(program, fn)
-    reference = _within(budget, functools.partial(_sympy_hessian, fn.outputs[0], leaves, symbols))
+    reference = within(budget, functools.partial(_sympy_hessian, fn.outputs[0], leaves, symbols))
     rng = random.Random(seed)
     lines = []
     for i, row in enumerate(ours):
         for j, node in enumerate(row):
             label = f"{fn.arg_names[i]} d{fn.arg_names[j]}"
-            line = None if reference is None else _within(budget, functools.partial(
+            line = None if reference is None else within(budget, functools.partial(
                 _hessian_line, fname, label, node, leaves, reference[i, j], symbols, rng, budget))
             lines.append(line or Line(fname, label, "skipped", "hessian", budget.spent()))
     return lines

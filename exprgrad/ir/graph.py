@@ -40,6 +40,9 @@ class Graph:
     #: hash-consing of operation nodes (common-subexpression elimination); leaves are always
     #: shared. Off only to measure what it saves (benchmarks/ablation.py).
     share: bool = True
+    #: the exact algebraic identities of :meth:`apply` (``x + 0 -> x``); constants still fold when
+    #: this is off (a session turns it off so each operation typed is a node of its own)
+    identities: bool = True
     #: node id -> the network layer that created it (e.g. "n.layers.0"), for drawing clusters
     groups: dict[int, str] = field(default_factory=dict)
     group: str | None = None
@@ -63,7 +66,7 @@ class Graph:
         """The smart constructor: shape check, constant folding, exact simplifications."""
         spec = OPS[op]
         shape = spec.shape_of(op, [a.shape for a in args], attr)
-        if self.simplify and spec.simplify is not None:
+        if self.simplify and self.identities and spec.simplify is not None:
             simpler = spec.simplify(self, args, attr, shape)
             if simpler is not None:
                 return simpler

@@ -6,7 +6,9 @@ elements through the op table's ``unroll`` and the given algebra (floats, sympy 
 generated statements). ``env`` gives the elements of leaves (inputs, parameters, holes) and is
 extended in place; a constant's elements come from ``algebra.const``; a ``custom`` node's value is
 its body's. ``before(node)`` runs before a node is computed and ``after(node, elems)`` may replace
-its elements (the scalar backend names statements after the user's variables there).
+its elements (the scalar backend names statements after the user's variables there). With
+``cached=True`` the walk does not enter nodes whose elements ``env`` already holds, so a session
+that keeps ``env`` pays only for new nodes, however long the history behind them.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .node import Node, reachable
+from .node import Node, reachable, value_args
 from .ops import OPS, Algebra
 
 
 def interpret(roots: Sequence[Node], env: dict[int, list[Any]], algebra: Algebra, *,
               before: Callable[[Node], None] | None = None,
-              after: Callable[[Node, list[Any]], list[Any]] | None = None) -> list[list[Any]]:
+              after: Callable[[Node, list[Any]], list[Any]] | None = None,
+              cached: bool = False) -> list[list[Any]]:
     """The elements of each root (see the module docstring)."""
-    for node in reachable(roots):
+    follow = (lambda n: () if n.id in env else value_args(n)) if cached else value_args
+    for node in reachable(roots, follow):
         if node.id in env:
             continue
         if node.op == "const":

@@ -56,7 +56,7 @@ def _compile_program(text: str, filename: str, allow_empty: bool) -> Program:
             raise ExprgradValueError("the file defines nothing", Span(1, 1, 1, 2),
                                      hint="a file holds 'def', 'param', 'net', 'data' and "
                                      "'train' statements")
-        return _Lowerer(text, filename).run(statements)
+        return Lowerer(text, filename).run(statements)
     except ExprgradError as err:
         raise err.with_source(filename, text) from None
 
@@ -98,7 +98,20 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
-class _Lowerer:
+class Lowerer:
+    """Lowers statements into one :class:`Program`.
+
+    A file is lowered by :meth:`run`. A session (:mod:`exprgrad.lower.session`) keeps one
+    Lowerer for its whole life, lowers one statement at a time through :meth:`statement` and
+    :meth:`lower_expr`, and overrides the extension points :meth:`param_node`,
+    :meth:`outer_name` and :meth:`inline_extra`; :attr:`refs` collects the global names (functions,
+    networks, parameters, data) a lowering used, so a session knows what to redo when one of them
+    is redefined.
+    """
+
+    #: how an unknown name is described outside a def ("'x' is not defined here ...")
+    top_level_where = "here (only numbers are allowed)"
+
     def __init__(self, text: str, filename: str) -> None:
         self.program = Program(filename, text, Graph())
         self.graph = self.program.graph
@@ -106,6 +119,21 @@ class _Lowerer:
         self.calls = 0  # calls of functions with grad rules, numbering their dout
         self.current: str | None = None
         self.globals: dict[str, Span] = {}
+        self.refs: set[str] = set()
+
+    # ---- extension points (see the class docstring) ------------------------------------------
+    def param_node(self, tensor: ParamTensor) -> Node:
+        """The node a reference to ``tensor`` lowers to."""
+        return tensor.node
+
+    def outer_name(self, name: str, span: Span) -> Node | None:
+        """A node for a name that is not local (None: look among the program's globals)."""
+        return None
+
+    def inline_extra(self, fn: Function, span: Span) -> dict[Node, Node]:
+        """More replacements when a call of ``fn`` (at ``span``) is inlined, beyond its
+        arguments."""
+        return {}
 
     # ---- top level -----------------------------------------------------------------------
     def run(self, statements: list[Statement]) -> Program:
@@ -113,27 +141,31 @@ class _Lowerer:
             if isinstance(stmt, Def):
                 self.defs_ahead.setdefault(stmt.name, stmt.span)
         for stmt in statements:
-            if isinstance(stmt, Def):
-                self._declare(stmt.name, stmt.span, "function")
-                self.program.functions[stmt.name] = self.lower_def(stmt)
-            elif isinstance(stmt, ParamDecl):
-                self._declare(stmt.name, stmt.span, "parameter")
-                self.lower_param(stmt)
-                self._count_params(stmt.span)
-            elif isinstance(stmt, NetDecl):
-                self._declare(stmt.name, stmt.span, "network")
-                self.lower_net(stmt)
-                self._count_params(stmt.span)
-            elif isinstance(stmt, DataDecl):
-                self._declare(stmt.name, stmt.span, "data set")
-                self.program.data[stmt.name] = self.eval_data(stmt.value)
-                self.program.data_spans[stmt.name] = stmt.span
-            elif isinstance(stmt, TrainDecl):
-                if self.program.train is not None:
-                    raise ExprgradNameError("a file has at most one 'train' statement", stmt.span)
-                self.program.train = stmt
-        self._check_generated_names()
+            self.statement(stmt)
+        self.check_generated_names()
         return self.program
+
+    def statement(self, stmt: Statement) -> None:
+        """Lower one top-level statement into the program."""
+        if isinstance(stmt, Def):
+            self._declare(stmt.name, stmt.span, "function")
+            self.program.functions[stmt.name] = self.lower_def(stmt)
+        elif isinstance(stmt, ParamDecl):
+            self._declare(stmt.name, stmt.span, "parameter")
+            self.lower_param(stmt)
+            self._count_params(stmt.span)
+        elif isinstance(stmt, NetDecl):
+            self._declare(stmt.name, stmt.span, "network")
+            self.lower_net(stmt)
+            self._count_params(stmt.span)
+        elif isinstance(stmt, DataDecl):
+            self._declare(stmt.name, stmt.span, "data set")
+            self.program.data[stmt.name] = self.eval_data(stmt.value)
+            self.program.data_spans[stmt.name] = stmt.span
+        elif isinstance(stmt, TrainDecl):
+            if self.program.train is not None:
+                raise ExprgradNameError("a file has at most one 'train' statement", stmt.span)
+            self.program.train = stmt
 
     def _declare(self, name: str, span: Span, what: str) -> None:
         check_name(name, span, what)
@@ -144,7 +176,7 @@ class _Lowerer:
                                     "its own name")
         self.globals[name] = span
 
-    def _check_generated_names(self) -> None:
+    def check_generated_names(self) -> None:
         for fname, fn in self.program.functions.items():
             for suffix in ("_grad", "_grad_sum", "_hess"):
                 other = self.program.functions.get(fname + suffix)
@@ -497,8 +529,12 @@ class _Lowerer:
     def _lookup(self, name: str, span: Span, env: dict[str, Node]) -> Node:
         if name in env:
             return env[name]
+        outer = self.outer_name(name, span)
+        if outer is not None:
+            return outer
         if name in self.program.params:
-            return self.program.params[name].node
+            self.refs.add(name)
+            return self.param_node(self.program.params[name])
         if name in self.program.nets:
             raise ExprgradTypeError(f"'{name}' is a network; call it, e.g. '{name}(x)'", span)
         if name in self.program.data:
@@ -511,18 +547,20 @@ class _Lowerer:
                                     "rule", span)
         candidates = list(env) + list(self.program.params)
         if self.current is None:
-            where = "here (only numbers are allowed)"
+            where = self.top_level_where
         elif name in self.defs_ahead:
             where = "yet"
         else:
             where = f"in '{self.current}'"
-        raise ExprgradNameError(f"'{name}' is not defined {where}", span,
+        raise ExprgradNameError(f"'{name}' is not defined" + (f" {where}" if where else ""), span,
                                 hint=did_you_mean(name, candidates))
 
     def _call(self, e: Expr, args: list[Node], env: dict[str, Node]) -> Node:
         _, span, fname, arg_exprs, kwargs = e
         if kwargs:
             raise ExprgradTypeError(f"'{fname}' takes no keyword arguments", kwargs[0][2])
+        if fname in self.program.functions or fname in self.program.nets:
+            self.refs.add(fname)
         if fname in self.program.functions:
             return self._inline(self.program.functions[fname], args, arg_exprs, span)
         if fname in self.program.nets:
@@ -533,7 +571,7 @@ class _Lowerer:
             if x.shape != (net.nin,):
                 raise ExprgradTypeError(f"network '{fname}' takes a vector [{net.nin}], got "
                                         f"{_shape_words(x.shape)}", arg_exprs[0][1])
-            return call_net(self.graph, net, x)
+            return call_net(self.graph, net, x, self.param_node)
         if fname in BUILTINS:
             op = BUILTINS[fname]
             arity = OPS[op].arity
@@ -565,6 +603,7 @@ class _Lowerer:
                 raise ExprgradTypeError(f"'{fn.name}' takes {_shape_words(shape)} here, got "
                                         f"{_shape_words(arg.shape)}", expr[1])
         mapping = dict(zip(fn.inputs, args))
+        mapping.update(self.inline_extra(fn, span))
         if fn.rule_spans:  # each call's rules get their own dout: differentiating one call
             # (substituting its dout) must not rewrite another call's rules (Hessians)
             custom = fn.outputs[0]

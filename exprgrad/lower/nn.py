@@ -13,6 +13,8 @@ order in which ``init_params(seed)`` draws them from ``random.Random(seed).unifo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..ir.graph import Graph
 from ..ir.node import Node
 from ..ir.program import LayerSpec, Net, ParamTensor
@@ -54,14 +56,17 @@ def declare_net(graph: Graph, name: str, kind: str, nin: int, nouts: list[int], 
     return net
 
 
-def call_net(graph: Graph, net: Net, x: Node) -> Node:
-    """``net(x)``: each layer is ``act(W @ x + b)``; one output neuron gives a scalar."""
+def call_net(graph: Graph, net: Net, x: Node,
+             node_of: Callable[[ParamTensor], Node] | None = None) -> Node:
+    """``net(x)``: each layer is ``act(W @ x + b)``; one output neuron gives a scalar.
+    ``node_of`` gives the node of a parameter tensor (default: its own node)."""
+    node_of = node_of or (lambda t: t.node)
     saved = graph.group
     try:
         for layer in net.layers:
             graph.group = layer.weight.name.rsplit(".", 1)[0]
-            pre = graph.apply("add", graph.apply("matmul", layer.weight.node, x),
-                              layer.bias.node)
+            pre = graph.apply("add", graph.apply("matmul", node_of(layer.weight), x),
+                              node_of(layer.bias))
             x = pre if layer.act == "linear" else graph.apply(layer.act, pre)
         if net.nout == 1:
             x = graph.apply("index", x, attr=0)

@@ -10,6 +10,7 @@ nesting depth is bounded only by the limits in :mod:`exprgrad.limits`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator
@@ -211,6 +212,12 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
     def start(self, c: list[Any]) -> list[Statement]:
         return [x for x in c if x is not None and not isinstance(x, Token)]
 
+    def repl(self, c: list[Any]) -> Statement | Expr:
+        return next(x for x in c if x is not None and not isinstance(x, Token))  # type: ignore[no-any-return]
+
+    def repl_expr(self, c: list[Any]) -> Expr:
+        return ("expr", c[0][1], c[0])
+
 
 class _Indenter(Indenter):
     """Python-style INDENT/DEDENT tokens, with errors that carry a position.
@@ -275,7 +282,7 @@ class _Indenter(Indenter):
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     return lark.Lark(grammar_text(), parser="lalr", postlex=_Indenter(),
-                     transformer=AstBuilder(), maybe_placeholders=True)
+                     transformer=AstBuilder(), maybe_placeholders=True, start=["start", "repl"])
 
 
 _TOKEN_WORDS = {
@@ -330,6 +337,62 @@ def _check_size(text: str) -> None:
 
 def parse(text: str, filename: str = "<string>") -> list[Statement]:
     """Parse exprgrad source text; raises ExprgradSyntaxError with file:line:col on bad input."""
+    return _parse(text, filename, "start")  # type: ignore[no-any-return]
+
+
+def parse_input(text: str, filename: str = "<repl>") -> Statement | Expr:
+    """Parse one session input: a top-level statement (:class:`Def`, ...), a binding
+    ``("assign", span, name, expr, augop_or_None)`` or an expression ``("expr", span, expr)``."""
+    return _parse(text, filename, "repl")
+
+
+def shift_spans(tree: Any, lines: int, cols: int = 0) -> Any:
+    """A copy of a statement or expression with every span moved down ``lines`` lines, and right
+    ``cols`` columns on its first line (a session places an input typed on one of its lines,
+    or an expression typed after a command word). Iterative: any nesting depth is fine."""
+
+    def move(span: Span) -> Span:
+        return Span(span.line + lines, span.col + (cols if span.line == 1 else 0),
+                    span.end_line + lines, span.end_col + (cols if span.end_line == 1 else 0))
+
+    def parts(x: Any) -> list[Any] | None:
+        if isinstance(x, (tuple, list)):
+            return list(x)
+        if isinstance(x, dict):
+            return list(x.values())
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return [getattr(x, f.name) for f in dataclasses.fields(x)]
+        return None
+
+    def rebuild(x: Any, new: list[Any]) -> Any:
+        if isinstance(x, (tuple, list)):
+            return type(x)(new)
+        if isinstance(x, dict):
+            return dict(zip(x, new))
+        return dataclasses.replace(x, **{f.name: v for f, v in zip(dataclasses.fields(x), new)})
+
+    stack: list[tuple[Any, bool]] = [(tree, False)]
+    out: list[Any] = []
+    while stack:
+        x, done = stack.pop()
+        if isinstance(x, Span):
+            out.append(move(x))
+            continue
+        kids = parts(x)
+        if kids is None:
+            out.append(x)
+        elif not done:
+            stack.append((x, True))
+            stack.extend((k, False) for k in reversed(kids))
+        else:
+            n = len(kids)
+            new = out[len(out) - n:] if n else []
+            del out[len(out) - n:]
+            out.append(rebuild(x, new))
+    return out[0]
+
+
+def _parse(text: str, filename: str, start: str) -> Any:
     if text.startswith("\ufeff"):  # a UTF-8 byte-order mark is not part of the program
         text = text[1:]
     try:
@@ -340,7 +403,7 @@ def parse(text: str, filename: str = "<string>") -> list[Statement]:
                 col = line.index(bad) + 1
                 raise ExprgradSyntaxError(f"unexpected control character {bad!r}",
                                           Span(number, col, number, col + 1))
-        return _parser().parse(text + "\n")  # type: ignore[return-value]
+        return _parser().parse(text + "\n", start=start)
     except ExprgradSyntaxError as err:
         raise err.with_source(filename, text) from None
     except ExprgradLimitError as err:

@@ -21,7 +21,7 @@ import shutil
 import struct
 import subprocess
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,6 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
     if at is not None:
         leaves = _leaf_values(program, fn, at, params)
         values = evaluate_nodes(program, drawn + list(grads_of.values()), leaves)
-    lines = ['  graph [rankdir="LR"];', '  node [fontname="Helvetica", fontsize="11"];']
 
     def label_of(node: Node) -> str:
         if node.op == "input":
@@ -142,12 +141,27 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
             return f"{float(node.attr):g}"
         return graph.names.get(node.id, "")
 
+    return dot_lines(drawn, forward_ids, values, grads_of, label_of, group_of, collapse,
+                     named_consts=set(graph.names))
+
+
+def dot_lines(drawn: Sequence[Node], forward_ids: set[int], values: dict[int, list[float]],
+              grads_of: dict[int, Node], label_of: Callable[[Node], str],
+              group_of: dict[int, str | None], collapse: bool = False,
+              named_consts: set[int] | frozenset[int] = frozenset()) -> list[str]:
+    """The DOT statements of a drawing: a record per value (its label, ``data`` from
+    ``values``, ``grad`` from the value of its cotangent in ``grads_of``, its shape), an op node
+    between it and its arguments; constants not in ``named_consts`` are written into their
+    op's label. Nodes not in ``forward_ids`` (the gradient program) are shaded."""
+    lines = ['  graph [rankdir="LR"];', '  node [fontname="Helvetica", fontsize="11"];']
+
     clusters: dict[str, list[str]] = {}
     plain: list[str] = []
     edges: list[str] = []
+
     def hidden(node: Node) -> bool:
         """Unnamed constants are drawn as part of the label of the op that uses them."""
-        return node.op == "const" and node.id not in graph.names
+        return node.op == "const" and node.id not in named_consts
 
     for node in drawn:
         if hidden(node):

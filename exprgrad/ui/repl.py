@@ -1,33 +1,38 @@
-"""`exprgrad repl`: the notebook's interactive session, on compiled code.
+"""`exprgrad repl`: the notebook as a session, on the IR.
 
-Contract: a :class:`Session` takes the same statements as a file (``def`` blocks, ``param``,
-``net``, ``data``), plus ``NAME = EXPR`` (evaluated at once: the variable holds the value, so
-later rebinding never changes earlier results, as in Python), a bare expression (evaluated and
-printed) and the ``:commands`` listed in :data:`HELP`. A mistake never ends the session: it is
-reported as in files, located at ``<repl>:LINE:COL`` where LINE counts the lines typed so far.
-Nor does a bug in exprgrad (any other exception, see :func:`exprgrad.errors.is_bug`): it is
-reported as one, with the input, the versions and the traceback, and the next input runs; an
-``OSError`` (a file it may not write) is one line, like a mistake.
+Contract: a :class:`Session` takes one input at a time: the statements of a file (``def``
+blocks, ``param``, ``net``, ``data``), ``train f(xs, ys): ...`` (run at once: it updates the
+session's parameters), ``NAME = EXPR`` / ``NAME += EXPR`` (the variable holds the value *and how
+it was computed*, as the notebook's ``Value``), a bare expression (printed), and the
+``:commands`` of :data:`HELP`. The state is an :class:`~exprgrad.lower.session.Environment`:
+each input is lowered against it, so an input costs the same at any point of a session, and
+completion reads names from it without compiling anything.
+
+Nothing but ``:quit`` or Ctrl-D ends a session: a mistake is reported as in files, located at
+``<repl>:LINE:COL`` (LINE counts the lines read so far) or in the loaded file; a value that cannot
+be computed is a mistake too; Ctrl-C cancels the input or interrupts the work and returns to the
+prompt; ``:sympy`` and ``:check`` have a time budget (:data:`BUDGET` seconds); a bug in exprgrad
+(see :func:`exprgrad.errors.is_bug`) is reported as one, with the input, the versions and the
+traceback, and the next input runs; an ``OSError`` (a file it may not write) is one line.
 
 :func:`repl_main` runs a session on a terminal with prompt_toolkit (line editing, history in
-``~/.exprgrad_history`` or ``$EXPRGRAD_HISTORY``, tab completion of names, builtins and commands;
-Ctrl-C cancels the current input, Ctrl-D leaves), or, when standard input is not a terminal, reads
-statements without prompts and exits 1 if any of them failed, 70 if any met a bug in exprgrad.
+``~/.exprgrad_history`` or ``$EXPRGRAD_HISTORY``, tab completion), or, when standard input is not
+a terminal, reads inputs without prompts and exits 1 if any failed, 70 if any met a bug.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..check.checker import check_function, check_rules, element_symbols, to_sympy
-from ..emit.load import entry_point, module_from_code
+from ..check.checker import Budget, check_function, check_rules, element_symbols, to_sympy, within
+from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import (
     EXIT_BUG,
@@ -39,102 +44,59 @@ from ..errors import (
     is_bug,
     system_error_message,
 )
-from ..ir.node import reachable
+from ..ir.node import Node, reachable
 from ..ir.ops import BUILTINS
-from ..lower.lowering import check_name, compile_program, read_source
+from ..ir.program import Program
+from ..lower.lowering import LANGUAGE_WORDS, compile_program, read_source
+from ..lower.session import Environment, Origin, Partial, located
+from ..run.config import config_from_program
 from ..run.evaluate import format_value
-from .drawing import dot_source, render
+from ..run.progress import Progress
+from ..run.training import train
+from ..syntax.parser import DataDecl, Def, NetDecl, ParamDecl, TrainDecl, parse, parse_input, \
+    shift_spans
+from .drawing import DRAW_SUFFIXES, MAX_DRAW_NODES, dot_lines, render
+
+#: seconds of sympy work one ``:sympy`` or ``:check`` may take
+BUDGET = 10.0
 
 HELP = """\
-statements: def NAME(ARGS): ... (end the block with an empty line), param, net, data,
-            NAME = EXPR (evaluated now), NAME += EXPR, or an EXPR to print its value
-:grad EXPR          the gradient of EXPR with respect to every variable it depends on
-:code NAME|EXPR     the generated Python for a function or an expression
-:sympy EXPR         sympy's form of EXPR and of its derivatives
-:check NAME         check a function's gradient against sympy and finite differences
-:graph EXPR [OUT]   draw EXPR with values and gradients (default OUT: repl_graph.svg)
-:load FILE.exg      load a file's definitions
-:vars               list variables and definitions
+statements  def NAME(ARGS): ... (end the block with an empty line), param, net, data,
+            NAME = EXPR (the variable remembers how it was computed), NAME += EXPR,
+            EXPR (prints its value), train F(DATA, ...): steps=N, lr=R (updates the parameters)
+:grad EXPR          d EXPR / d every named value, variable and parameter it was computed from
+:backward EXPR      the same, quietly: keeps the parameters' part for :step
+:step LR            p += -LR * dp for every parameter of the last :grad/:backward (once)
+:params [PREFIX]    parameters by name, with values (and gradients after :grad)
+:graph EXPR [OUT]   draw how EXPR was computed, data and grad in each node (default repl_graph.svg)
+:code NAME          the generated Python for a def
+:sympy EXPR         sympy's form of EXPR and its derivatives (10 s budget)
+:check NAME         check a def's gradient against sympy and finite differences (10 s budget)
+:const NAME         treat a variable as a constant (no gradient reported for it)
+:load FILE.exg      load a file's definitions (later definitions replace earlier ones)
+:vars               variables and definitions
 :reset              forget everything
 :help               this text
 :quit               leave (Ctrl-D works too)"""
 
-COMMANDS = (":grad", ":code", ":sympy", ":check", ":graph", ":load", ":vars", ":reset", ":help",
-            ":quit")
-_DECL = ("def ", "param ", "net ", "data ")
+COMMANDS = (":grad", ":backward", ":step", ":params", ":graph", ":code", ":sympy", ":check",
+            ":const", ":load", ":vars", ":reset", ":help", ":quit")
 
 
-@dataclass
-class _Chunk:
-    text: str
-    repl_line: int  # the session line where the chunk started
-    file_line: int  # the line in the accumulated program where it starts
+def _initial_params(program: Program) -> list[float]:
+    module = module_from_code(generate(program), "exg_repl_init", "<repl>")
+    return list(module.init_params(0))
 
 
 @dataclass
 class Session:
     out: Callable[[str], None] = print
     err: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr))
-    chunks: list[_Chunk] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
+    env: Environment = field(default_factory=lambda: Environment(_initial_params))
     line: int = 0  # lines consumed so far
     failures: int = 0  # inputs that failed, for any reason
     bugs: int = 0  # inputs that met a bug in exprgrad
     command: str = "exprgrad repl"  # shown in a bug report
-
-    # ---- the accumulated program -------------------------------------------------------
-    def program_text(self) -> str:
-        return "".join(c.text for c in self.chunks)
-
-    def _next_file_line(self) -> int:
-        return sum(c.text.count("\n") for c in self.chunks) + 1
-
-    def _compile(self, extra: str = "", extra_line: int = 0,
-                 expression: tuple[str, int, int] | None = None) -> Any:
-        """Lower the accumulated program plus ``extra`` (typed at session line ``extra_line``).
-
-        ``expression`` = (typed line, column where the expression starts in it, the column
-        where it starts in ``extra``'s second line) when ``extra`` wraps a typed expression in a
-        generated def; errors are then reported against the typed line.
-        """
-
-        text = self.program_text() + extra
-        try:
-            return compile_program(text, "<repl>", allow_empty=True)
-        except ExprgradError as e:
-            raise self._relocate(e, extra, extra_line, expression) from None
-
-    def _relocate(self, e: ExprgradError, extra: str, extra_line: int,
-                  expression: tuple[str, int, int] | None) -> ExprgradError:
-        if e.span is None:
-            e.source = None
-            return e
-        start_extra = self._next_file_line()
-        line, col = e.span.line, e.span.col
-        if extra and line >= start_extra:
-            offset = line - start_extra
-            if expression is not None:
-                typed, typed_col, wrapped_col = expression
-                new_line, text_line = extra_line, typed
-                col = max(1, col - wrapped_col + typed_col) if offset >= 1 else typed_col + 1
-            else:
-                new_line = extra_line + offset
-                lines = extra.splitlines()
-                text_line = lines[offset] if offset < len(lines) else ""
-        else:
-            chunk = next((c for c in reversed(self.chunks) if c.file_line <= line), None)
-            new_line = (chunk.repl_line + line - chunk.file_line) if chunk else line
-            all_lines = self.program_text().splitlines()
-            text_line = all_lines[line - 1] if line - 1 < len(all_lines) else ""
-        width = max(1, e.span.end_col - e.span.col) if e.span.end_line == e.span.line else 1
-        e.span = Span(new_line, col, new_line, col + width)
-        e.lineno, e.offset = new_line, col
-        e.filename = "<repl>"
-        if expression is not None:  # the generated def's name means nothing to the user
-            e.message = re.sub(r" in 'repl\d*'", "", e.message)
-        e.source = "\n" * (max(1, new_line) - 1) + text_line + "\n"
-        e.text = text_line
-        return e
 
     # ---- input -------------------------------------------------------------------------
     def feed(self, text: str, first_line: int) -> bool:
@@ -144,9 +106,18 @@ class Session:
             return True
         except _Quit:
             raise
+        except KeyboardInterrupt:
+            self.failures += 1
+            self.err("interrupted")
+            return False
         except Exception as e:  # a mistake, the system's refusal, or a bug: the session goes on
             self.failures += 1
             if isinstance(e, ExprgradError) and not is_bug(e):
+                if e.span is None and e.filename in ("<string>", "<repl>") and first_line > 0:
+                    typed = text.rstrip("\n")  # located at the whole input
+                    e.span = Span(first_line, 1, first_line, len(typed.split("\n")[0]) + 1)
+                    e.filename, e.source = "<repl>", self._origin(typed, first_line).source
+                    e.text = e.source_line()
                 self.err(e.render())
             elif isinstance(e, OSError):
                 self.err(system_error_message(e))
@@ -155,264 +126,328 @@ class Session:
                 self.err(bug_report(e, self.command, user_input=text))
             return False
 
+    def _origin(self, typed: str, first_line: int) -> Origin:
+        return Origin("<repl>", "\n" * max(0, first_line - 1) + typed)
+
+    def _parse(self, text: str, first_line: int, col: int, typed: str) -> Any:
+        """Parse ``text``, which starts at column ``col`` + 1 of line ``first_line`` of the
+        session (``typed`` is the whole input); spans and errors point into the session."""
+        try:
+            tree = parse_input(text, "<repl>")
+        except ExprgradError as err:
+            if err.span is not None:
+                s = err.span
+                err.span = Span(s.line + first_line - 1, s.col + (col if s.line == 1 else 0),
+                                s.end_line + first_line - 1,
+                                s.end_col + (col if s.end_line == 1 else 0))
+                err.lineno, err.offset = err.span.line, err.span.col
+            err.filename, err.source = "<repl>", self._origin(typed, first_line).source
+            err.text = err.source_line()
+            raise
+        return shift_spans(tree, first_line - 1, col)
+
     def _run(self, text: str, first_line: int) -> None:
         stripped = text.strip()
         if not stripped or stripped.startswith("#"):
             return
-        if stripped.startswith(":"):
-            self._command(text.rstrip("\n"), first_line)
-            return
-        if stripped.startswith(_DECL) or stripped.startswith("train "):
-            self._declare(text if text.endswith("\n") else text + "\n", first_line)
-            return
         typed = text.rstrip("\n")
-        name, op, start = _split_assignment(typed)
-        if name is not None:
-            self._assign(name, op, typed, start, first_line)
+        if stripped.startswith(":"):
+            self._command(typed, first_line)
             return
-        indent = len(typed) - len(typed.lstrip())
-        self.out(_show(self._evaluate(typed.strip(), first_line, typed, indent)))
-
-    def _declare(self, text: str, first_line: int) -> None:
-        chunk = _Chunk(text, first_line, self._next_file_line())
-        program = self._compile(text, first_line)
-        for name in list(program.functions) + list(program.params) + list(program.nets) + list(
-                program.data):
-            self.values.pop(name, None)
-        self.chunks.append(chunk)
-
-    def _assign(self, name: str, op: str | None, typed: str, start: int, line: int) -> None:
-        col = typed.index(name) + 1
-        span = Span(line, col, line, col + len(name))
-        source = "\n" * (line - 1) + typed + "\n"
-        try:
-            check_name(name, span, "variable")
-            program = self._compile()
-            if name in program.functions or name in program.params or name in program.nets:
-                raise ExprgradNameError(f"'{name}' is already defined as a function, parameter "
-                                        "or network", span)
-            if op is not None and name not in self.values:
-                raise ExprgradNameError(f"'{name}' has no value yet", span,
-                                        hint=f"write '{name} = ...' first")
-        except ExprgradError as e:
-            raise e.with_source("<repl>", source) from None
-        expr = typed[start:]
-        if op is not None:
-            wrapped = f"{name} {op} ("
-            self.values[name] = self._evaluate(wrapped + expr + ")", line, typed,
-                                               start - len(wrapped))
+        tree = self._parse(text, first_line, 0, typed)
+        origin = self._origin(typed, first_line)
+        env = self.env
+        if isinstance(tree, (Def, ParamDecl, NetDecl, DataDecl)):
+            for said in env.declare(tree, origin):
+                self.out(said)
+        elif isinstance(tree, TrainDecl):
+            self._train(tree, origin)
+        elif tree[0] == "assign":
+            _, span, name, expr, augop = tree
+            env.bind(name, span, expr, augop, span.line, origin)
         else:
-            self.values[name] = self._evaluate(expr, line, typed, start)
+            self.out(_show(env.value(env.expression(tree[2], origin))))
 
-    def _wrapper(self, expr: str, fname: str) -> tuple[str, int]:
-        args = []
-        for name, value in self.values.items():
-            shape = _shape(value)
-            args.append(name + ("[" + ", ".join(map(str, shape)) + "]" if shape else ""))
-        return f"def {fname}({', '.join(args)}):\n    return {expr}\n", len("    return ")
-
-    def _function_name(self, taken: set[str]) -> str:
-        n = 0
-        while True:
-            name = "repl" if n == 0 else f"repl{n}"
-            if name not in taken and name not in self.values:
-                return name
-            n += 1
-
-    def _expression_program(self, expr: str, line: int, typed: str, col: int
-                            ) -> tuple[Any, str]:
-        """Compile ``expr`` (typed at ``col`` of ``typed``) as a def of every variable."""
-        if "\n" in expr:
-            raise ExprgradValueError("an expression fits on one line", Span(line, 1, line, 2))
-        base = self._compile()
-        taken = set(base.functions) | set(base.params) | set(base.nets) | set(base.data)
-        fname = self._function_name(taken | {n + s for n in taken for s in ("_grad", "_hess")})
-        text, shift = self._wrapper(expr, fname)
-        program = self._compile(text, line, (typed, col, shift))
-        return program, fname
-
-    def _module(self, program: Any) -> Any:
-        return module_from_code(generate(program), "exg_repl", "<repl>")
-
-    def _args(self, program: Any, fname: str) -> list[Any]:
-        fn = program.functions[fname]
-        return [self.values[a] for a in fn.arg_names]
-
-    def _evaluate(self, expr: str, line: int, typed: str, col: int) -> Any:
-        program, fname = self._expression_program(expr, line, typed, col)
-        fn = program.functions[fname]
-        module = self._module(program)
-        f = entry_point(module, fname, "value")
-        args = self._args(program, fname)
-        return f(module.init_params(0), *args) if fn.uses_params else f(*args)
+    def _expression(self, rest: str, typed: str, line: int, what: str) -> Node:
+        """The node of the expression ``rest`` typed after a command word in ``typed``."""
+        if not rest:
+            raise ExprgradValueError(f"this command needs {what}",
+                                     Span(line, 1, line, len(typed.split()[0]) + 1),
+                                     filename="<repl>", source=self._origin(typed, line).source,
+                                     hint="type :help for the list")
+        col = typed.index(rest)
+        tree = self._parse(rest, line, col, typed)
+        origin = self._origin(typed, line)
+        if isinstance(tree, tuple) and tree[0] == "expr":
+            return self.env.expression(tree[2], origin)
+        span = tree[1] if isinstance(tree, tuple) else Span(line, col + 1, line, col + 2)
+        raise ExprgradValueError(f"this command takes {what}", span, filename="<repl>",
+                                 source=origin.source)
 
     # ---- commands ----------------------------------------------------------------------
     def _command(self, typed: str, line: int) -> None:
         text = typed.strip()
         word, _, rest = text.partition(" ")
         rest = rest.strip()
-        col = typed.index(rest) if rest else 0
+        env = self.env
         if word in (":quit", ":q", ":exit"):
             raise _Quit()
         if word == ":help":
             self.out(HELP)
         elif word == ":vars":
-            for name, value in self.values.items():
-                self.out(f"{name} = {_show(value)}")
-            program = self._compile()
-            for name, fn in program.functions.items():
-                self.out(f"def {name}({', '.join(fn.arg_names)})")
-            for name in program.params:
-                self.out(f"param {name}")
-            for name in program.nets:
-                self.out(f"net {name}")
+            self._vars()
         elif word == ":reset":
-            self.chunks.clear()
-            self.values.clear()
+            self.env = Environment(_initial_params)
             self.out("forgot everything")
         elif word == ":load":
             self._load(rest)
-        elif word == ":grad":
-            self._grad(rest, line, typed, col)
+        elif word in (":grad", ":backward"):
+            node = self._expression(rest, typed, line, "an expression")
+            partials = env.gradient(node)
+            if word == ":grad":
+                self._print_gradient(node, rest, partials)
+            else:
+                n = sum(len(p.grad) for p in partials if p.kind == "param")
+                self.out(f"{rest} = {_show(env.value(node))}; gradient of {n} parameter "
+                         "element(s) ready for :step" if n else
+                         f"{rest} = {_show(env.value(node))}; it depends on no parameter")
+        elif word == ":step":
+            self._step(rest, typed, line)
+        elif word == ":params":
+            self._params(rest)
+        elif word == ":const":
+            for name in rest.split():
+                env.mark_constant(name)
         elif word == ":code":
-            self._code(rest, line, typed, col)
+            self._code(rest)
         elif word == ":sympy":
-            self._sympy(rest, line, typed, col)
+            self._sympy(self._expression(rest, typed, line, "an expression"))
         elif word == ":check":
             self._check(rest)
         elif word == ":graph":
-            self._graph(rest, line, typed, col)
+            output = "repl_graph.svg"
+            parts = rest.rsplit(" ", 1)
+            if len(parts) == 2 and parts[1].lower().endswith(DRAW_SUFFIXES):
+                rest, output = parts[0].rstrip(), parts[1]
+            self._graph(self._expression(rest, typed, line, "an expression"), output)
         else:
             raise ExprgradValueError(f"unknown command {word}", Span(line, 1, line, len(word) + 1),
-                                     hint="type :help for the list").with_source(
-                "<repl>", "\n" * (line - 1) + text + "\n")
-
-    def _need(self, rest: str, what: str, line: int) -> None:
-        if not rest:
-            raise ExprgradValueError(f"this command needs {what}", Span(line, 1, line, 2),
+                                     filename="<repl>", source=self._origin(typed, line).source,
                                      hint="type :help for the list")
+
+    def _print_gradient(self, root: Node, typed: str, partials: list[Partial]) -> None:
+        env = self.env
+        name = env.label(root) if root.id in env.labels and env.label(root) == typed else None
+        self.out(f"{name} = {_show(env.value(root))}" if name else f"value {_show(env.value(root))}")
+        top = f"d{name}" if name else ("d" if root.shape == () else "d(sum)")
+        if not partials:
+            self.out("  (depends on no variable)")
+        for p in partials:
+            if p.kind == "param":
+                names = env.program.params[p.label].element_names if (
+                    p.label in env.program.params) else [f"{p.label}.{i}" for i in
+                                                         range(len(p.grad))]
+                for element, g in zip(names, p.grad):
+                    self.out(f"  {top}/d{element} = {_show(g)}")
+            else:
+                self.out(f"  {top}/d{p.label or '(unnamed)'} = "
+                         f"{_show(_nest(p.grad, p.node.shape))}")
+
+    def _step(self, rest: str, typed: str, line: int) -> None:
+        try:
+            lr = float(rest)
+        except ValueError:
+            col = typed.index(rest) + 1 if rest else 1
+            raise ExprgradValueError("':step' takes a learning rate, e.g. ':step 0.05'",
+                                     Span(line, col, line, col + max(1, len(rest))),
+                                     filename="<repl>",
+                                     source=self._origin(typed, line).source) from None
+        updated = self.env.step(lr)
+        n = sum(len(self.env.param_values[t]) for t in updated)
+        self.out(f"updated {n} parameter element(s) of {_owners(self.env, updated)} "
+                 f"(lr {lr:g})")
+
+    def _params(self, prefix: str) -> None:
+        env = self.env
+        shown = 0
+        for tensor, index in env.program.param_order:
+            element = env.program.params[tensor].element_names[index]
+            if not element.startswith(prefix):
+                continue
+            text = f"{element} = {_show(env.param_values[tensor][index])}"
+            grad = env.param_grads.get(tensor)
+            if grad is not None and env.is_current(grad[0]):
+                text += f"   grad {_show(grad[1][index])}"
+            self.out(text)
+            shown += 1
+        if not shown:
+            self.out("(no parameters" + (f" named {prefix}...)" if prefix else ")"))
+
+    def _vars(self) -> None:
+        env = self.env
+        for name, node in env.bindings.items():
+            self.out(f"{name} = {_show(env.value(node))}")
+        program = env.program
+        for name, fn in program.functions.items():
+            self.out(f"def {name}({', '.join(fn.arg_names)})")
+        for name in program.nets:
+            self.out(f"net {name}")
+        nets = {t.name for n in program.nets.values() for layer in n.layers
+                for t in (layer.weight, layer.bias)}
+        for name in program.params:
+            if name not in nets:
+                self.out(f"param {name}")
+        for name in program.data:
+            self.out(f"data {name}")
 
     def _load(self, path: str) -> None:
         if not path:
             raise ExprgradValueError(":load needs a file name")
         text = read_source(path)
-        compile_program(text, path)  # errors are reported against the file itself
-        combined = self.program_text() + (text if text.endswith("\n") else text + "\n")
-        compile_program(combined, "<repl>")
-        self.chunks.append(_Chunk(text if text.endswith("\n") else text + "\n", 0,
-                                  self._next_file_line()))
-        program = compile_program(combined, "<repl>")
-        self.out(f"loaded {path}: " + ", ".join(
-            [f"def {n}" for n in program.functions] + [f"param {n}" for n in program.params]
-            + [f"net {n}" for n in program.nets] + [f"data {n}" for n in program.data]))
+        compile_program(text, path)  # the file on its own first: its mistakes, at its lines
+        statements = parse(text, path)
+        origin = Origin(path, text)
+        names, said, trains = [], [], []
+        for stmt in statements:
+            if isinstance(stmt, TrainDecl):
+                trains.append(stmt)
+                continue
+            said.extend(self.env.declare(stmt, origin))
+            kind = {Def: "def", ParamDecl: "param", NetDecl: "net", DataDecl: "data"}[type(stmt)]
+            names.append(f"{kind} {stmt.name}")
+        self.out(f"loaded {path}: " + (", ".join(names) or "nothing"))
+        for item in said:
+            self.out(item)
+        for decl in trains:
+            data = ", ".join(name for name, _ in decl.data)
+            self.out(f"(its 'train {decl.func}({data})' statement runs when typed)")
 
-    def _grad(self, expr: str, line: int, typed: str, col: int) -> None:
-        self._need(expr, "an expression", line)
-
-        program, fname = self._expression_program(expr, line, typed, col)
-        fn = program.functions[fname]
-        module = self._module(program)
-        args = self._args(program, fname)
-        g = entry_point(module, fname, "grad")
-        if fn.uses_params:
-            value, grads = g(module.init_params(0), *args)
-            self.out(f"value {_show(value)}")
-            for name, d in zip(module.PARAM_NAMES, grads):
-                self.out(f"  d/d{name} = {_show(d)}")
-            return
-        value, grads = g(*args)
-        used = {n.id for n in reachable(fn.outputs) if n.op == "input"}
-        self.out(f"value {_show(value)}")
-        shown = False
-        for node, name, d in zip(fn.inputs, fn.arg_names, grads):
-            if node.id in used:
-                self.out(f"  d/d{name} = {_show(d)}")
-                shown = True
-        if not shown:
-            self.out("  (depends on no variable)")
-
-    def _code(self, target: str, line: int, typed: str, col: int) -> None:
-        self._need(target, "a function name or an expression", line)
-
-        program = self._compile()
-        if target in program.functions:
-            only = _only(program, target)
-            code = generate(only)
-        else:
-            program, fname = self._expression_program(target, line, typed, col)
-            code = generate(_only(program, fname))
+    def _code(self, name: str) -> None:
+        program = self.env.program_view()
+        if name not in program.functions:
+            raise ExprgradNameError(f"no def '{name}'" if name else ":code needs a def's name",
+                                    hint="defs: " + (", ".join(program.functions) or "none"))
+        only = replace(program, functions={name: program.functions[name]})
+        code = generate(only)
         body = code[code.index("\ndef ", code.index("def init_params")) + 1:]
         self.out(body.rstrip())
 
-    def _sympy(self, expr: str, line: int, typed: str, col: int) -> None:
-        self._need(expr, "an expression", line)
+    def _sympy(self, root: Node) -> None:
         import sympy
 
-
-        program, fname = self._expression_program(expr, line, typed, col)
-        fn = program.functions[fname]
-        leaves = {n.id: element_symbols(a, s)
-                  for n, a, s in zip(fn.inputs, fn.arg_names, fn.arg_shapes)}
-        for pt in program.params.values():
-            leaves[pt.node.id] = element_symbols(pt.name, pt.node.shape)
-        elems = to_sympy(fn.outputs, leaves)[0]
+        env = self.env
+        leaves: dict[int, list[Any]] = {}
+        variables = []
+        for node in reachable([root]):
+            if node.op != "input":
+                continue
+            kind = env.leaf_kind.get(node.id)
+            if kind in ("variable", "param"):
+                symbols = element_symbols(env.label(node) or f"v{node.id}", node.shape)
+                leaves[node.id] = symbols
+                if kind == "variable":
+                    variables.extend(symbols)
+            else:
+                leaves[node.id] = [sympy.Float(v) for v in env.values[node.id]]
+        budget = Budget(BUDGET)
+        elems = within(budget, lambda: to_sympy([root], leaves)[0])
+        if elems is None:
+            raise ExprgradValueError(f"sympy did not finish within the budget ({BUDGET:g} s)")
         if len(elems) != 1:
             self.out(str(elems))
             return
         e = elems[0]
         self.out(str(e))
-        for s in sorted(e.free_symbols, key=str):
-            self.out(f"  d/d{s} = {sympy.simplify(sympy.diff(e, s))}")
+        for s in variables:
+            d = within(budget, lambda s=s: sympy.simplify(sympy.diff(e, s)))
+            self.out(f"  d/d{s} = {d}" if d is not None else
+                     f"  d/d{s}: not simplified within the budget ({BUDGET:g} s)")
 
     def _check(self, name: str) -> None:
-        program = self._compile()
+        program = self.env.program_view()
         if name not in program.functions:
-            raise ExprgradValueError(f"no function '{name}'",
-                                     hint="functions: " + ", ".join(program.functions))
-        module = self._module(program)
-        lines = check_rules(program, name) + check_function(program, module, name).lines
+            raise ExprgradNameError(f"no def '{name}'" if name else ":check needs a def's name",
+                                    hint="defs: " + (", ".join(program.functions) or "none"))
+        only = replace(program, functions={name: program.functions[name]})
+        module = module_from_code(generate(only), "exg_repl_check", "<repl>")
+        budget = Budget(BUDGET)
+        lines = check_rules(only, name, budget) + check_function(only, module, name,
+                                                                 budget=budget).lines
         for item in lines:
             self.out(item.text())
         if any(item.status == "mismatch" for item in lines):
             raise ExprgradValueError(f"'{name}' has a wrong derivative")
 
-    def _graph(self, rest: str, line: int, typed: str, col: int) -> None:
-        self._need(rest, "an expression", line)
+    def _graph(self, root: Node, output: str) -> None:
+        env = self.env
+        drawn = reachable([root])
+        if len(drawn) > MAX_DRAW_NODES:
+            raise ExprgradValueError(f"this value was computed in {len(drawn)} steps; pictures "
+                                     f"are limited to {MAX_DRAW_NODES}",
+                                     hint="draw a part of it (a named intermediate)")
+        grads_of: dict[int, Node] = {}
+        if root.shape == ():
+            everything = [n for n in drawn if n.op != "const"]
+            grads_of = dict(zip((n.id for n in everything), env.cotangents(root, everything)))
 
-        expr, output = rest, "repl_graph.svg"
-        parts = rest.rsplit(" ", 1)
-        if len(parts) == 2 and parts[1].endswith((".svg", ".png", ".pdf", ".dot")):
-            expr, output = parts
-        program, fname = self._expression_program(expr, line, typed, col)
-        fn = program.functions[fname]
-        at = {a: self.values[a] for a in fn.arg_names}
-        render(dot_source(program, fname, at=at), output)
+        def label_of(node: Node) -> str:
+            return env.label(node) or (f"{float(node.attr):g}" if node.op == "const" else "")
+
+        lines = dot_lines(drawn, {n.id for n in drawn}, env.values, grads_of, label_of,
+                          {n.id: env.graph.groups.get(n.id) for n in drawn})
+        render("digraph exprgrad {\n" + "\n".join(lines) + "\n}\n", output)
         self.out(f"wrote {output}")
+
+    def _train(self, decl: TrainDecl, origin: Origin) -> None:
+        env = self.env
+        data = {name: env.value(env.bindings[name]) for name, _ in decl.data
+                if name in env.bindings and name not in env.program.data}
+        view = env.program_view(data=data, train=decl)
+        with located(origin):
+            config = config_from_program(view)
+            quiet = config.steps <= 20
+            progress = Progress(config.steps, sys.stderr, enabled=not quiet)
+            result = train(view, config=config, init=env.flat_params(), progress=progress)
+        if quiet:
+            for k, loss in enumerate(result.losses, 1):
+                self.out(f"step {k}: loss {loss:.10g}")
+        env.set_flat_params(result.params)
+        tensors = list(dict.fromkeys(t for t, _ in env.program.param_order))
+        first = f"{result.losses[0]:.6g} -> " if result.losses else ""
+        last = f"{result.losses[-1]:.6g}" if result.losses else "-"
+        self.out(f"trained {config.loss} for {result.steps} step(s) ({config.optimizer}, lr "
+                 f"{config.lr:g}): loss {first}{last}; updated {len(env.program.param_order)} "
+                 f"parameter element(s) of {_owners(env, tensors)}")
+        if result.stopped:
+            self.err(f"stopped: {result.stopped}")
+
+    # ---- completion ----------------------------------------------------------------------
+    def names(self) -> set[str]:
+        """Every name a user may type now (completion: nothing is compiled)."""
+        program = self.env.program
+        return (set(BUILTINS) | set(COMMANDS) | set(LANGUAGE_WORDS) | set(self.env.bindings)
+                | set(program.functions) | set(program.nets) | set(program.params)
+                | set(program.data))
+
+
+def _owners(env: Environment, tensors: list[str]) -> str:
+    """Tensor names, those of a network said once as 'net NAME'."""
+    owner = {t.name: f"net {name}" for name, net in env.program.nets.items()
+             for layer in net.layers for t in (layer.weight, layer.bias)}
+    return ", ".join(dict.fromkeys(owner.get(t, t) for t in tensors))
 
 
 class _Quit(Exception):
     pass
 
 
-def _only(program: Any, name: str) -> Any:
-    from dataclasses import replace
-
-    return replace(program, functions={name: program.functions[name]})
-
-
-def _split_assignment(text: str) -> tuple[str | None, str | None, int]:
-    """``x = e`` -> (x, None, start of e); ``x += e`` -> (x, '+', start of e); else (None, ...)."""
-    m = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*([-+*/]?)=(?!=)\s*", text)
-    if not m:
-        return None, None, 0
-    return m.group(1), (m.group(2) or None), m.end()
-
-
-def _shape(value: Any) -> tuple[int, ...]:
-    if isinstance(value, list):
-        inner = _shape(value[0]) if value else ()
-        return (len(value),) + inner
-    return ()
+def _nest(elems: list[float], shape: tuple[int, ...]) -> Any:
+    if shape == ():
+        return elems[0]
+    if len(shape) == 1:
+        return list(elems)
+    n = shape[1]
+    return [list(elems[i:i + n]) for i in range(0, len(elems), n)]
 
 
 def _show(value: Any) -> str:
@@ -428,7 +463,7 @@ def _is_block_start(line: str) -> bool:
 
 
 def run_script(session: Session, stream: Any) -> int:
-    """Statements from a non-terminal stream, without prompts; 1 if any failed."""
+    """Inputs from a non-terminal stream, without prompts; 1 if any failed."""
     pending: list[str] = []
     start = 0
     lineno = 0
@@ -470,20 +505,12 @@ def run_terminal(session: Session) -> int:
     from prompt_toolkit.completion import Completer, Completion
     from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-
     class _Names(Completer):
         def get_completions(self, document: Any, complete_event: Any) -> Iterator[Completion]:
             word = document.get_word_before_cursor(WORD=True)
             if not word:
                 return
-            names = set(BUILTINS) | set(session.values) | set(COMMANDS) | {
-                "def", "return", "param", "net", "data", "MLP", "Layer", "Neuron"}
-            try:
-                program = session._compile()
-                names |= set(program.functions) | set(program.params) | set(program.nets)
-            except Exception:  # best effort: the next input reports any error, bug or not
-                pass
-            for name in sorted(names):
+            for name in sorted(session.names()):
                 if name.startswith(word) and name != word:
                     yield Completion(name, start_position=-len(word))
 
@@ -529,4 +556,6 @@ def repl_main(path: str | None = None) -> int:
             return EXIT_BUG if session.bugs else 2
     if sys.stdin.isatty() and sys.stdout.isatty():
         return run_terminal(session)
-    return run_script(session, sys.stdin)
+    # undecodable bytes become U+FFFD, which the parser reports like any bad character
+    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    return run_script(session, stream)

@@ -1,0 +1,513 @@
+"""A session's environment: names bound to IR values that remember how they were computed.
+
+Contract: an :class:`Environment` is the state behind ``exprgrad repl``. It owns one
+:class:`Program`, one :class:`~exprgrad.ir.graph.Graph` and one
+:class:`~exprgrad.lower.lowering.Lowerer` for its whole life and lowers each input against them,
+so the cost of an input depends on the input (and the history of the values it reads), not on
+the length of the session.
+
+- **Values with history.** ``bind(name, expr)`` lowers ``expr`` against the bindings and binds
+  ``name`` to the resulting node, like the notebook's ``Value``: a number (or any constant
+  expression) becomes a fresh leaf. Every node's elements are computed once, when it is created,
+  and never change: leaves are immutable (an update of the parameters makes new parameter
+  leaves), so rebinding a name, redefining a def or training never changes what an earlier value
+  was computed from.
+- Session expressions are lowered without sharing and without algebraic identities (only
+  constant subexpressions fold): each operation typed is a node of its own, so the gradient
+  with respect to a named intermediate counts the paths through it, as the notebook's
+  ``Value.grad`` does.
+- **Gradients.** :meth:`gradient` returns d(root)/d(node) for every named node, every variable
+  leaf (unless marked constant) and every parameter leaf in the root's history (of ``sum(root)``
+  when the root is not a scalar), in reverse order of creation; data sets and literal numbers
+  are constants. It remembers the parameters' part (the notebook's ``p.grad``), which
+  :meth:`step` applies once: ``p.data += -lr * p.grad``.
+- **Parameters** (``param``, ``net``) have current values (:attr:`param_values`, set by the
+  caller through ``init`` and :meth:`set_params`); an expression sees the current version.
+- **Declarations** (``def``, ``param``, ``net``, ``data``) may be repeated: the later one
+  replaces the earlier, and every def that used it is lowered again (:meth:`declare` returns
+  what it did, in words). A def reads session variables like a Python function reads globals:
+  at call time, as leaves with gradients; in compiled code (:meth:`program_view`: training,
+  ``:code``, ``:check``) as constants holding their current values.
+- Mistakes raise :class:`ExprgradError` located in the text of the input that caused them (its
+  :class:`Origin`); evaluation problems (an overflow) are errors too, never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ExprgradError, ExprgradNameError, ExprgradTypeError, ExprgradValueError, Span
+from ..ir.diff import diff_args, grad
+from ..ir.graph import Graph, substitute
+from ..ir.interpret import interpret
+from ..ir.node import Node, reachable
+from ..ir.ops import EvalAlgebra
+from ..ir.program import Function, ParamTensor, Program
+from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement
+from .lowering import Lowerer, check_name, flatten_values
+
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+_ALGEBRA = EvalAlgebra()
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an input came from: the file name errors show and the text their spans index."""
+
+    filename: str
+    source: str
+
+
+@dataclass
+class Partial:
+    """One line of a gradient: d(root)/d(node)."""
+
+    node: Node
+    label: str
+    grad: list[float]
+    kind: str  # "value" (a named node), "variable", "param"
+
+
+@dataclass
+class _Decl:
+    stmt: Statement
+    origin: Origin
+    refs: set[str] = field(default_factory=set)
+
+
+class _SessionLowerer(Lowerer):
+    """The lowerer with the session's name resolution (see :class:`Environment`)."""
+
+    top_level_where = ""
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__("", "<repl>")
+        self.env = env
+        self.expression_mode = False
+        #: def name -> {session variable: the placeholder its body reads}
+        self.globals_read: dict[str, dict[str, Node]] = {}
+
+    def param_node(self, tensor: ParamTensor) -> Node:
+        return self.env.param_leaf(tensor) if self.expression_mode else tensor.node
+
+    def outer_name(self, name: str, span: Span) -> Node | None:
+        if self.expression_mode:
+            return self.env.data_leaf(name) if name in self.program.data else None
+        if self.current is not None and name in self.env.bindings:
+            return self._global(self.current, name, self.env.bindings[name].shape)
+        return None
+
+    def _global(self, fname: str, name: str, shape: tuple[int, ...]) -> Node:
+        holes = self.globals_read.setdefault(fname, {})
+        if name not in holes:
+            holes[name] = self.graph.make("input", (), ("<global>", fname, name), shape)
+        return holes[name]
+
+    def inline_extra(self, fn: Function, span: Span) -> dict[Node, Node]:
+        mapping: dict[Node, Node] = {}
+        for name, hole in self.globals_read.get(fn.name, {}).items():
+            if self.expression_mode:
+                node = self.env.bindings[name]
+                if node.shape != hole.shape:
+                    raise ExprgradTypeError(
+                        f"'{fn.name}' reads the variable '{name}', which had shape "
+                        f"{list(hole.shape)} when '{fn.name}' was defined and now has "
+                        f"{list(node.shape)}", span, hint=f"define '{fn.name}' again")
+                mapping[hole] = node
+            else:
+                assert self.current is not None
+                mapping[hole] = self._global(self.current, name, hole.shape)
+        if self.expression_mode and fn.uses_params:
+            for tensor in self.program.params.values():
+                mapping[tensor.node] = self.env.param_leaf(tensor)
+        return mapping
+
+
+class Environment:
+    """See the module docstring. ``init(program)`` gives the initial values of a program's
+    parameters, as a flat list in ``program.param_order``."""
+
+    def __init__(self, init: Callable[[Program], list[float]]) -> None:
+        self.init = init
+        self.lowerer = _SessionLowerer(self)
+        self.program: Program = self.lowerer.program
+        self.graph: Graph = self.program.graph
+        self.bindings: dict[str, Node] = {}
+        #: node id -> (name, line) of the first name bound to it
+        self.labels: dict[int, tuple[str, int]] = {}
+        #: node id -> its elements: the value of every session node, computed once
+        self.values: dict[int, list[float]] = {}
+        #: leaf id -> "variable", "constant", "param" or "data"
+        self.leaf_kind: dict[int, str] = {}
+        self.param_values: dict[str, list[float]] = {}
+        self._param_leaf: dict[str, Node] = {}
+        self._leaf_tensor: dict[int, str] = {}
+        self._data_leaf: dict[str, Node] = {}
+        self._serial = 0
+        #: the last gradient's parameter part: tensor -> (the leaf it is for, d/d elements)
+        self.param_grads: dict[str, tuple[Node, list[float]]] = {}
+        self.decls: dict[str, _Decl] = {}
+
+    # ---- leaves -------------------------------------------------------------------------
+    def _leaf(self, tag: str, name: str, shape: tuple[int, ...], elems: list[float],
+              kind: str) -> Node:
+        self._serial += 1
+        node = self.graph.make("input", (), (tag, name, self._serial), shape)
+        self.values[node.id] = elems
+        self.leaf_kind[node.id] = kind
+        return node
+
+    def param_leaf(self, tensor: ParamTensor) -> Node:
+        """The leaf holding ``tensor``'s current values (a new one after each update)."""
+        leaf = self._param_leaf.get(tensor.name)
+        if leaf is None or leaf.shape != tensor.node.shape:
+            leaf = self._leaf("<param>", tensor.name, tensor.node.shape,
+                              list(self.param_values[tensor.name]), "param")
+            self._param_leaf[tensor.name] = leaf
+            self._leaf_tensor[leaf.id] = tensor.name
+        return leaf
+
+    def data_leaf(self, name: str) -> Node:
+        leaf = self._data_leaf.get(name)
+        if leaf is None:
+            value = self.program.data[name]
+            shape = _shape_of(value)
+            if shape is None:
+                raise ExprgradTypeError(f"the data set '{name}' has rows of different lengths; "
+                                        "it cannot be used in an expression",
+                                        self.program.data_spans.get(name))
+            leaf = self._leaf("<data>", name, shape, flatten_values(value), "data")
+            self._data_leaf[name] = leaf
+        return leaf
+
+    def tensor_of(self, node: Node) -> str | None:
+        """The parameter tensor a parameter leaf holds a version of."""
+        return self._leaf_tensor.get(node.id)
+
+    def is_current(self, node: Node) -> bool:
+        """Whether a parameter leaf holds its tensor's current values."""
+        tensor = self._leaf_tensor.get(node.id)
+        return tensor is not None and self._param_leaf.get(tensor) is node
+
+    # ---- expressions and bindings -------------------------------------------------------
+    @contextmanager
+    def _expression_mode(self) -> Iterator[None]:
+        graph, lowerer = self.graph, self.lowerer
+        saved = graph.share, graph.identities
+        graph.share, graph.identities, lowerer.expression_mode = False, False, True
+        try:
+            yield
+        finally:
+            graph.share, graph.identities = saved
+            lowerer.expression_mode = False
+
+    def expression(self, expr: Expr, origin: Origin) -> Node:
+        """Lower and evaluate an expression; its node (its value is :meth:`value`)."""
+        with located(origin), self._expression_mode():
+            self.lowerer.refs = set()
+            self.lowerer.current = None
+            node = self.lowerer.lower_expr(expr, self.bindings)
+            self._evaluate([node], expr[1])
+        return node
+
+    def bind(self, name: str, span: Span, expr: Expr, augop: str | None, line: int,
+             origin: Origin) -> Node:
+        """``name = expr`` (or ``name op= expr``); the node now bound to ``name``."""
+        with located(origin):
+            check_name(name, span, "variable")
+            if name in self.lowerer.globals:
+                what = self._kind_of_global(name)
+                raise ExprgradNameError(f"'{name}' is already the name of a {what}", span,
+                                        hint="choose another name for the variable")
+            if augop is not None:
+                if name not in self.bindings:
+                    raise ExprgradNameError(f"'{name}' has no value yet", span,
+                                            hint=f"write '{name} = ...' first")
+                expr = ("bin", span, augop, ("name", span, name), expr)
+        node = self.expression(expr, origin)
+        if self._from_constants(node):
+            node = self._leaf("<repl>", name, node.shape, list(self.values[node.id]), "variable")
+        self.bindings[name] = node
+        self.labels.setdefault(node.id, (name, line))
+        return node
+
+    def _from_constants(self, node: Node) -> bool:
+        """Whether a new value depends on no variable or parameter: only on numbers and data.
+        The walk stops at named nodes (never computed from constants only: such a binding is a
+        leaf), so it visits only the nodes the last input created."""
+        stack, seen = [node], set()
+        while stack:
+            n = stack.pop()
+            kind = self.leaf_kind.get(n.id)
+            if kind in ("variable", "constant", "param") or (n.id in self.labels and kind is None):
+                return False
+            seen.add(n.id)
+            stack.extend(a for a in n.args if a.id not in seen)
+        return True
+
+    def _evaluate(self, roots: list[Node], span: Span | None) -> None:
+        try:
+            interpret(roots, self.values, _ALGEBRA, cached=True)
+        except (ArithmeticError, ValueError) as err:  # e.g. an overflow in a float operation
+            raise ExprgradValueError(f"the value cannot be computed: {err}", span) from None
+
+    def value(self, node: Node) -> Any:
+        """A node's value: a float, or nested lists of floats."""
+        return _nest(self.values[node.id], node.shape)
+
+    def mark_constant(self, name: str) -> None:
+        node = self.bindings.get(name)
+        if node is None or self.leaf_kind.get(node.id) not in ("variable", "constant"):
+            raise ExprgradNameError(f"'{name}' is not a variable holding a number or list",
+                                    hint="only leaves (values typed in, not computed) can be "
+                                    "marked constant")
+        self.leaf_kind[node.id] = "constant"
+
+    # ---- gradients ----------------------------------------------------------------------
+    def gradient(self, root: Node) -> list[Partial]:
+        """d(root)/d(each named node, variable and parameter leaf), newest first."""
+        history = reachable([root], diff_args)
+        targets = [n for n in reversed(history)
+                   if n.op != "const" and (self.leaf_kind.get(n.id) in ("variable", "param")
+                                           or (n.id in self.labels
+                                               and self.leaf_kind.get(n.id) != "constant"))]
+        cotangents = self.cotangents(root, targets)
+        out = []
+        grads: dict[str, tuple[Node, list[float]]] = {}
+        for node, cot in zip(targets, cotangents):
+            kind = self.leaf_kind.get(node.id, "value")
+            tensor = self._leaf_tensor.get(node.id)
+            label = tensor if tensor is not None else self.label(node)
+            out.append(Partial(node, label, list(self.values[cot.id]), kind))
+            if tensor is not None:
+                grads[tensor] = (node, list(self.values[cot.id]))
+        self.param_grads = grads
+        return out
+
+    def cotangents(self, root: Node, nodes: list[Node]) -> list[Node]:
+        """The cotangent nodes of ``nodes`` for ``root`` (of ``sum(root)``), evaluated: their
+        elements are in :attr:`values`."""
+        cotangents = grad(self.graph, root, nodes)
+        self._evaluate(cotangents, None)
+        return cotangents
+
+    def label(self, node: Node) -> str:
+        """The name first bound to a node ("" for none); an older binding of a name that is now
+        bound elsewhere says on which line it was bound."""
+        if node.id not in self.labels:
+            tensor = self._leaf_tensor.get(node.id)
+            if tensor is not None:
+                return tensor
+            if node.op == "input" and node.attr[0] == "<data>":
+                return str(node.attr[1])
+            return ""
+        name, line = self.labels[node.id]
+        if self.bindings.get(name) is node or line <= 0:
+            return name
+        return f"{name} (line {line})"
+
+    def step(self, lr: float) -> list[str]:
+        """``p.data += -lr * p.grad`` with the last gradient, once; the tensors updated."""
+        if not math.isfinite(lr):
+            raise ExprgradValueError(f"the learning rate must be a finite number, not {lr}")
+        if not self.param_grads:
+            raise ExprgradValueError("there is no gradient of parameters to apply",
+                                     hint="compute a loss of the parameters and ':grad' or "
+                                     "':backward' it first")
+        stale = [t for t, (leaf, _) in self.param_grads.items()
+                 if t not in self.param_values or not self.is_current(leaf)]
+        if stale:
+            raise ExprgradValueError(
+                f"the last gradient is for values of {', '.join(stale)} that have changed since "
+                "(a step, training or a new declaration)",
+                hint="compute the loss again with the current parameters and ':backward' it")
+        for tensor, (_, g) in self.param_grads.items():
+            self.set_params({tensor: [p - lr * d for p, d in zip(self.param_values[tensor], g)]})
+        updated = list(self.param_grads)
+        self.param_grads = {}
+        return updated
+
+    def set_params(self, values: dict[str, list[float]]) -> None:
+        """New current values for some tensors (earlier values keep their own)."""
+        for tensor, elems in values.items():
+            assert len(elems) == self.program.params[tensor].node.size
+            self.param_values[tensor] = [float(v) for v in elems]
+            self._param_leaf.pop(tensor, None)
+
+    def flat_params(self) -> list[float]:
+        return [self.param_values[t][i] for t, i in self.program.param_order]
+
+    def set_flat_params(self, flat: list[float]) -> None:
+        new: dict[str, list[float]] = {t: list(v) for t, v in self.param_values.items()}
+        for value, (t, i) in zip(flat, self.program.param_order):
+            new[t][i] = value
+        self.set_params(new)
+
+    # ---- declarations -------------------------------------------------------------------
+    def _kind_of_global(self, name: str) -> str:
+        if name in self.program.functions:
+            return "function"
+        if name in self.program.nets:
+            return "network"
+        if name in self.program.data:
+            return "data set"
+        return "parameter"
+
+    def declare(self, stmt: Statement, origin: Origin) -> list[str]:
+        """Lower a def, param, net or data declaration; what happened, in words."""
+        assert isinstance(stmt, (Def, ParamDecl, NetDecl, DataDecl))
+        name = stmt.name
+        said = []
+        replaced = name in self.lowerer.globals
+        what_before = self._kind_of_global(name) if replaced else None
+        self._lower_declaration(stmt, origin)
+        if name in self.bindings:
+            del self.bindings[name]
+            said.append(f"'{name}' is no longer a variable")
+        if replaced:
+            where = self.decls[name].origin.filename if name in self.decls else "?"
+            said.append(f"redefined {what_before} '{name}' (the old one came from {where}; "
+                        "values computed with it keep them)")
+        said.extend(self._redo_dependents(name))
+        return said
+
+    def _lower_declaration(self, stmt: Statement, origin: Origin) -> None:
+        """Lower ``stmt``, replacing the declaration of the same name; on failure nothing
+        changes."""
+        name = stmt.name  # type: ignore[union-attr]
+        program, lowerer = self.program, self.lowerer
+        saved = (dict(program.functions), dict(program.params), list(program.param_order),
+                 dict(program.nets), dict(program.data), dict(program.data_spans),
+                 dict(lowerer.globals), dict(self.param_values), dict(self._param_leaf),
+                 dict(self._data_leaf), dict(lowerer.globals_read))
+        try:
+            self._forget(name)
+            lowerer.refs = set()
+            with located(origin):
+                lowerer.statement(stmt)
+                lowerer.check_generated_names()
+            new = [t for t in program.params if t not in self.param_values]
+            if new:
+                flat = self.init(replace(program, functions={}, derived={}))
+                fresh: dict[str, list[float]] = {t: [0.0] * program.params[t].node.size
+                                                 for t in new}
+                for value, (t, i) in zip(flat, program.param_order):
+                    if t in fresh:
+                        fresh[t][i] = value
+                self.set_params(fresh)
+        except BaseException:
+            lowerer.current = None
+            (program.functions, program.params, program.param_order, program.nets, program.data,
+             program.data_spans, lowerer.globals, self.param_values, self._param_leaf,
+             self._data_leaf, lowerer.globals_read) = saved
+            raise
+        self.decls[name] = _Decl(stmt, origin, set(lowerer.refs))
+
+    def _forget(self, name: str) -> None:
+        program = self.program
+        self.lowerer.globals.pop(name, None)
+        program.functions.pop(name, None)
+        program.derived.pop(name, None)
+        self.lowerer.globals_read.pop(name, None)
+        tensors = []
+        if name in program.nets:
+            net = program.nets.pop(name)
+            tensors = [t.name for layer in net.layers for t in (layer.weight, layer.bias)]
+        elif name in program.params:
+            tensors = [name]
+        for t in tensors:
+            program.params.pop(t, None)
+            self.param_values.pop(t, None)
+            self._param_leaf.pop(t, None)
+        if tensors:
+            program.param_order = [(t, i) for t, i in program.param_order if t not in tensors]
+        if name in program.data:
+            del program.data[name]
+            program.data_spans.pop(name, None)
+            self._data_leaf.pop(name, None)
+
+    def _redo_dependents(self, changed: str) -> list[str]:
+        """Lower again, in the order they were declared, the defs that use ``changed`` (or a
+        def lowered again here)."""
+        said = []
+        redone = {changed}
+        for name, decl in list(self.decls.items()):
+            if name == changed or not isinstance(decl.stmt, Def) or not decl.refs & redone:
+                continue
+            try:
+                self._lower_declaration(decl.stmt, decl.origin)
+            except ExprgradError as err:
+                said.append(f"'{name}' still uses the old {', '.join(sorted(decl.refs & redone))}"
+                            f": {err}")
+                continue
+            redone.add(name)
+            said.append(f"'{name}' now uses the new {', '.join(sorted(decl.refs & redone - {name}))}")
+        return said
+
+    def forget_variable(self, name: str) -> None:
+        self.bindings.pop(name, None)
+
+    # ---- compiled code ------------------------------------------------------------------
+    def program_view(self, data: dict[str, Any] | None = None, train: Any = None) -> Program:
+        """The session's program for code generation: every def, with the session variables
+        it reads replaced by constants holding their current values; ``data`` adds data
+        sets."""
+        functions = {}
+        for name, fn in self.program.functions.items():
+            holes = self.lowerer.globals_read.get(name)
+            if holes:
+                mapping = {hole: self._constant(self.bindings[var])
+                           for var, hole in holes.items()}
+                outputs = substitute(self.graph, fn.outputs, mapping)
+                fn = replace(fn, outputs=outputs)
+            functions[name] = fn
+        return replace(self.program, functions=functions, derived={},
+                       data={**self.program.data, **(data or {})}, train=train)
+
+    def _constant(self, node: Node) -> Node:
+        elems = self.values[node.id]
+        if node.shape == ():
+            return self.graph.const(elems[0])
+        rows = [self.graph.const(v) for v in elems]
+        if len(node.shape) == 2:
+            n = node.shape[1]
+            rows = [self.graph.apply("stack", *rows[i:i + n]) for i in range(0, len(rows), n)]
+        return self.graph.apply("stack", *rows)
+
+
+@contextmanager
+def located(origin: Origin) -> Iterator[None]:
+    """Errors raised inside get the origin's file name and text."""
+    try:
+        yield
+    except ExprgradError as err:
+        if err.filename in ("<string>", "<repl>") and err.source is None:
+            err.filename, err.source = origin.filename, origin.source
+            err.text = err.source_line()
+        raise
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    """The shape of nested lists of numbers (rank at most 2), None if ragged."""
+    if not isinstance(value, list):
+        return ()
+    if not value or not isinstance(value[0], list):
+        return (len(value),) if all(not isinstance(v, list) for v in value) else None
+    n = len(value[0])
+    if all(isinstance(r, list) and len(r) == n and all(not isinstance(v, list) for v in r)
+           for r in value):
+        return (len(value), n)
+    return None
+
+
+def _nest(elems: list[float], shape: tuple[int, ...]) -> Any:
+    if shape == ():
+        return elems[0]
+    if len(shape) == 1:
+        return list(elems)
+    n = shape[1]
+    return [list(elems[i:i + n]) for i in range(0, len(elems), n)]

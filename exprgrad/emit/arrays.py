@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..ir.derive import derivatives
+from ..ir.derive import derivatives, vjp
 from ..ir.graph import no_gc
 from ..ir.node import Node, reachable
 from ..ir.ops import OPS, NpCtx, np_t
@@ -146,12 +146,15 @@ class _Writer:
         self.uses["np"]  # every function converts its inputs with np.asarray
 
     def function(self, kind: str, fn: Function, roots: list[Node], doc: str,
-                 param_grads: list[Node] | None) -> None:
+                 param_grads: list[Node] | None, n_arg_grads: int = 0) -> None:
         """The function of ``kind`` for ``fn``: computes ``roots`` (outputs first); with
         ``param_grads``, returns the outputs and the flat parameter gradient summed over the
-        batch."""
+        batch; for ``vjp``, then the last ``n_arg_grads`` roots per example."""
         f = _Function(self, fn, roots, param_grads)
         ret = f.build(per_example_grads=param_grads is None and kind == "grad")
+        if kind == "vjp":
+            args = [f._per_example(r) for r in roots[len(roots) - n_arg_grads:]]
+            ret += ", (" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
         name = self.module.entry(fn.name, kind)
         self.module.add("\n".join([f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""',
                                    *_print(f.head), *_print(f.body), f"    return {ret}"]))
@@ -431,6 +434,19 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
         writer = _Writer(program)
         for fname, fn in program.functions.items():
             writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
+            v = vjp(program, fn)
+            n_tensors = len(program.params) if fn.uses_params else 0
+            douts = ["dout"] if len(fn.outputs) == 1 else [
+                f"dout{k + 1}" for k in range(len(fn.outputs))]
+            with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
+                                 arg_names=[*fn.arg_names, *douts],
+                                 arg_shapes=[*fn.arg_shapes, *(o.shape for o in fn.outputs)])
+            summed = "parameter cotangent summed over the batch, " if n_tensors else ""
+            writer.function("vjp", with_douts, [*fn.outputs, *v.cotangents],
+                            f"(values, {summed}per-example argument cotangents) of {fname} for "
+                            f"the per-example output cotangent {', '.join(douts)}.",
+                            v.cotangents[:n_tensors] if n_tensors else None,
+                            len(v.cotangents) - n_tensors)
             if len(fn.outputs) != 1:
                 continue  # gradients are for functions of one output
             derived = derivatives(program, fn)

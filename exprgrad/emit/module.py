@@ -26,11 +26,49 @@ from ..version import __version__
 from .names import Namer
 
 #: the generated functions of one user ``def``, by kind, with the suffix of their Python name
-ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess"}
+ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess",
+               "vjp": "_vjp"}
 
 #: the module constants every generated module defines
 CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
-             "ENTRY_POINTS", "PARAM_NAMES")
+             "ENTRY_POINTS", "PARAM_NAMES", "PARAM_TENSORS")
+
+#: the functions a module with parameters defines to read and write them by tensor name
+#: (checked against this text by exprgrad.emit.verify, like the op helpers)
+PARAM_HELPERS = {
+    "params_by_name": '''def params_by_name(params):
+    """The flat parameters as {tensor name: its values}: a number, a list or a list of rows
+    (PARAM_TENSORS gives each tensor's shape and positions in the flat list)."""
+    out = {}
+    for name, (shape, positions) in PARAM_TENSORS.items():
+        values = [float(params[i]) for i in positions]
+        if len(shape) == 0:
+            values = values[0]
+        elif len(shape) == 2:
+            values = [values[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
+        out[name] = values
+    return out''',
+    "params_from_names": '''def params_from_names(tensors):
+    """The flat parameter list (PARAM_NAMES order) from {tensor name: values} shaped as
+    params_by_name returns them; every tensor must be given, with its shape."""
+    unknown = sorted(set(tensors) - set(PARAM_TENSORS))
+    if unknown:
+        raise KeyError(f"no parameter tensor {unknown[0]!r}")
+    flat = [0.0] * len(PARAM_NAMES)
+    for name, (shape, positions) in PARAM_TENSORS.items():
+        values = tensors[name]
+        if len(shape) == 0:
+            values = [values]
+        elif len(shape) == 2:
+            if len(values) != shape[0] or any(len(row) != shape[1] for row in values):
+                raise ValueError(f"{name} needs {shape[0]} rows of {shape[1]} values")
+            values = [v for row in values for v in row]
+        if len(values) != len(positions):
+            raise ValueError(f"{name} needs {len(positions)} values, got {len(values)}")
+        for i, v in zip(positions, values):
+            flat[i] = float(v)
+    return flat''',
+}
 
 #: how a module is imported, by the name generated code uses for it
 _IMPORTS = {"math": "import math", "random": "import random", "np": "import numpy as np"}
@@ -156,6 +194,14 @@ class ModuleWriter:
         names = program.param_names
         out.append("PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names)
                    + ("\n" if names else "") + ")")
+        if names:
+            where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
+                                           for t in program.params}
+            for pos, (t, i) in enumerate(program.param_order):
+                where[t][i] = pos
+            out.append("PARAM_TENSORS = {" + "".join(
+                f"\n    {t!r}: ({tuple(program.params[t].node.shape)!r}, {tuple(where[t])!r}),"
+                for t in program.params) + "\n}")
         out.append("")
         if self.uses.helpers:
             out.append("")
@@ -164,6 +210,11 @@ class ModuleWriter:
         if init_params is not None:
             out.append("")
             out.append(init_params)
+        if names:
+            for helper in PARAM_HELPERS.values():
+                out.append("")
+                out.append("")
+                out.append(helper)
         for chunk in self.chunks:
             out.append("")
             out.append("")

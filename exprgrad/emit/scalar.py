@@ -23,11 +23,11 @@ the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ExprgradLimitError
-from ..ir.derive import derivatives, second_derivatives
+from ..ir.derive import derivatives, second_derivatives, vjp
 from ..ir.graph import Graph, no_gc
 from ..ir.interpret import interpret
 from ..ir.node import Node
@@ -214,6 +214,9 @@ class ScalarWriter:
         self.printer = Printer(self.module.uses)
         self.budget = budget
         self.statements = 0
+        #: the f_vjp functions have a budget of their own: they repeat the forward and gradient
+        #: work of f_grad, and a program that compiled without them still compiles
+        self.vjp_statements = 0
 
     def emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
              with_params: bool, summed: Picker | None = None) -> None:
@@ -234,7 +237,8 @@ class ScalarWriter:
     def _emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
               with_params: bool, summed: Picker | None) -> None:
         scope = self.module.namer.scope()
-        alg = PyAlgebra(scope, self.budget - self.statements)
+        alg = PyAlgebra(scope, self.budget - (self.vjp_statements if kind == "vjp"
+                                              else self.statements))
         env: dict[int, list[Any]] = {}
         params = scope.fresh("params") if with_params else None
         arg_sig = [scope.fresh(a) for a in fn.arg_names]
@@ -274,7 +278,10 @@ class ScalarWriter:
                  *self._body_lines(body, "    ")]
         lines.append("    return " + returned)
         self.module.add("\n".join(lines))
-        self.statements += len(body)
+        if kind == "vjp":
+            self.vjp_statements += len(body)
+        else:
+            self.statements += len(body)
         if summed is not None and params is not None:
             self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack)
 
@@ -467,6 +474,16 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
                     f"(value, gradient with respect to "
                     f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
                     fn.uses_params, summed)
+        v = vjp(program, fn)
+        douts = ["dout"] if n_out == 1 else [f"dout{k + 1}" for k in range(n_out)]
+        with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
+                             arg_names=[*fn.arg_names, *douts],
+                             arg_shapes=[*fn.arg_shapes, *(o.shape for o in outs)])
+        writer.emit("vjp", with_douts, [*outs, *v.cotangents],
+                    _vjp_render(program, fn, n_out, values),
+                    f"(value, {'parameter cotangent, ' if fn.uses_params else ''}cotangent of "
+                    f"each argument) of {fname} for the output cotangent "
+                    f"{', '.join(douts)}.", fn.uses_params)
         if hessians and not fn.uses_params and n_out == 1 and outs[0].shape == () and all(
                 s == () for s in fn.arg_shapes):
             n = len(fn.inputs)
@@ -532,6 +549,25 @@ def _grad_render(program: Program, fn: Function, n_out: int, n_wrt: int, values:
                 parts.append(_tuple([p.elems(r, s) for r, s in zip(row, fn.arg_shapes)]))
         grads = parts[0] if n_out == 1 else _tuple(parts)
         return f"{values(v[:n_out], p)}, {grads}"
+
+    return render
+
+
+def _vjp_render(program: Program, fn: Function, n_out: int, values: Render) -> Render:
+    """How f_vjp returns: (value, [parameter cotangent,] argument cotangents); see
+    docs/generated.md."""
+    n_tensors = len(program.params) if fn.uses_params else 0
+    position = {t: i for i, t in enumerate(program.params)}
+
+    def render(v: list[list[Elem]], p: Printer) -> str:
+        cotangents = v[n_out:]
+        args = _tuple([p.elems(r, s) for r, s in zip(cotangents[n_tensors:], fn.arg_shapes)])
+        value = values(v[:n_out], p)
+        if not fn.uses_params:
+            return f"{value}, {args}"
+        row = cotangents[:n_tensors]
+        flat = [row[position[t]][i] for t, i in program.param_order]
+        return f"{value}, {p.elems(flat, (len(flat),))}, {args}"
 
     return render
 

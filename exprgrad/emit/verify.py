@@ -20,7 +20,7 @@ import re
 
 from ..errors import ExprgradError
 from ..ir.ops import HELPERS, OPS
-from .module import CONSTANTS, Unrecorded
+from .module import CONSTANTS, PARAM_HELPERS, Unrecorded
 
 
 class UnsafeCodeError(ExprgradError):
@@ -65,7 +65,8 @@ _CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 
 @functools.lru_cache(maxsize=1)
 def _helper_dumps() -> dict[str, str]:
-    return {name: ast.dump(ast.parse(src).body[0]) for name, src in HELPERS.items()}
+    return {name: ast.dump(ast.parse(src).body[0])
+            for name, src in {**HELPERS, **PARAM_HELPERS}.items()}
 
 
 def _fail(node: ast.AST, why: str) -> UnsafeCodeError:

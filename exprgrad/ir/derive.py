@@ -38,6 +38,38 @@ def derivatives(program: Program, fn: Function) -> Derivatives:
     return result
 
 
+@dataclass(frozen=True)
+class Vjp:
+    """A function's vector-Jacobian product: for cotangents ``douts`` of its outputs (input
+    nodes, one per output, of its shape), the cotangent of each ``wrt`` node (every parameter
+    tensor, in ``program.params`` order, when the function uses parameters; then its inputs)."""
+
+    douts: list[Node]
+    wrt: list[Node]
+    cotangents: list[Node]
+
+
+def vjp(program: Program, fn: Function) -> Vjp:
+    """The vector-Jacobian product of ``fn`` (see :class:`Vjp`), derived once per program."""
+    key = fn.name + "\0vjp"
+    cached = program.derived.get(key)
+    if cached is not None and cached[0] is fn:
+        return cached[1]  # type: ignore[no-any-return]
+    graph = program.graph
+    n_in = len(fn.inputs)
+    douts = [graph.make("input", (), (fn.name, "dout", n_in + k), out.shape)
+             for k, out in enumerate(fn.outputs)]
+    wrt = ([t.node for t in program.params.values()] if fn.uses_params else []) + list(fn.inputs)
+    total: list[Node] | None = None
+    for out, dout in zip(fn.outputs, douts):
+        part = grad(graph, out, wrt, seed=dout)
+        total = part if total is None else [graph.apply("add", a, b) for a, b in zip(total, part)]
+    assert total is not None, "a function has at least one output"
+    result = Vjp(douts, wrt, total)
+    program.derived[key] = (fn, result)
+    return result
+
+
 def second_derivatives(program: Program, fn: Function) -> list[list[Node]]:
     """The Hessian of a scalar function of scalar arguments: its derived gradient (see
     :func:`derivatives`) differentiated again, row i holding d(df/dx_i)/dx_j."""

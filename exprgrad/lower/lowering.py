@@ -178,7 +178,7 @@ class Lowerer:
 
     def check_generated_names(self) -> None:
         for fname, fn in self.program.functions.items():
-            for suffix in ("_grad", "_grad_sum", "_hess"):
+            for suffix in ("_grad", "_grad_sum", "_hess", "_vjp"):
                 other = self.program.functions.get(fname + suffix)
                 if other is not None:
                     raise ExprgradNameError(

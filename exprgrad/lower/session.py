@@ -12,10 +12,11 @@ the length of the session.
   and never change: leaves are immutable (an update of the parameters makes new parameter
   leaves), so rebinding a name, redefining a def or training never changes what an earlier value
   was computed from.
-- Session expressions are lowered without sharing and without algebraic identities (only
-  constant subexpressions fold): each operation typed is a node of its own, so the gradient
-  with respect to a named intermediate counts the paths through it, as the notebook's
-  ``Value.grad`` does.
+- Session expressions are lowered without sharing (hash-consing): each operation typed is a
+  node of its own, so the gradient with respect to a named intermediate counts the paths
+  through it, as the notebook's ``Value.grad`` does. The exact identities still apply (so values
+  follow docs/numerics.md as compiled code does): ``e = a + 0`` binds ``e`` to ``a``'s node,
+  as ``e = a`` would.
 - **Gradients.** :meth:`gradient` returns d(root)/d(node) for every named node, every variable
   leaf (unless marked constant) and every parameter leaf in the root's history (of ``sum(root)``
   when the root is not a scalar), in reverse order of creation; data sets and literal numbers
@@ -197,12 +198,12 @@ class Environment:
     @contextmanager
     def _expression_mode(self) -> Iterator[None]:
         graph, lowerer = self.graph, self.lowerer
-        saved = graph.share, graph.identities
-        graph.share, graph.identities, lowerer.expression_mode = False, False, True
+        saved = graph.share
+        graph.share, lowerer.expression_mode = False, True
         try:
             yield
         finally:
-            graph.share, graph.identities = saved
+            graph.share = saved
             lowerer.expression_mode = False
 
     def expression(self, expr: Expr, origin: Origin) -> Node:
@@ -445,7 +446,8 @@ class Environment:
                             f": {err}")
                 continue
             redone.add(name)
-            said.append(f"'{name}' now uses the new {', '.join(sorted(decl.refs & redone - {name}))}")
+            used = ", ".join(sorted(decl.refs & redone - {name}))
+            said.append(f"'{name}' now uses the new {used}")
         return said
 
     def forget_variable(self, name: str) -> None:

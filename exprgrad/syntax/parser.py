@@ -279,10 +279,12 @@ class _Indenter(Indenter):
             yield Token(self.DEDENT_type, "", 0, 0, 0, 0, 0, 0)
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> lark.Lark:
+@functools.lru_cache(maxsize=2)
+def _parser(start: str = "start") -> lark.Lark:
+    """The parser of one start rule ("start": a file, "repl": one session input); one table per
+    rule keeps each one's 'expected ...' sets its own."""
     return lark.Lark(grammar_text(), parser="lalr", postlex=_Indenter(),
-                     transformer=AstBuilder(), maybe_placeholders=True, start=["start", "repl"])
+                     transformer=AstBuilder(), maybe_placeholders=True, start=start)
 
 
 _TOKEN_WORDS = {
@@ -403,16 +405,17 @@ def _parse(text: str, filename: str, start: str) -> Any:
                 col = line.index(bad) + 1
                 raise ExprgradSyntaxError(f"unexpected control character {bad!r}",
                                           Span(number, col, number, col + 1))
-        return _parser().parse(text + "\n", start=start)
+        return _parser(start).parse(text + "\n")
     except ExprgradSyntaxError as err:
         raise err.with_source(filename, text) from None
     except ExprgradLimitError as err:
         raise err.with_source(filename, text) from None
     except UnexpectedInput as err:
-        raise _syntax_error(err, text, filename) from None
+        raise _syntax_error(err, text, filename, start) from None
 
 
-def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ExprgradSyntaxError:
+def _syntax_error(err: UnexpectedInput, text: str, filename: str, start: str = "start"
+                  ) -> ExprgradSyntaxError:
     line = err.line if isinstance(err.line, int) and err.line > 0 else text.count("\n") + 1
     col = err.column if isinstance(err.column, int) and err.column > 0 else 1
     hint = None
@@ -440,7 +443,7 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ExprgradSyn
             line, col = _end_of_previous(text, tok)
         width = max(1, len(str(tok))) if tok.type not in ("_NL", "_INDENT", "_DEDENT") else 1
         span = Span(line, col, line, col + width)
-        unclosed = _unclosed_paren()
+        unclosed = _unclosed_paren(start)
         if unclosed is not None and tok.type in ("_NL", "$END", "_DEDENT"):
             message = f"'{unclosed}' is never closed"
             span = _span(unclosed)
@@ -464,8 +467,8 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str) -> ExprgradSyn
     return ExprgradSyntaxError(message, span, filename=filename, source=text, hint=hint)
 
 
-def _unclosed_paren() -> Token | None:
-    postlex = _parser().options.postlex
+def _unclosed_paren(start: str) -> Token | None:
+    postlex = _parser(start).options.postlex
     parens = getattr(postlex, "open_parens", None)
     return parens[-1] if parens else None
 

@@ -22,6 +22,7 @@ a terminal, reads inputs without prompts and exits 1 if any failed, 70 if any me
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shlex
@@ -53,8 +54,16 @@ from ..run.config import config_from_program
 from ..run.evaluate import format_value
 from ..run.progress import Progress
 from ..run.training import train
-from ..syntax.parser import DataDecl, Def, NetDecl, ParamDecl, TrainDecl, parse, parse_input, \
-    shift_spans
+from ..syntax.parser import (
+    DataDecl,
+    Def,
+    NetDecl,
+    ParamDecl,
+    TrainDecl,
+    parse,
+    parse_input,
+    shift_spans,
+)
 from .drawing import DRAW_SUFFIXES, MAX_DRAW_NODES, dot_lines, render
 
 #: seconds of sympy work one ``:sympy`` or ``:check`` may take
@@ -238,7 +247,8 @@ class Session:
     def _print_gradient(self, root: Node, typed: str, partials: list[Partial]) -> None:
         env = self.env
         name = env.label(root) if root.id in env.labels and env.label(root) == typed else None
-        self.out(f"{name} = {_show(env.value(root))}" if name else f"value {_show(env.value(root))}")
+        shown = _show(env.value(root))
+        self.out(f"{name} = {shown}" if name else f"value {shown}")
         top = f"d{name}" if name else ("d" if root.shape == () else "d(sum)")
         if not partials:
             self.out("  (depends on no variable)")
@@ -350,7 +360,7 @@ class Session:
             else:
                 leaves[node.id] = [sympy.Float(v) for v in env.values[node.id]]
         budget = Budget(BUDGET)
-        elems = within(budget, lambda: to_sympy([root], leaves)[0])
+        elems: list[Any] | None = within(budget, lambda: to_sympy([root], leaves)[0])
         if elems is None:
             raise ExprgradValueError(f"sympy did not finish within the budget ({BUDGET:g} s)")
         if len(elems) != 1:
@@ -359,7 +369,7 @@ class Session:
         e = elems[0]
         self.out(str(e))
         for s in variables:
-            d = within(budget, lambda s=s: sympy.simplify(sympy.diff(e, s)))
+            d = within(budget, functools.partial(_derivative, e, s))
             self.out(f"  d/d{s} = {d}" if d is not None else
                      f"  d/d{s}: not simplified within the budget ({BUDGET:g} s)")
 
@@ -428,6 +438,12 @@ class Session:
         return (set(BUILTINS) | set(COMMANDS) | set(LANGUAGE_WORDS) | set(self.env.bindings)
                 | set(program.functions) | set(program.nets) | set(program.params)
                 | set(program.data))
+
+
+def _derivative(e: Any, s: Any) -> Any:
+    import sympy
+
+    return sympy.simplify(sympy.diff(e, s))
 
 
 def _owners(env: Environment, tensors: list[str]) -> str:

@@ -14,8 +14,8 @@ SOURCE = 'micrograd.exg'
 SOURCE_SHA256 = 'f692bcd7961084fc5658789b03880b696a7fffd1086e3d5f8803e7b605916840'
 FUNCTIONS = {'sanity': ('x',), 'more_ops': ('a', 'b')}
 ENTRY_POINTS = {
-    'sanity': {'value': 'sanity', 'grad': 'sanity_grad'},
-    'more_ops': {'value': 'more_ops', 'grad': 'more_ops_grad'},
+    'sanity': {'value': 'sanity', 'grad': 'sanity_grad', 'vjp': 'sanity_vjp'},
+    'more_ops': {'value': 'more_ops', 'grad': 'more_ops_grad', 'vjp': 'more_ops_vjp'},
 }
 PARAM_NAMES = ()
 
@@ -71,6 +71,33 @@ def sanity_grad(x):
     _dx2 = _dx + _dz4
     _dx3 = _dx2 + (_dz4 * 2.0)
     return _y, (_dx3,)
+
+
+def sanity_vjp(x, dout):
+    """(value, cotangent of each argument) of sanity for the output cotangent dout."""
+    # line 6
+    _z = ((2.0 * x) + 2.0) + x
+    # line 7
+    _q = (0.0 if _z <= 0.0 else _z) + (_z * x)
+    # line 8
+    _t7 = _z * _z
+    _h = 0.0 if _t7 <= 0.0 else _t7
+    # line 9
+    _y = (_h + _q) + (_q * x)
+    _dq = dout * x
+    _dx = dout * _q
+    _dq2 = _dq + dout
+    # line 8
+    _dz = (dout * (1.0 if _t7 > 0.0 else 0.0)) * _z
+    _dz2 = _dz + _dz
+    # line 7
+    _dz3 = _dz2 + (_dq2 * x)
+    _dx2 = _dx + (_dq2 * _z)
+    _dz4 = _dz3 + (_dq2 * (1.0 if _z > 0.0 else 0.0))
+    # line 6
+    _dx3 = _dx2 + _dz4
+    _dx4 = _dx3 + (_dz4 * 2.0)
+    return _y, (_dx4,)
 
 
 def more_ops(a, b):
@@ -139,6 +166,61 @@ def more_ops_grad(a, b):
     _t35 = _dd2 * (1.0 if _t11 > 0.0 else 0.0)
     _db2 = _db + _t35
     _da = _t35 - _db
+    _dd3 = _dd2 + (_dd2 * 2.0)
+    # line 16
+    _da2 = _da - _de
+    _dc = _de + _de
+    # line 15
+    _dc2 = _dc + _dc
+    # line 14
+    _db3 = _db2 + (_dd3 * (3.0 * (b * b)))
+    _da3 = _da2 + (_dd3 * b)
+    _db4 = _db3 + (_dd3 * a)
+    # line 13
+    _da4 = _da3 + _dc2
+    _db5 = _db4 + _dc2
+    return _g2, (_da4, _db5)
+
+
+def more_ops_vjp(a, b, dout):
+    """(value, cotangent of each argument) of more_ops for the output cotangent dout."""
+    # line 13
+    _c = a + b
+    # line 14
+    _d = (a * b) + (b * b * b)
+    # line 15
+    _c2 = _c + (_c + 1.0)
+    # line 16
+    _c3 = _c2 + ((1.0 + _c2) - a)
+    # line 17
+    _t11 = b + a
+    _d2 = _d + ((_d * 2.0) + (0.0 if _t11 <= 0.0 else _t11))
+    # line 18
+    _t16 = b - a
+    _d3 = _d2 + ((3.0 * _d2) + (0.0 if _t16 <= 0.0 else _t16))
+    # line 19
+    _e = _c3 - _d3
+    # line 20
+    _f = _e * _e
+    # line 21
+    _g = _f / 2.0
+    # line 22
+    _t23 = _div(10.0, _f)
+    _g2 = _g + _t23
+    _t31 = _div((dout * _t23), _f)
+    # line 21
+    _df = (dout / 2.0) - _t31
+    # line 20
+    _de = _df * (2.0 * _e)
+    # line 19
+    _dd = -_de
+    # line 18
+    _db = _dd * (1.0 if _t16 > 0.0 else 0.0)
+    _dd2 = (_dd * 3.0) - _de
+    # line 17
+    _t39 = _dd2 * (1.0 if _t11 > 0.0 else 0.0)
+    _db2 = _db + _t39
+    _da = _t39 - _db
     _dd3 = _dd2 + (_dd2 * 2.0)
     # line 16
     _da2 = _da - _de

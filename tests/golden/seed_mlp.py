@@ -15,7 +15,7 @@ SOURCE = 'seed_mlp.exg'
 SOURCE_SHA256 = 'a4cacd721b7b15f48cd08ebe1b9332310cc4b1ebc23a64d89b08c2404583c5fe'
 FUNCTIONS = {'loss': ('x', 'y')}
 ENTRY_POINTS = {
-    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum'},
+    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'vjp': 'loss_vjp'},
 }
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
@@ -60,6 +60,14 @@ PARAM_NAMES = (
     'n.layers.2.neurons.0.w.3',
     'n.layers.2.neurons.0.b',
 )
+PARAM_TENSORS = {
+    'n.layers.0.w': ((4, 3), (0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14)),
+    'n.layers.0.b': ((4,), (3, 7, 11, 15)),
+    'n.layers.1.w': ((4, 4), (16, 17, 18, 19, 21, 22, 23, 24, 26, 27, 28, 29, 31, 32, 33, 34)),
+    'n.layers.1.b': ((4,), (20, 25, 30, 35)),
+    'n.layers.2.w': ((1, 4), (36, 37, 38, 39)),
+    'n.layers.2.b': ((1,), (40,)),
+}
 
 
 def init_params(seed=0):
@@ -108,6 +116,42 @@ def init_params(seed=0):
         rng.uniform((-1.0), 1.0),
         rng.uniform((-1.0), 1.0),
     ]
+
+
+def params_by_name(params):
+    """The flat parameters as {tensor name: its values}: a number, a list or a list of rows
+    (PARAM_TENSORS gives each tensor's shape and positions in the flat list)."""
+    out = {}
+    for name, (shape, positions) in PARAM_TENSORS.items():
+        values = [float(params[i]) for i in positions]
+        if len(shape) == 0:
+            values = values[0]
+        elif len(shape) == 2:
+            values = [values[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
+        out[name] = values
+    return out
+
+
+def params_from_names(tensors):
+    """The flat parameter list (PARAM_NAMES order) from {tensor name: values} shaped as
+    params_by_name returns them; every tensor must be given, with its shape."""
+    unknown = sorted(set(tensors) - set(PARAM_TENSORS))
+    if unknown:
+        raise KeyError(f"no parameter tensor {unknown[0]!r}")
+    flat = [0.0] * len(PARAM_NAMES)
+    for name, (shape, positions) in PARAM_TENSORS.items():
+        values = tensors[name]
+        if len(shape) == 0:
+            values = [values]
+        elif len(shape) == 2:
+            if len(values) != shape[0] or any(len(row) != shape[1] for row in values):
+                raise ValueError(f"{name} needs {shape[0]} rows of {shape[1]} values")
+            values = [v for row in values for v in row]
+        if len(values) != len(positions):
+            raise ValueError(f"{name} needs {len(positions)} values, got {len(values)}")
+        for i, v in zip(positions, values):
+            flat[i] = float(v)
+    return flat
 
 
 def loss(params, x, y):
@@ -257,3 +301,68 @@ def loss_grad_sum(params, x, y):
         _gsum208 = _gsum208 + (_t79 * _t64)
         _gsum209 = _gsum209 + _t79
     return _sum168, [_gsum169, _gsum170, _gsum171, _gsum172, _gsum173, _gsum174, _gsum175, _gsum176, _gsum177, _gsum178, _gsum179, _gsum180, _gsum181, _gsum182, _gsum183, _gsum184, _gsum185, _gsum186, _gsum187, _gsum188, _gsum189, _gsum190, _gsum191, _gsum192, _gsum193, _gsum194, _gsum195, _gsum196, _gsum197, _gsum198, _gsum199, _gsum200, _gsum201, _gsum202, _gsum203, _gsum204, _gsum205, _gsum206, _gsum207, _gsum208, _gsum209]
+
+
+def loss_vjp(params, x, y, dout):
+    """(value, parameter cotangent, cotangent of each argument) of loss for the output cotangent dout."""
+    (_x_0, _x_1, _x_2) = x
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_w_0_2, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_w_1_2, _n_layers_0_b_1, _n_layers_0_w_2_0, _n_layers_0_w_2_1, _n_layers_0_w_2_2, _n_layers_0_b_2, _n_layers_0_w_3_0, _n_layers_0_w_3_1, _n_layers_0_w_3_2, _n_layers_0_b_3, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_w_0_2, _n_layers_1_w_0_3, _n_layers_1_b_0, _n_layers_1_w_1_0, _n_layers_1_w_1_1, _n_layers_1_w_1_2, _n_layers_1_w_1_3, _n_layers_1_b_1, _n_layers_1_w_2_0, _n_layers_1_w_2_1, _n_layers_1_w_2_2, _n_layers_1_w_2_3, _n_layers_1_b_2, _n_layers_1_w_3_0, _n_layers_1_w_3_1, _n_layers_1_w_3_2, _n_layers_1_w_3_3, _n_layers_1_b_3, _n_layers_2_w_0_0, _n_layers_2_w_0_1, _n_layers_2_w_0_2, _n_layers_2_w_0_3, _n_layers_2_b_0) = params
+    # line 12
+    _t25 = math.tanh(((((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + (_n_layers_0_w_0_2 * _x_2)) + _n_layers_0_b_0))
+    _t26 = math.tanh(((((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + (_n_layers_0_w_1_2 * _x_2)) + _n_layers_0_b_1))
+    _t27 = math.tanh(((((_n_layers_0_w_2_0 * _x_0) + (_n_layers_0_w_2_1 * _x_1)) + (_n_layers_0_w_2_2 * _x_2)) + _n_layers_0_b_2))
+    _t28 = math.tanh(((((_n_layers_0_w_3_0 * _x_0) + (_n_layers_0_w_3_1 * _x_1)) + (_n_layers_0_w_3_2 * _x_2)) + _n_layers_0_b_3))
+    _t61 = math.tanh((((((_n_layers_1_w_0_0 * _t25) + (_n_layers_1_w_0_1 * _t26)) + (_n_layers_1_w_0_2 * _t27)) + (_n_layers_1_w_0_3 * _t28)) + _n_layers_1_b_0))
+    _t62 = math.tanh((((((_n_layers_1_w_1_0 * _t25) + (_n_layers_1_w_1_1 * _t26)) + (_n_layers_1_w_1_2 * _t27)) + (_n_layers_1_w_1_3 * _t28)) + _n_layers_1_b_1))
+    _t63 = math.tanh((((((_n_layers_1_w_2_0 * _t25) + (_n_layers_1_w_2_1 * _t26)) + (_n_layers_1_w_2_2 * _t27)) + (_n_layers_1_w_2_3 * _t28)) + _n_layers_1_b_2))
+    _t64 = math.tanh((((((_n_layers_1_w_3_0 * _t25) + (_n_layers_1_w_3_1 * _t26)) + (_n_layers_1_w_3_2 * _t27)) + (_n_layers_1_w_3_3 * _t28)) + _n_layers_1_b_3))
+    _t73 = math.tanh((((((_n_layers_2_w_0_0 * _t61) + (_n_layers_2_w_0_1 * _t62)) + (_n_layers_2_w_0_2 * _t63)) + (_n_layers_2_w_0_3 * _t64)) + _n_layers_2_b_0))
+    _t74 = _t73 - y
+    _t75 = _t74 * _t74
+    _t95 = dout * (2.0 * _t74)
+    _dy = -_t95
+    _t97 = _t95 * (1.0 - (_t73 * _t73))
+    _t98 = _t97 * _t61
+    _t99 = _t97 * _t62
+    _t100 = _t97 * _t63
+    _t101 = _t97 * _t64
+    _t106 = (_n_layers_2_w_0_0 * _t97) * (1.0 - (_t61 * _t61))
+    _t107 = (_n_layers_2_w_0_1 * _t97) * (1.0 - (_t62 * _t62))
+    _t108 = (_n_layers_2_w_0_2 * _t97) * (1.0 - (_t63 * _t63))
+    _t109 = (_n_layers_2_w_0_3 * _t97) * (1.0 - (_t64 * _t64))
+    _t110 = _t106 * _t25
+    _t111 = _t106 * _t26
+    _t112 = _t106 * _t27
+    _t113 = _t106 * _t28
+    _t114 = _t107 * _t25
+    _t115 = _t107 * _t26
+    _t116 = _t107 * _t27
+    _t117 = _t107 * _t28
+    _t118 = _t108 * _t25
+    _t119 = _t108 * _t26
+    _t120 = _t108 * _t27
+    _t121 = _t108 * _t28
+    _t122 = _t109 * _t25
+    _t123 = _t109 * _t26
+    _t124 = _t109 * _t27
+    _t125 = _t109 * _t28
+    _t154 = ((((_n_layers_1_w_0_0 * _t106) + (_n_layers_1_w_1_0 * _t107)) + (_n_layers_1_w_2_0 * _t108)) + (_n_layers_1_w_3_0 * _t109)) * (1.0 - (_t25 * _t25))
+    _t155 = ((((_n_layers_1_w_0_1 * _t106) + (_n_layers_1_w_1_1 * _t107)) + (_n_layers_1_w_2_1 * _t108)) + (_n_layers_1_w_3_1 * _t109)) * (1.0 - (_t26 * _t26))
+    _t156 = ((((_n_layers_1_w_0_2 * _t106) + (_n_layers_1_w_1_2 * _t107)) + (_n_layers_1_w_2_2 * _t108)) + (_n_layers_1_w_3_2 * _t109)) * (1.0 - (_t27 * _t27))
+    _t157 = ((((_n_layers_1_w_0_3 * _t106) + (_n_layers_1_w_1_3 * _t107)) + (_n_layers_1_w_2_3 * _t108)) + (_n_layers_1_w_3_3 * _t109)) * (1.0 - (_t28 * _t28))
+    _t158 = _t154 * _x_0
+    _t159 = _t154 * _x_1
+    _t160 = _t154 * _x_2
+    _t161 = _t155 * _x_0
+    _t162 = _t155 * _x_1
+    _t163 = _t155 * _x_2
+    _t164 = _t156 * _x_0
+    _t165 = _t156 * _x_1
+    _t166 = _t156 * _x_2
+    _t167 = _t157 * _x_0
+    _t168 = _t157 * _x_1
+    _t169 = _t157 * _x_2
+    _dx_0 = (((_n_layers_0_w_0_0 * _t154) + (_n_layers_0_w_1_0 * _t155)) + (_n_layers_0_w_2_0 * _t156)) + (_n_layers_0_w_3_0 * _t157)
+    _dx_1 = (((_n_layers_0_w_0_1 * _t154) + (_n_layers_0_w_1_1 * _t155)) + (_n_layers_0_w_2_1 * _t156)) + (_n_layers_0_w_3_1 * _t157)
+    _dx_2 = (((_n_layers_0_w_0_2 * _t154) + (_n_layers_0_w_1_2 * _t155)) + (_n_layers_0_w_2_2 * _t156)) + (_n_layers_0_w_3_2 * _t157)
+    return _t75, [_t158, _t159, _t160, _t154, _t161, _t162, _t163, _t155, _t164, _t165, _t166, _t156, _t167, _t168, _t169, _t157, _t110, _t111, _t112, _t113, _t106, _t114, _t115, _t116, _t117, _t107, _t118, _t119, _t120, _t121, _t108, _t122, _t123, _t124, _t125, _t109, _t98, _t99, _t100, _t101, _t97], ([_dx_0, _dx_1, _dx_2], _dy)

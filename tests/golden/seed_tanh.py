@@ -14,8 +14,8 @@ SOURCE = 'seed_tanh.exg'
 SOURCE_SHA256 = '7be32d6a62ff3e1485c204e31953f897865aced2d0652f334ce5063d619903ce'
 FUNCTIONS = {'seed_tanh': ('x',), 'fixed_tanh': ('x',)}
 ENTRY_POINTS = {
-    'seed_tanh': {'value': 'seed_tanh', 'grad': 'seed_tanh_grad'},
-    'fixed_tanh': {'value': 'fixed_tanh', 'grad': 'fixed_tanh_grad'},
+    'seed_tanh': {'value': 'seed_tanh', 'grad': 'seed_tanh_grad', 'vjp': 'seed_tanh_vjp'},
+    'fixed_tanh': {'value': 'fixed_tanh', 'grad': 'fixed_tanh_grad', 'vjp': 'fixed_tanh_vjp'},
 }
 PARAM_NAMES = ()
 
@@ -61,6 +61,18 @@ def seed_tanh_grad(x):
     return _t, (_dx,)
 
 
+def seed_tanh_vjp(x, dout):
+    """(value, cotangent of each argument) of seed_tanh for the output cotangent dout."""
+    # line 12
+    _e = _exp((2.0 * x))
+    # line 13
+    _t = _div((_e - 1.0), (_e + 1.0))
+    # line 14
+    _t6 = _t * _t
+    _dx = 1.0 - (_t6 * dout)
+    return _t, (_dx,)
+
+
 def fixed_tanh(x):
     """fixed_tanh(x) from line 17."""
     # line 18
@@ -79,3 +91,15 @@ def fixed_tanh_grad(x):
     # line 20
     _dx = 1.0 - (_t * _t)
     return _t, (_dx,)
+
+
+def fixed_tanh_vjp(x, dout):
+    """(value, cotangent of each argument) of fixed_tanh for the output cotangent dout."""
+    # line 18
+    _e = _exp((2.0 * x))
+    # line 19
+    _t = _div((_e - 1.0), (_e + 1.0))
+    # line 20
+    _dx = 1.0 - (_t * _t)
+    _dx2 = _dx * dout
+    return _t, (_dx2,)

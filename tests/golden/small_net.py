@@ -14,7 +14,7 @@ SOURCE = 'small_net.exg'
 SOURCE_SHA256 = '4df275191a89d21d41f745b086a117b7af5eed7e7040c27517feba3e541ee5fd'
 FUNCTIONS = {'loss': ('x', 'y')}
 ENTRY_POINTS = {
-    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum'},
+    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'vjp': 'loss_vjp'},
 }
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
@@ -27,6 +27,12 @@ PARAM_NAMES = (
     'n.layers.1.neurons.0.w.1',
     'n.layers.1.neurons.0.b',
 )
+PARAM_TENSORS = {
+    'n.layers.0.w': ((2, 2), (0, 1, 3, 4)),
+    'n.layers.0.b': ((2,), (2, 5)),
+    'n.layers.1.w': ((1, 2), (6, 7)),
+    'n.layers.1.b': ((1,), (8,)),
+}
 
 
 def init_params(seed=0):
@@ -43,6 +49,42 @@ def init_params(seed=0):
         rng.uniform((-1.0), 1.0),
         rng.uniform((-1.0), 1.0),
     ]
+
+
+def params_by_name(params):
+    """The flat parameters as {tensor name: its values}: a number, a list or a list of rows
+    (PARAM_TENSORS gives each tensor's shape and positions in the flat list)."""
+    out = {}
+    for name, (shape, positions) in PARAM_TENSORS.items():
+        values = [float(params[i]) for i in positions]
+        if len(shape) == 0:
+            values = values[0]
+        elif len(shape) == 2:
+            values = [values[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
+        out[name] = values
+    return out
+
+
+def params_from_names(tensors):
+    """The flat parameter list (PARAM_NAMES order) from {tensor name: values} shaped as
+    params_by_name returns them; every tensor must be given, with its shape."""
+    unknown = sorted(set(tensors) - set(PARAM_TENSORS))
+    if unknown:
+        raise KeyError(f"no parameter tensor {unknown[0]!r}")
+    flat = [0.0] * len(PARAM_NAMES)
+    for name, (shape, positions) in PARAM_TENSORS.items():
+        values = tensors[name]
+        if len(shape) == 0:
+            values = [values]
+        elif len(shape) == 2:
+            if len(values) != shape[0] or any(len(row) != shape[1] for row in values):
+                raise ValueError(f"{name} needs {shape[0]} rows of {shape[1]} values")
+            values = [v for row in values for v in row]
+        if len(values) != len(positions):
+            raise ValueError(f"{name} needs {len(positions)} values, got {len(values)}")
+        for i, v in zip(positions, values):
+            flat[i] = float(v)
+    return flat
 
 
 def loss(params, x, y):
@@ -106,3 +148,29 @@ def loss_grad_sum(params, x, y):
         _gsum38 = _gsum38 + (_t17 * _t10)
         _gsum39 = _gsum39 + _t17
     return _sum30, [_gsum31, _gsum32, _gsum33, _gsum34, _gsum35, _gsum36, _gsum37, _gsum38, _gsum39]
+
+
+def loss_vjp(params, x, y, dout):
+    """(value, parameter cotangent, cotangent of each argument) of loss for the output cotangent dout."""
+    (_x_0, _x_1) = x
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
+    # line 5
+    _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0
+    _t8 = ((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + _n_layers_0_b_1
+    _t9 = 0.0 if _t7 <= 0.0 else _t7
+    _t10 = 0.0 if _t8 <= 0.0 else _t8
+    _t15 = (((_n_layers_1_w_0_0 * _t9) + (_n_layers_1_w_0_1 * _t10)) + _n_layers_1_b_0) - y
+    _t16 = _t15 * _t15
+    _t20 = dout * (2.0 * _t15)
+    _dy = -_t20
+    _t22 = _t20 * _t9
+    _t23 = _t20 * _t10
+    _t26 = (_n_layers_1_w_0_0 * _t20) * (1.0 if _t7 > 0.0 else 0.0)
+    _t27 = (_n_layers_1_w_0_1 * _t20) * (1.0 if _t8 > 0.0 else 0.0)
+    _t28 = _t26 * _x_0
+    _t29 = _t26 * _x_1
+    _t30 = _t27 * _x_0
+    _t31 = _t27 * _x_1
+    _dx_0 = (_n_layers_0_w_0_0 * _t26) + (_n_layers_0_w_1_0 * _t27)
+    _dx_1 = (_n_layers_0_w_0_1 * _t26) + (_n_layers_0_w_1_1 * _t27)
+    return _t16, [_t28, _t29, _t26, _t30, _t31, _t27, _t22, _t23, _t20], ([_dx_0, _dx_1], _dy)

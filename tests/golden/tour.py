@@ -14,10 +14,10 @@ SOURCE = 'tour.exg'
 SOURCE_SHA256 = '123b41204fa6b30c457b39af162c5ebd741f968c256945225e5fc2d5f8a34754'
 FUNCTIONS = {'f': ('x', 'y'), 'g': ('a', 'b'), 'softmax2': ('u', 'v'), 'h': ('x', 'y')}
 ENTRY_POINTS = {
-    'f': {'value': 'f', 'grad': 'f_grad'},
-    'g': {'value': 'g', 'grad': 'g_grad'},
-    'softmax2': {'value': 'softmax2', 'grad': 'softmax2_grad'},
-    'h': {'value': 'h', 'grad': 'h_grad'},
+    'f': {'value': 'f', 'grad': 'f_grad', 'vjp': 'f_vjp'},
+    'g': {'value': 'g', 'grad': 'g_grad', 'vjp': 'g_vjp'},
+    'softmax2': {'value': 'softmax2', 'grad': 'softmax2_grad', 'vjp': 'softmax2_vjp'},
+    'h': {'value': 'h', 'grad': 'h_grad', 'vjp': 'h_vjp'},
 }
 PARAM_NAMES = ()
 
@@ -107,6 +107,27 @@ def f_grad(x, y):
     return _t9, (_dx2, _dy)
 
 
+def f_vjp(x, y, dout):
+    """(value, cotangent of each argument) of f for the output cotangent dout."""
+    # line 4
+    _z = (x * y) + _sin(x)
+    # line 5
+    _z2 = _z * 2.0
+    # line 6
+    _t7 = _exp((-y))
+    _t8 = 1.0 + _t7
+    _t9 = _div((_z2 * _z2), _t8)
+    _t16 = (-_div((dout * _t9), _t8)) * _t7
+    _dz = _div(dout, _t8) * (2.0 * _z2)
+    # line 5
+    _dz2 = _dz * 2.0
+    # line 4
+    _dx = _dz2 * _cos(x)
+    _dx2 = _dx + (_dz2 * y)
+    _dy = (_dz2 * x) - _t16
+    return _t9, (_dx2, _dy)
+
+
 def g(a, b):
     """g(a, b) from line 8."""
     # line 9
@@ -124,6 +145,18 @@ def g_grad(a, b):
     _db = (-(3.0 * (_t2 * _t2))) * (1.0 if b > 0.0 else 0.0)
     _da = 1.0 - (_t1 * _t1)
     return _t4, (_da, _db)
+
+
+def g_vjp(a, b, dout):
+    """(value, cotangent of each argument) of g for the output cotangent dout."""
+    # line 9
+    _t1 = math.tanh(a)
+    _t2 = 0.0 if b <= 0.0 else b
+    _t4 = _t1 - (_t2 * _t2 * _t2)
+    _da = 1.0 - (_t1 * _t1)
+    _db = ((-dout) * (3.0 * (_t2 * _t2))) * (1.0 if b > 0.0 else 0.0)
+    _da2 = dout * _da
+    return _t4, (_da2, _db)
 
 
 def softmax2(u, v):
@@ -171,6 +204,50 @@ def softmax2_grad(u, v):
     return (_t9, _t10), ((_du3, _dv2), (_du4, _dv4))
 
 
+def softmax2_vjp(u, v, dout1, dout2):
+    """(value, cotangent of each argument) of softmax2 for the output cotangent dout1, dout2."""
+    # line 12
+    _m = u if u >= v or u != u else v
+    # line 13
+    _t3 = _exp((u - _m))
+    _t5 = _exp((v - _m))
+    _t6 = _t3 + _t5
+    _lse = _m + _log(_t6)
+    # line 14
+    _t9 = u - _lse
+    _t10 = v - _lse
+    # line 12
+    _t11 = 1.0 if u >= v or u != u else 0.0
+    _t12 = 1.0 - _t11
+    # line 14
+    _dlse = -dout1
+    # line 13
+    _t14 = _div(_dlse, _t6)
+    _dv = _t14 * _t5
+    _dm = _dlse - _dv
+    _t17 = _t14 * _t3
+    _du = dout1 + _t17
+    _dm2 = _dm - _t17
+    # line 12
+    _du2 = _du + (_dm2 * _t11)
+    _dv2 = _dv + (_dm2 * _t12)
+    # line 14
+    _dlse2 = -dout2
+    # line 13
+    _t25 = _div(_dlse2, _t6)
+    _t26 = _t25 * _t5
+    _dv3 = dout2 + _t26
+    _dm3 = _dlse2 - _t26
+    _du3 = _t25 * _t3
+    _dm4 = _dm3 - _du3
+    # line 12
+    _du4 = _du3 + (_dm4 * _t11)
+    _dv4 = _dv3 + (_dm4 * _t12)
+    _t35 = _du2 + _du4
+    _t36 = _dv2 + _dv4
+    return (_t9, _t10), (_t35, _t36)
+
+
 def h(x, y):
     """h(x, y) from line 16."""
     # line 17
@@ -205,6 +282,36 @@ def h_grad(x, y):
     _dx4 = _dx3 + (_t14 * (1.0 - (_t10 * _t10)))
     _dy2 = _dy - (_sigmoid(_t6) + ((-_div(_t9, _t8)) * _t7))
     _dz = _div(1.0, _t8) * (2.0 * _z2)
+    _dz2 = _dz * 2.0
+    _dx5 = _dx4 + (_dz2 * _cos(x))
+    _dx6 = _dx5 + (_dz2 * y)
+    _dy3 = _dy2 + (_dz2 * x)
+    return _t22, (_dx6, _dy3)
+
+
+def h_vjp(x, y, dout):
+    """(value, cotangent of each argument) of h for the output cotangent dout."""
+    # line 17
+    _z = (x * y) + _sin(x)
+    _z2 = _z * 2.0
+    _t6 = -y
+    _t7 = _exp(_t6)
+    _t8 = 1.0 + _t7
+    _t9 = _div((_z2 * _z2), _t8)
+    _t10 = math.tanh(x)
+    _t11 = 0.0 if y <= 0.0 else y
+    _t13 = _t10 - (_t11 * _t11 * _t11)
+    _t14 = _sigmoid(x)
+    _t21 = _sqrt(((x * x) + 1.0))
+    _t22 = ((_t9 + (_t13 * _t14)) + _softplus(_t6)) + _t21
+    _dx = _div((dout * 0.5), _t21) * x
+    _dx2 = _dx + _dx
+    _t39 = dout * _t14
+    _dx3 = _dx2 + ((dout * _t13) * (_t14 * _sigmoid((-x))))
+    _dy = ((-_t39) * (3.0 * (_t11 * _t11))) * (1.0 if y > 0.0 else 0.0)
+    _dx4 = _dx3 + (_t39 * (1.0 - (_t10 * _t10)))
+    _dy2 = _dy - ((dout * _sigmoid(_t6)) + ((-_div((dout * _t9), _t8)) * _t7))
+    _dz = _div(dout, _t8) * (2.0 * _z2)
     _dz2 = _dz * 2.0
     _dx5 = _dx4 + (_dz2 * _cos(x))
     _dx6 = _dx5 + (_dz2 * y)

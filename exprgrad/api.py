@@ -7,7 +7,8 @@ The facade over the stages; names are re-exported here (``read_source`` and ``pr
 Contract: :func:`compile_source` returns generated module text (deterministic);
 :func:`load_source` / :func:`load` compile and execute it as a fresh module object registered
 under a pseudo-filename in :mod:`linecache`, so tracebacks, ``inspect`` and ``pdb`` show the
-generated lines. User mistakes raise :class:`~exprgrad.errors.ExprgradError` subclasses.
+generated lines. ``backend`` is ``"python"`` (the scalar backend, the default) or ``"numpy"``
+(batched). User mistakes raise :class:`~exprgrad.errors.ExprgradError` subclasses.
 """
 
 from __future__ import annotations
@@ -15,35 +16,46 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+from .emit.arrays import generate_numpy
 from .emit.load import entry_point, module_from_code
 from .emit.module import safe_label
 from .emit.scalar import generate
+from .errors import ExprgradValueError
 from .lower.lowering import compile_program, program_of, read_source
 
 
-def compile_source(text: str, filename: str = "<string>", *, hessians: bool = False) -> str:
+def compile_source(text: str, filename: str = "<string>", *, hessians: bool = False,
+                   backend: str = "python") -> str:
     """Compile exprgrad source text to the text of a Python module."""
-    return generate(compile_program(text, filename), hessians=hessians)
+    if backend not in ("python", "numpy"):
+        raise ExprgradValueError(f"no backend {backend!r}", hint="backends: python, numpy")
+    program = compile_program(text, filename)
+    if backend == "numpy":
+        if hessians:
+            raise ExprgradValueError("the numpy backend writes no Hessians")
+        return generate_numpy(program)
+    return generate(program, hessians=hessians)
 
 
-def compile_file(path: str | Path, *, hessians: bool = False) -> str:
+def compile_file(path: str | Path, *, hessians: bool = False, backend: str = "python") -> str:
     """Compile a .exg file to the text of a Python module."""
-    return compile_source(read_source(path), str(path), hessians=hessians)
+    return compile_source(read_source(path), str(path), hessians=hessians, backend=backend)
 
 
 def load_source(text: str, filename: str = "<string>", *, name: str | None = None,
-                hessians: bool = False) -> types.ModuleType:
+                hessians: bool = False, backend: str = "python") -> types.ModuleType:
     """Compile source text and return the generated module, ready to call."""
-    code = compile_source(text, filename, hessians=hessians)
+    code = compile_source(text, filename, hessians=hessians, backend=backend)
     label = safe_label(filename)
     return module_from_code(code, name or label.rsplit(".", 1)[0],
                             f"<exprgrad:{label}>")
 
 
-def load(path: str | Path, *, hessians: bool = False) -> types.ModuleType:
+def load(path: str | Path, *, hessians: bool = False, backend: str = "python"
+         ) -> types.ModuleType:
     """Compile a .exg file and return the generated module."""
     p = Path(path)
-    code = compile_file(p, hessians=hessians)
+    code = compile_file(p, hessians=hessians, backend=backend)
     return module_from_code(code, p.stem, f"<exprgrad:{p.resolve()}.py>")
 
 

@@ -61,7 +61,7 @@ def _fd(f: Any, args: list[Any], douts: list[Any], which: int, h: float = 1e-6) 
     base = _flat(args[which])
     grads = []
     for i in range(len(base)):
-        def at(delta: float) -> float:
+        def at(delta: float, i: int = i) -> float:
             moved = list(base)
             moved[i] += delta
             new = list(args)

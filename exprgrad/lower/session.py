@@ -112,7 +112,12 @@ class _SessionLowerer(Lowerer):
         mapping: dict[Node, Node] = {}
         for name, hole in self.globals_read.get(fn.name, {}).items():
             if self.expression_mode:
-                node = self.env.bindings[name]
+                node = self.env.bindings.get(name)
+                if node is None:
+                    raise ExprgradNameError(f"'{fn.name}' reads the variable '{name}', which no "
+                                            "longer exists", span,
+                                            hint=f"bind '{name}' again or define '{fn.name}' "
+                                            "again")
                 if node.shape != hole.shape:
                     raise ExprgradTypeError(
                         f"'{fn.name}' reads the variable '{name}', which had shape "
@@ -462,6 +467,14 @@ class Environment:
         for name, fn in self.program.functions.items():
             holes = self.lowerer.globals_read.get(name)
             if holes:
+                gone = [var for var in holes if var not in self.bindings]
+                if gone:
+                    err = ExprgradNameError(f"'{name}' reads the variable '{gone[0]}', which no "
+                                            "longer exists", fn.span,
+                                            hint=f"bind '{gone[0]}' again or define '{name}' "
+                                            "again")
+                    origin = self.decls[name].origin
+                    raise err.with_source(origin.filename, origin.source)
                 mapping = {hole: self._constant(self.bindings[var])
                            for var, hole in holes.items()}
                 outputs = substitute(self.graph, fn.outputs, mapping)

@@ -304,3 +304,31 @@ def test_sympy_has_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     # went on to the next input
     assert out[-1] == "2"
     assert any("budget" in line for line in out + err)
+
+
+def test_a_pasted_cell_runs_input_by_input_and_ctrl_c_keeps_what_was_trained(
+        tmp_path: Path) -> None:
+    env = dict(os.environ, EXPRGRAD_HISTORY=str(tmp_path / "history"), TERM="xterm",
+               PYTHONPATH=str(ROOT), PROMPT_TOOLKIT_NO_CPR="1")
+    c = pexpect.spawn(sys.executable, ["-m", "exprgrad", "repl"], env=env, cwd=str(tmp_path),
+                      encoding="utf-8", timeout=60, dimensions=(40, 200))
+    c.expect(">>>")
+    # a bracketed paste of several lines, a def among them, as from a notebook cell
+    c.send("\x1b[200~x = 1\ndef sq(a):\n    return a * a\n\ny = sq(4) + x\ny\x1b[201~\r")
+    c.expect(r"(?<![\d.])17\r\n")
+    c.expect(">>>")
+    c.send("\x1b[200~net n = MLP(3, [4, 4, 1])\n" + DATA + "def sqerr(x[3], y):\n"
+           "    return (n(x) - y) ** 2\n\nbefore = sqerr(xs[0], ys[0])\x1b[201~\r")
+    c.expect(">>>")
+    c.sendline("train sqerr(xs, ys): steps=100000000, lr=0.01")
+    c.expect(r"step \d+/100000000")  # the progress line: training has started
+    c.sendcontrol("c")
+    c.expect(r"interrupted during step (\d+): kept the parameters of the \d+ whole step")
+    c.expect(r"updated 41 parameter element\(s\) of net n")
+    c.expect(">>>")
+    c.sendline("before - sqerr(xs[0], ys[0])")
+    c.expect(r"(?<![\d.\-])(-?\d[\d.]*(?:e-?\d+)?)\r\n")
+    assert float(c.match.group(1)) > 0  # the loss went down: the steps were kept
+    c.expect(">>>")
+    c.sendline(":quit")
+    c.expect(pexpect.EOF)

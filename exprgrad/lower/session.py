@@ -267,10 +267,12 @@ class Environment:
 
     def mark_constant(self, name: str) -> None:
         node = self.bindings.get(name)
-        if node is None or self.leaf_kind.get(node.id) not in ("variable", "constant"):
-            raise ExprgradNameError(f"'{name}' is not a variable holding a number or list",
-                                    hint="only leaves (values typed in, not computed) can be "
-                                    "marked constant")
+        if node is None:
+            raise ExprgradNameError(f"'{name}' is not a variable")
+        if self.leaf_kind.get(node.id) not in ("variable", "constant"):
+            raise ExprgradValueError(f"'{name}' was computed from other values; only a leaf (a "
+                                     "value typed in, like 'x = 2.0') can be marked constant",
+                                     hint=f"mark the values '{name}' was computed from")
         self.leaf_kind[node.id] = "constant"
 
     # ---- gradients ----------------------------------------------------------------------

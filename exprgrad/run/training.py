@@ -86,8 +86,10 @@ def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
 
 def train(program: Program, *, config: TrainConfig | None = None, csv_path: str | None = None,
           init: Sequence[float] | None = None, progress: Progress | None = None,
-          module: types.ModuleType | None = None) -> TrainResult:
-    """Run gradient descent; see the module docstring."""
+          module: types.ModuleType | None = None, interruptible: bool = False) -> TrainResult:
+    """Run gradient descent; see the module docstring. With ``interruptible``, Ctrl-C ends the
+    run after the last whole step and the result says so (``stopped``); otherwise it
+    propagates."""
 
     config = config or config_from_program(program)
     validate_config(config)
@@ -128,18 +130,26 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     for step in range(1, config.steps + 1):
         epoch_loss = 0.0
         batch_list = _batches(len(examples), config, rng)
-        for idx in batch_list:
-            value, grads = batch_grad(params, idx)
-            if config.reduce == "mean":
-                scale = 1.0 / len(idx)
-                value *= scale
-                grads = opt.each(lambda g, s=scale: g * s, grads)
-            if not (math.isfinite(value) and opt.finite(grads)):
-                stopped = (f"step {step}: the loss or its gradient is not finite "
-                           f"(loss = {value}); kept the parameters from before this step")
-                break
-            params = opt.step(params, grads)
-            epoch_loss += value
+        start_params = params
+        try:
+            for idx in batch_list:
+                value, grads = batch_grad(params, idx)
+                if config.reduce == "mean":
+                    scale = 1.0 / len(idx)
+                    value *= scale
+                    grads = opt.each(lambda g, s=scale: g * s, grads)
+                if not (math.isfinite(value) and opt.finite(grads)):
+                    stopped = (f"step {step}: the loss or its gradient is not finite "
+                               f"(loss = {value}); kept the parameters from before this step")
+                    break
+                params = opt.step(params, grads)
+                epoch_loss += value
+        except KeyboardInterrupt:
+            if not interruptible:
+                raise
+            params = start_params  # the step is not finished: the parameters from before it
+            stopped = (f"interrupted during step {step}: kept the parameters of the "
+                       f"{step - 1} whole step(s) before it")
         if stopped:
             break
         losses.append(epoch_loss / (len(batch_list) if config.reduce == "mean" else 1))

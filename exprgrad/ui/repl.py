@@ -25,9 +25,10 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ from ..syntax.parser import (
     parse_input,
     shift_spans,
 )
-from .drawing import DRAW_SUFFIXES, MAX_DRAW_NODES, dot_lines, render
+from .drawing import MAX_DRAW_NODES, dot_lines, render
 
 #: seconds of sympy work one ``:sympy`` or ``:check`` may take
 BUDGET = 10.0
@@ -216,10 +217,17 @@ class Session:
             if word == ":grad":
                 self._print_gradient(node, rest, partials)
             else:
-                n = sum(len(p.grad) for p in partials if p.kind == "param")
-                self.out(f"{rest} = {_show(env.value(node))}; gradient of {n} parameter "
-                         "element(s) ready for :step" if n else
-                         f"{rest} = {_show(env.value(node))}; it depends on no parameter")
+                params = [p for p in partials if p.kind == "param"]
+                n = sum(len(p.grad) for p in params)
+                value = f"{rest} = {_show(env.value(node))}"
+                if not n:
+                    self.out(f"{value}; it depends on no parameter")
+                elif all(env.is_current(p.node) for p in params):
+                    self.out(f"{value}; gradient of {n} parameter element(s) ready for :step")
+                else:
+                    self.out(f"{value}; gradient of {n} parameter element(s), but for values the "
+                             "parameters had before the last update: :step will refuse it "
+                             "(compute the loss again first)")
         elif word == ":step":
             self._step(rest, typed, line)
         elif word == ":params":
@@ -235,8 +243,8 @@ class Session:
             self._check(rest)
         elif word == ":graph":
             output = "repl_graph.svg"
-            parts = rest.rsplit(" ", 1)
-            if len(parts) == 2 and parts[1].lower().endswith(DRAW_SUFFIXES):
+            parts = rest.rsplit(None, 1)
+            if len(parts) == 2 and _looks_like_path(parts[1]):
                 rest, output = parts[0].rstrip(), parts[1]
             self._graph(self._expression(rest, typed, line, "an expression"), output)
         else:
@@ -251,7 +259,8 @@ class Session:
         self.out(f"{name} = {shown}" if name else f"value {shown}")
         top = f"d{name}" if name else ("d" if root.shape == () else "d(sum)")
         if not partials:
-            self.out("  (depends on no variable)")
+            self.out("  (depends on no variable: numbers typed into an expression are "
+                     "constants; bind them to names first, e.g. 'x1 = 2.0', to see gradients)")
         for p in partials:
             if p.kind == "param":
                 names = env.program.params[p.label].element_names if (
@@ -299,7 +308,9 @@ class Session:
             self.out(f"{name} = {_show(env.value(node))}")
         program = env.program
         for name, fn in program.functions.items():
-            self.out(f"def {name}({', '.join(fn.arg_names)})")
+            args = [a + (f"[{', '.join(map(str, shape))}]" if shape else "")
+                    for a, shape in zip(fn.arg_names, fn.arg_shapes)]
+            self.out(f"def {name}({', '.join(args)})")
         for name in program.nets:
             self.out(f"net {name}")
         nets = {t.name for n in program.nets.values() for layer in n.layers
@@ -390,6 +401,11 @@ class Session:
 
     def _graph(self, root: Node, output: str) -> None:
         env = self.env
+        if root.op == "const":
+            raise ExprgradValueError(
+                "this value was computed from numbers alone: it is a constant, with no history "
+                "to draw", hint="bind the numbers to names first (e.g. 'x1 = 2.0') and draw an "
+                "expression of the names")
         drawn = reachable([root])
         if len(drawn) > MAX_DRAW_NODES:
             raise ExprgradValueError(f"this value was computed in {len(drawn)} steps; pictures "
@@ -417,10 +433,13 @@ class Session:
             config = config_from_program(view)
             quiet = config.steps <= 20
             progress = Progress(config.steps, sys.stderr, enabled=not quiet)
-            result = train(view, config=config, init=env.flat_params(), progress=progress)
+            result = train(view, config=config, init=env.flat_params(), progress=progress,
+                           interruptible=True)
         if quiet:
             for k, loss in enumerate(result.losses, 1):
                 self.out(f"step {k}: loss {loss:.10g}")
+        if result.stopped:
+            self.err(f"stopped: {result.stopped}")
         env.set_flat_params(result.params)
         tensors = list(dict.fromkeys(t for t, _ in env.program.param_order))
         first = f"{result.losses[0]:.6g} -> " if result.losses else ""
@@ -428,16 +447,21 @@ class Session:
         self.out(f"trained {config.loss} for {result.steps} step(s) ({config.optimizer}, lr "
                  f"{config.lr:g}): loss {first}{last}; updated {len(env.program.param_order)} "
                  f"parameter element(s) of {_owners(env, tensors)}")
-        if result.stopped:
-            self.err(f"stopped: {result.stopped}")
 
     # ---- completion ----------------------------------------------------------------------
     def names(self) -> set[str]:
         """Every name a user may type now (completion: nothing is compiled)."""
         program = self.env.program
-        return (set(BUILTINS) | set(COMMANDS) | set(LANGUAGE_WORDS) | set(self.env.bindings)
+        return (set(BUILTINS) | set(COMMANDS) | (set(LANGUAGE_WORDS) - {"dout"})
+                | set(self.env.bindings)
                 | set(program.functions) | set(program.nets) | set(program.params)
                 | set(program.data))
+
+
+def _looks_like_path(word: str) -> bool:
+    """A file name after an expression: it has a suffix (``.svg``; no expression ends in a dot
+    and letters) or starts like a path (``/``, ``./``, ``../``, ``~``)."""
+    return bool(re.search(r"\.[A-Za-z]\w*$", word)) or word.startswith(("/", "./", "../", "~"))
 
 
 def _derivative(e: Any, s: Any) -> Any:
@@ -478,39 +502,35 @@ def _is_block_start(line: str) -> bool:
     return s.startswith("def ") and s.endswith(":")
 
 
-def run_script(session: Session, stream: Any) -> int:
-    """Inputs from a non-terminal stream, without prompts; 1 if any failed."""
+def inputs(lines: Iterable[str], first: int = 1) -> Iterator[tuple[str, int]]:
+    """Complete inputs from lines (numbered from ``first``): one line each, or a def block up
+    to an empty line or the next unindented line; ``(text, number of its first line)``."""
     pending: list[str] = []
     start = 0
-    lineno = 0
-
-    def flush() -> bool:
-        nonlocal pending
+    for lineno, raw in enumerate(lines, first):
+        line = raw if raw.endswith("\n") else raw + "\n"
         if pending:
-            text = "".join(pending)
-            pending = []
-            return session.feed(text, start)
-        return True
-
-    try:
-        for raw in stream:
-            lineno += 1
-            session.line = lineno
-            line = raw if raw.endswith("\n") else raw + "\n"
-            if pending:
-                if line.strip() == "" or line[:1] in " \t":
-                    if line.strip():
-                        pending.append(line)
-                        continue
-                    flush()
-                    continue
-                flush()
-            if _is_block_start(line):
-                pending = [line]
-                start = lineno
+            if line.strip() and line[:1] in " \t":
+                pending.append(line)
                 continue
-            session.feed(line, lineno)
-        flush()
+            yield "".join(pending), start
+            pending = []
+            if not line.strip():
+                continue
+        if _is_block_start(line):
+            pending, start = [line], lineno
+            continue
+        yield line, lineno
+    if pending:
+        yield "".join(pending), start
+
+
+def run_script(session: Session, stream: Any) -> int:
+    """Inputs from a non-terminal stream, without prompts; 1 if any failed."""
+    try:
+        for text, lineno in inputs(stream):
+            session.line = lineno
+            session.feed(text, lineno)
     except _Quit:
         pass
     return EXIT_BUG if session.bugs else 1 if session.failures else 0
@@ -544,18 +564,20 @@ def run_terminal(session: Session) -> int:
     while True:
         try:
             text = prompt.prompt(">>> ")
-            lineno += 1
-            start = lineno
+            start = lineno + 1
+            lineno += text.count("\n") + 1
             if _is_block_start(text):
                 lines = [text + "\n"]
                 while True:
                     more = prompt.prompt("... ")
-                    lineno += 1
+                    lineno += more.count("\n") + 1
                     if not more.strip():
                         break
                     lines.append(more + "\n")
                 text = "".join(lines)
-            session.feed(text, start)
+            # a paste of several lines holds several inputs: each runs as if typed
+            for one, first in inputs(text.splitlines(keepends=True), start):
+                session.feed(one, first)
         except KeyboardInterrupt:
             continue
         except EOFError:
@@ -567,9 +589,8 @@ def run_terminal(session: Session) -> int:
 
 def repl_main(path: str | None = None) -> int:
     session = Session(command=shlex.join(["exprgrad", "repl", *([path] if path else [])]))
-    if path:
-        if not session.feed(f":load {path}", 0):
-            return EXIT_BUG if session.bugs else 2
+    if path:  # a mistake in the file is reported; the session starts anyway (python -i)
+        session.feed(f":load {path}", 0)
     if sys.stdin.isatty() and sys.stdout.isatty():
         return run_terminal(session)
     # undecodable bytes become U+FFFD, which the parser reports like any bad character

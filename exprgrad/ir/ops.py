@@ -107,6 +107,8 @@ def _pow(a, b):
         return -math.inf if a < 0.0 and b == int(b) and int(b) % 2 else math.inf
     if isinstance(r, complex):
         return math.nan
+    if a < 0.0 and math.isfinite(b) and b != math.floor(b):
+        return math.nan  # (-inf) ** 0.5: a negative base to a non-integer power
     return r
 ''',
     "_exp": _overflowing("exp"),

@@ -56,6 +56,9 @@ def number(text: str) -> float | None:
 def read_text(path: str | Path, what: str) -> str:
     """A regular file's text (see the module docstring)."""
     shown = str(path)
+    if "\x00" in shown:
+        raise ExprgradValueError(f"cannot read {shown!r}: a file name cannot contain a NUL "
+                                 "character", filename=shown)
     try:
         info = os.stat(path)
     except OSError as err:

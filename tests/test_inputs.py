@@ -145,9 +145,9 @@ TRAIN = "param w = 1\ndef loss(x):\n    return (w * x) ** 2\ndata xs = [1, 2]\n"
 
 
 @pytest.mark.parametrize(("options", "first"), [
-    ("lr=0.1, lr=0.2", "t.exg:5:28: error: 'lr' is given twice"),
-    ("steps=1.5", "t.exg:5:23: error: 'steps' needs a whole number"),
-    ("steps=1e300", "t.exg:5:7: error: steps must be from 0 to 100000000"),
+    ("lr=0.1, lr=0.2", "t.exg:5:25: error: 'lr' is given twice"),
+    ("steps=1.5", "t.exg:5:17: error: 'steps' needs a whole number"),
+    ("steps=1e300", "t.exg:5:17: error: steps must be from 0 to 100000000"),
     ("predict=nope", "t.exg: error: no function 'nope' to predict with"),
 ])
 def test_train_settings_fail_before_training_at_their_place(tmp_path: Path, options: str,

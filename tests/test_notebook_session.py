@@ -332,3 +332,85 @@ def test_a_pasted_cell_runs_input_by_input_and_ctrl_c_keeps_what_was_trained(
     c.expect(">>>")
     c.sendline(":quit")
     c.expect(pexpect.EOF)
+
+
+# ---- found by attacking the session (each once a wrong number, a crash or a bad location) ----
+
+def test_identities_never_merge_named_values() -> None:
+    _, out, err, code = _session("a = 2.0\nx = -a\ny = -x\nL = y * a\n:grad L\nv = [a, 3.0]\n"
+                                 ":grad v[0] * 4 + v[1]\nz = 0 * log(0) + a\nz\n")
+    assert code == 0, err
+    assert dict(_partials("\n".join(out), "L")) == {"L": 1, "y": 2, "x": -2, "a": 4}
+    assert "  d/dv = [4, 1]" in out
+    assert out[-1] == "2"  # the strong zero (docs/numerics.md) still holds: 0 * -inf is 0
+
+
+def test_a_rule_function_may_not_read_session_variables() -> None:
+    _, _, err, code = _session("k = 2.0\ndef cr(x):\n    grad x = dout * k\n    return x * k\n\n"
+                               "cr(1.0)\n")
+    assert code == 1
+    assert err[0].startswith("<repl>:2:5: type error: 'cr' has grad rules but reads the session "
+                             "variable(s) 'k'")
+    assert "unknown function 'cr'" in err[1]
+
+
+def test_old_parameter_versions_are_told_apart() -> None:
+    script = ("param w = 1.0\nkk = w * 2\ndef f(x):\n    return kk * x + w\n\nr = f(3.0)\n"
+              ":backward r\n:step 0.1\n:grad f(3.0)\n:sympy f(3.0)\n")
+    _, out, err, code = _session(script)
+    assert code == 0, err
+    assert out[2:6] == ["value 6.3", "  d/dw = 1", "  d/dkk = 3", "  d/dw (before update 1) = 6"]
+    assert out[6] == "w + 6*w (before update 1)"  # two symbols, not 7*w
+
+
+def test_a_def_that_no_longer_compiles_is_removed_not_left_broken() -> None:
+    script = ("net n = Neuron(2)\ndef p(x[2]):\n    return n(x) ** 2\n\ndef q(x[2]):\n"
+              "    return p(x) + 1\n\nnet n = Neuron(3)\np([1.0, 2.0])\n:code q\n")
+    _, out, err, code = _session(script)
+    assert code == 1
+    assert out[1].startswith("removed 'p', which does not compile with the new n: <repl>:3:14:")
+    assert out[2].startswith("removed 'q', which does not compile with the new p")
+    assert "unknown function 'p'" in err[0] and "no def 'q'" in err[1]
+    assert not any("internal error" in e for e in err)
+
+
+def test_a_step_never_makes_parameters_infinite() -> None:
+    _, out, err, _ = _session("param w = 1.0\nL = w * 1e308 * 10\n:backward L\n:step 0.1\n"
+                              "L2 = w * 1e300\n:backward L2\n:step 1e10\nw\n")
+    assert "the gradient of w is not finite" in err[0]
+    assert "would make a parameter infinite" in err[1]
+    assert out[-1] == "1"
+
+
+def test_compiled_code_refuses_a_variable_whose_shape_changed() -> None:
+    _, out, err, _ = _session("v = [1.0, 2.0]\ndef hv(a):\n    return a * sum(v)\n\n"
+                              "v = [1.0, 2.0, 3.0]\n:code hv\nhv(1.0)\n")
+    assert "'hv' reads the variable 'v', whose shape has changed" in err[0]
+    assert err[0].startswith("<repl>:2:5:")
+    assert "had shape [2] when 'hv' was defined and now has [3]" in err[1]
+
+
+def test_paths_and_carets_in_commands(tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "d.csv").write_text("1,2\n3,4\n")
+    (sub / "l3.exg").write_text('data d = csv("d.csv")\n')
+    _, out, err, _ = _session(f"a = 1\n:grad qq\n:load {sub / 'l3.exg'}\nd\n:load \x00x\n"
+                              ":graph a x\x00.svg\n:grad\ta\n")
+    assert err[0].startswith("<repl>:2:7: name error: 'qq' is not defined")
+    assert out[0].startswith("loaded ") and out[1] == "[[1, 2], [3, 4]]"  # beside the file
+    assert "a file name cannot contain a NUL character" in err[1]
+    assert "a file name cannot contain a NUL character" in err[2]
+    assert out[2:] == ["a = 1", "  da/da = 1"]
+
+
+def test_each_declaration_gets_its_own_initial_values() -> None:
+    s, out, err, code = _session("net n = MLP(3, [4, 4, 1])\nnet m = MLP(3, [4, 4, 1])\n")
+    assert code == 0, err
+    random.seed(0)
+    first = [p.data for p in MLP(3, [4, 4, 1]).parameters()]
+    values = s.env.param_values
+    n_flat = [values[t][i] for t, i in s.env.program.param_order if t.startswith("n.")]
+    m_flat = [values[t][i] for t, i in s.env.program.param_order if t.startswith("m.")]
+    assert n_flat == first  # as init_params(0) of a file declaring the same
+    assert m_flat != n_flat

@@ -142,8 +142,17 @@ def test_parameters_by_name_round_trip_and_refusals(modules: tuple[Any, Any]) ->
         scalar.params_from_names({**named, "zz": 1.0})
     with pytest.raises(ValueError, match="n.layers.0.w needs 4 rows of 3 values"):
         scalar.params_from_names({**named, "n.layers.0.w": [[1.0, 2.0]]})
-    with pytest.raises(ValueError, match="n.layers.0.b needs 4 values, got 1"):
+    with pytest.raises(ValueError, match="n.layers.0.b needs 4 values"):
         scalar.params_from_names({**named, "n.layers.0.b": [1.0]})
+    for wrong in ([[1.0] * 3] * 4, 1.0, {"a": 1.0}):  # never TypeError: a ValueError naming it
+        with pytest.raises(ValueError, match="n.layers.0.b (needs 4 values|holds numbers)"):
+            scalar.params_from_names({**named, "n.layers.0.b": wrong})
+    with pytest.raises(ValueError, match="n.layers.0.w holds numbers, not list values"):
+        scalar.params_from_names({**named, "n.layers.0.w": [[[1.0]] * 3] * 4})
+    with pytest.raises(ValueError, match="s needs a number"):
+        scalar.params_from_names({**named, "s": [0.3]})
+    with pytest.raises(ValueError, match=f"expected {len(params)} parameters, got"):
+        scalar.params_by_name(params + [1.0])
     with pytest.raises(KeyError):
         scalar.params_from_names({"s": 1.0})
 

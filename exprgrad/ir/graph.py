@@ -40,9 +40,10 @@ class Graph:
     #: hash-consing of operation nodes (common-subexpression elimination); leaves are always
     #: shared. Off only to measure what it saves (benchmarks/ablation.py).
     share: bool = True
-    #: the exact algebraic identities of :meth:`apply` (``x + 0 -> x``); constants still fold when
-    #: this is off (a session turns it off so each operation typed is a node of its own)
-    identities: bool = True
+    #: whether an identity may answer with an existing node (``x + 0`` is ``x`` itself); a
+    #: session turns it off, so that each operation typed is a node of its own (the strong zero
+    #: ``x * 0 -> 0`` and the rewrites that make new nodes still apply)
+    alias: bool = True
     #: node id -> the network layer that created it (e.g. "n.layers.0"), for drawing clusters
     groups: dict[int, str] = field(default_factory=dict)
     group: str | None = None
@@ -66,10 +67,12 @@ class Graph:
         """The smart constructor: shape check, constant folding, exact simplifications."""
         spec = OPS[op]
         shape = spec.shape_of(op, [a.shape for a in args], attr)
-        if self.simplify and self.identities and spec.simplify is not None:
+        if self.simplify and spec.simplify is not None:
+            before = len(self.nodes)
             simpler = spec.simplify(self, args, attr, shape)
-            if simpler is not None:
-                return simpler
+            if simpler is not None and (self.alias or simpler.id >= before
+                                        or (op == "mul" and simpler.op == "const")):
+                return simpler  # (the strong zero x * 0 -> 0 is a value rule: always kept)
         if self.simplify and spec.fold is not None and args and all(a.op == "const" for a in args):
             value = spec.fold([a.attr for a in args], attr, [a.shape for a in args], shape)
             if value is not None:

@@ -12,11 +12,11 @@ the length of the session.
   and never change: leaves are immutable (an update of the parameters makes new parameter
   leaves), so rebinding a name, redefining a def or training never changes what an earlier value
   was computed from.
-- Session expressions are lowered without sharing (hash-consing): each operation typed is a
-  node of its own, so the gradient with respect to a named intermediate counts the paths
-  through it, as the notebook's ``Value.grad`` does. The exact identities still apply (so values
-  follow docs/numerics.md as compiled code does): ``e = a + 0`` binds ``e`` to ``a``'s node,
-  as ``e = a`` would.
+- Session expressions are lowered without sharing (hash-consing) and without identities that
+  answer with an existing node (``x + 0`` stays an addition): each operation typed is a node of
+  its own, so the gradient with respect to a named intermediate counts the paths through it, as
+  the notebook's ``Value.grad`` does. Rewrites that make a constant (the strong zero ``x * 0``)
+  still apply, so values follow docs/numerics.md as compiled code does.
 - **Gradients.** :meth:`gradient` returns d(root)/d(node) for every named node, every variable
   leaf (unless marked constant) and every parameter leaf in the root's history (of ``sum(root)``
   when the root is not a scalar), in reverse order of creation; data sets and literal numbers
@@ -134,10 +134,10 @@ class _SessionLowerer(Lowerer):
 
 
 class Environment:
-    """See the module docstring. ``init(program)`` gives the initial values of a program's
+    """See the module docstring. ``init(program, seed)`` gives the initial values of a program's
     parameters, as a flat list in ``program.param_order``."""
 
-    def __init__(self, init: Callable[[Program], list[float]]) -> None:
+    def __init__(self, init: Callable[[Program, int], list[float]]) -> None:
         self.init = init
         self.lowerer = _SessionLowerer(self)
         self.program: Program = self.lowerer.program
@@ -152,6 +152,10 @@ class Environment:
         self.param_values: dict[str, list[float]] = {}
         self._param_leaf: dict[str, Node] = {}
         self._leaf_tensor: dict[int, str] = {}
+        #: parameter leaf id -> which version of its tensor it holds (1, 2, ...), per tensor
+        self._version: dict[int, int] = {}
+        self._updates: dict[str, int] = {}
+        self._declarations = 0  # seeds the initial values of each declaration's parameters
         self._data_leaf: dict[str, Node] = {}
         self._serial = 0
         #: the last gradient's parameter part: tensor -> (the leaf it is for, d/d elements)
@@ -175,6 +179,8 @@ class Environment:
                               list(self.param_values[tensor.name]), "param")
             self._param_leaf[tensor.name] = leaf
             self._leaf_tensor[leaf.id] = tensor.name
+            self._updates[tensor.name] = self._updates.get(tensor.name, 0) + 1
+            self._version[leaf.id] = self._updates[tensor.name]
         return leaf
 
     def data_leaf(self, name: str) -> Node:
@@ -203,12 +209,12 @@ class Environment:
     @contextmanager
     def _expression_mode(self) -> Iterator[None]:
         graph, lowerer = self.graph, self.lowerer
-        saved = graph.share
-        graph.share, lowerer.expression_mode = False, True
+        saved = graph.share, graph.alias
+        graph.share, graph.alias, lowerer.expression_mode = False, False, True
         try:
             yield
         finally:
-            graph.share = saved
+            graph.share, graph.alias = saved
             lowerer.expression_mode = False
 
     def expression(self, expr: Expr, origin: Origin) -> Node:
@@ -289,9 +295,9 @@ class Environment:
         for node, cot in zip(targets, cotangents):
             kind = self.leaf_kind.get(node.id, "value")
             tensor = self._leaf_tensor.get(node.id)
-            label = tensor if tensor is not None else self.label(node)
+            label = self.label(node)
             out.append(Partial(node, label, list(self.values[cot.id]), kind))
-            if tensor is not None:
+            if tensor is not None and (tensor not in grads or self.is_current(node)):
                 grads[tensor] = (node, list(self.values[cot.id]))
         self.param_grads = grads
         return out
@@ -308,8 +314,9 @@ class Environment:
         bound elsewhere says on which line it was bound."""
         if node.id not in self.labels:
             tensor = self._leaf_tensor.get(node.id)
-            if tensor is not None:
-                return tensor
+            if tensor is not None:  # an older version of a tensor: its update counts
+                return tensor if self.is_current(node) else (
+                    f"{tensor} (before update {self._version[node.id]})")
             if node.op == "input" and node.attr[0] == "<data>":
                 return str(node.attr[1])
             return ""
@@ -317,6 +324,19 @@ class Environment:
         if self.bindings.get(name) is node or line <= 0:
             return name
         return f"{name} (line {line})"
+
+    def element_labels(self, node: Node) -> list[str]:
+        """The labels of a parameter leaf's elements (``n.layers.0.neurons.1.w.2``), marked
+        when the leaf holds values its tensor had before an update."""
+        tensor = self._leaf_tensor[node.id]
+        declared = self.program.params.get(tensor)
+        if declared is not None and declared.node.shape == node.shape:
+            names = list(declared.element_names)
+        else:
+            names = [tensor] if node.shape == () else [f"{tensor}.{i}" for i in range(node.size)]
+        if self.is_current(node):
+            return names
+        return [f"{n} (before update {self._version[node.id]})" for n in names]
 
     def step(self, lr: float) -> list[str]:
         """``p.data += -lr * p.grad`` with the last gradient, once; the tensors updated."""
@@ -333,8 +353,17 @@ class Environment:
                 f"the last gradient is for values of {', '.join(stale)} that have changed since "
                 "(a step, training or a new declaration)",
                 hint="compute the loss again with the current parameters and ':backward' it")
-        for tensor, (_, g) in self.param_grads.items():
-            self.set_params({tensor: [p - lr * d for p, d in zip(self.param_values[tensor], g)]})
+        bad = [t for t, (_, g) in self.param_grads.items() if not all(map(math.isfinite, g))]
+        if bad:
+            raise ExprgradValueError(f"the gradient of {', '.join(bad)} is not finite; no "
+                                     "parameter was changed")
+        new = {t: [p - lr * d for p, d in zip(self.param_values[t], g)]
+               for t, (_, g) in self.param_grads.items()}
+        if not all(math.isfinite(v) for values in new.values() for v in values):
+            raise ExprgradValueError("the step would make a parameter infinite; no parameter was "
+                                     "changed", hint="use a smaller learning rate")
+        for tensor, values in new.items():
+            self.set_params({tensor: values})
         updated = list(self.param_grads)
         self.param_grads = {}
         return updated
@@ -396,17 +425,22 @@ class Environment:
             self._forget(name)
             lowerer.refs = set()
             with located(origin):
-                lowerer.statement(stmt)
+                program.filename = origin.filename  # csv() reads beside a loaded file
+                try:
+                    lowerer.statement(stmt)
+                finally:
+                    program.filename = "<repl>"
                 lowerer.check_generated_names()
+                fn = program.functions.get(name)
+                if fn is not None and fn.rule_spans and lowerer.globals_read.get(name):
+                    read = ", ".join(repr(v) for v in lowerer.globals_read[name])
+                    raise ExprgradTypeError(
+                        f"'{name}' has grad rules but reads the session variable(s) {read}, "
+                        "whose gradient no rule can give", fn.span,
+                        hint="pass them in as arguments (with grad rules of their own)")
             new = [t for t in program.params if t not in self.param_values]
             if new:
-                flat = self.init(replace(program, functions={}, derived={}))
-                fresh: dict[str, list[float]] = {t: [0.0] * program.params[t].node.size
-                                                 for t in new}
-                for value, (t, i) in zip(flat, program.param_order):
-                    if t in fresh:
-                        fresh[t][i] = value
-                self.set_params(fresh)
+                self._initialize(new)
         except BaseException:
             lowerer.current = None
             (program.functions, program.params, program.param_order, program.nets, program.data,
@@ -414,6 +448,22 @@ class Environment:
              self._data_leaf, lowerer.globals_read) = saved
             raise
         self.decls[name] = _Decl(stmt, origin, set(lowerer.refs))
+
+    def _initialize(self, tensors: list[str]) -> None:
+        """Initial values for new tensors, through ``init`` on a program of just them (so the
+        cost does not grow with the session's parameters). The first declaration draws with
+        seed 0, as ``init_params(0)`` of a file declaring the same does; each later one with the
+        next seed, so that two networks declared alike do not start alike."""
+        program = self.program
+        only = replace(program, functions={}, derived={},
+                       params={t: program.params[t] for t in tensors},
+                       param_order=[(t, i) for t, i in program.param_order if t in tensors])
+        flat = self.init(only, self._declarations)
+        self._declarations += 1
+        fresh: dict[str, list[float]] = {t: [0.0] * program.params[t].node.size for t in tensors}
+        for value, (t, i) in zip(flat, only.param_order):
+            fresh[t][i] = value
+        self.set_params(fresh)
 
     def _forget(self, name: str) -> None:
         program = self.program
@@ -448,9 +498,12 @@ class Environment:
                 continue
             try:
                 self._lower_declaration(decl.stmt, decl.origin)
-            except ExprgradError as err:
-                said.append(f"'{name}' still uses the old {', '.join(sorted(decl.refs & redone))}"
-                            f": {err}")
+            except ExprgradError as err:  # what it used is gone: so is it (and what uses it)
+                self._forget(name)
+                del self.decls[name]
+                redone.add(name)
+                said.append(f"removed '{name}', which does not compile with the new "
+                            f"{', '.join(sorted(decl.refs & redone - {name}))}: {err}")
                 continue
             redone.add(name)
             used = ", ".join(sorted(decl.refs & redone - {name}))
@@ -477,6 +530,14 @@ class Environment:
                                             "again")
                     origin = self.decls[name].origin
                     raise err.with_source(origin.filename, origin.source)
+                changed = [var for var, hole in holes.items()
+                           if self.bindings[var].shape != hole.shape]
+                if changed:
+                    mismatch = ExprgradTypeError(
+                        f"'{name}' reads the variable '{changed[0]}', whose shape has changed "
+                        "since it was defined", fn.span, hint=f"define '{name}' again")
+                    origin = self.decls[name].origin
+                    raise mismatch.with_source(origin.filename, origin.source)
                 mapping = {hole: self._constant(self.bindings[var])
                            for var, hole in holes.items()}
                 outputs = substitute(self.graph, fn.outputs, mapping)

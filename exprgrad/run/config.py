@@ -85,6 +85,7 @@ def config_from_program(program: Program) -> TrainConfig:
             kind = kinds[_OPTION_TYPES[key]]
             raise ExprgradValueError(f"'{key}' needs {kind}", span) from None
         setattr(config, "batch_size" if key == "batch" else key, converted)
+        validate_config(config, span)  # a value out of range is shown at its option
     for name, span in decl.data:
         if name not in program.data:
             raise ExprgradTypeError(f"'{name}' is not a data set of this file", span)

@@ -74,6 +74,9 @@ def check_output(path: str | Path, *, force: bool = False,
     ``kind``, an existing exprgrad file of another kind is refused too (without ``force``)."""
     if not str(path):
         raise ExprgradValueError("the output file name is empty")
+    if "\x00" in str(path):
+        raise ExprgradValueError(f"cannot write {str(path)!r}: a file name cannot contain a NUL "
+                                 "character", filename=str(path))
     if str(path).endswith(("/", os.sep)):
         raise ExprgradValueError(f"cannot write {str(path)!r}: the name ends in '/', a folder's",
                                  filename=str(path))

@@ -142,7 +142,12 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                     stopped = (f"step {step}: the loss or its gradient is not finite "
                                f"(loss = {value}); kept the parameters from before this step")
                     break
-                params = opt.step(params, grads)
+                updated = opt.step(params, grads)
+                if not opt.finite(updated):
+                    stopped = (f"step {step}: the update made a parameter infinite (loss = "
+                               f"{value}); kept the parameters from before this step")
+                    break
+                params = updated
                 epoch_loss += value
         except KeyboardInterrupt:
             if not interruptible:

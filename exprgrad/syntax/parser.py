@@ -198,7 +198,7 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
             value = str(tok)[1:-1]
         else:
             value = str(tok)
-        return str(c[0]), (value, _span(tok))
+        return str(c[0]), (value, _span(c[0]).merge(_span(tok)))  # the span of 'key=value'
 
     def train_stmt(self, c: list[Any]) -> TrainDecl:
         options: dict[str, tuple[Any, Span]] = {}
@@ -319,7 +319,7 @@ def _terminal_names() -> frozenset[str]:
 _TOKEN = re.compile(r"[A-Za-z0-9_.]+|[^\sA-Za-z0-9_.]")
 
 
-def _check_size(text: str) -> None:
+def _check_size(text: str, first_line: int = 1) -> None:
     if len(text) > MAX_SOURCE_BYTES:
         raise ExprgradLimitError(f"the source is {len(text)} characters; the limit is "
                                  f"{MAX_SOURCE_BYTES}", Span(1, 1, 1, 2))
@@ -332,7 +332,8 @@ def _check_size(text: str) -> None:
     for number, line in enumerate(text.splitlines(), 1):
         if len(line) > MAX_LINE_LENGTH:
             raise ExprgradLimitError(
-                f"line {number} is {len(line)} characters long; the limit is {MAX_LINE_LENGTH}",
+                f"line {number + first_line - 1} is {len(line)} characters long; the limit is "
+                f"{MAX_LINE_LENGTH}",
                 Span(number, MAX_LINE_LENGTH, number, MAX_LINE_LENGTH + 1),
                 hint="split long expressions over several statements")
 
@@ -342,10 +343,11 @@ def parse(text: str, filename: str = "<string>") -> list[Statement]:
     return _parse(text, filename, "start")  # type: ignore[no-any-return]
 
 
-def parse_input(text: str, filename: str = "<repl>") -> Statement | Expr:
+def parse_input(text: str, filename: str = "<repl>", first_line: int = 1) -> Statement | Expr:
     """Parse one session input: a top-level statement (:class:`Def`, ...), a binding
-    ``("assign", span, name, expr, augop_or_None)`` or an expression ``("expr", span, expr)``."""
-    return _parse(text, filename, "repl")
+    ``("assign", span, name, expr, augop_or_None)`` or an expression ``("expr", span, expr)``.
+    Spans count from line 1 of ``text``; ``first_line`` only numbers lines in messages."""
+    return _parse(text, filename, "repl", first_line)
 
 
 def shift_spans(tree: Any, lines: int, cols: int = 0) -> Any:
@@ -394,11 +396,11 @@ def shift_spans(tree: Any, lines: int, cols: int = 0) -> Any:
     return out[0]
 
 
-def _parse(text: str, filename: str, start: str) -> Any:
+def _parse(text: str, filename: str, start: str, first_line: int = 1) -> Any:
     if text.startswith("\ufeff"):  # a UTF-8 byte-order mark is not part of the program
         text = text[1:]
     try:
-        _check_size(text)
+        _check_size(text, first_line)
         for number, line in enumerate(text.splitlines(), 1):
             bad = next((ch for ch in line if not ch.isprintable() and ch not in "\t\f\r"), None)
             if bad is not None:

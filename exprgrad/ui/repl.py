@@ -93,9 +93,9 @@ COMMANDS = (":grad", ":backward", ":step", ":params", ":graph", ":code", ":sympy
             ":const", ":load", ":vars", ":reset", ":help", ":quit")
 
 
-def _initial_params(program: Program) -> list[float]:
+def _initial_params(program: Program, seed: int) -> list[float]:
     module = module_from_code(generate(program), "exg_repl_init", "<repl>")
-    return list(module.init_params(0))
+    return list(module.init_params(seed))
 
 
 @dataclass
@@ -107,6 +107,13 @@ class Session:
     failures: int = 0  # inputs that failed, for any reason
     bugs: int = 0  # inputs that met a bug in exprgrad
     command: str = "exprgrad repl"  # shown in a bug report
+
+    def __post_init__(self) -> None:
+        # nothing typed can move the terminal's cursor or retitle it: control characters in
+        # anything shown (a path, a name echoed in a message) are shown as '?'
+        out, err = self.out, self.err
+        self.out = lambda text: out(_visible(text))
+        self.err = lambda text: err(_visible(text))
 
     # ---- input -------------------------------------------------------------------------
     def feed(self, text: str, first_line: int) -> bool:
@@ -143,7 +150,7 @@ class Session:
         """Parse ``text``, which starts at column ``col`` + 1 of line ``first_line`` of the
         session (``typed`` is the whole input); spans and errors point into the session."""
         try:
-            tree = parse_input(text, "<repl>")
+            tree = parse_input(text, "<repl>", first_line)
         except ExprgradError as err:
             if err.span is not None:
                 s = err.span
@@ -178,14 +185,13 @@ class Session:
         else:
             self.out(_show(env.value(env.expression(tree[2], origin))))
 
-    def _expression(self, rest: str, typed: str, line: int, what: str) -> Node:
+    def _expression(self, rest: str, typed: str, line: int, what: str, col: int) -> Node:
         """The node of the expression ``rest`` typed after a command word in ``typed``."""
         if not rest:
             raise ExprgradValueError(f"this command needs {what}",
                                      Span(line, 1, line, len(typed.split()[0]) + 1),
                                      filename="<repl>", source=self._origin(typed, line).source,
                                      hint="type :help for the list")
-        col = typed.index(rest)
         tree = self._parse(rest, line, col, typed)
         origin = self._origin(typed, line)
         if isinstance(tree, tuple) and tree[0] == "expr":
@@ -196,9 +202,10 @@ class Session:
 
     # ---- commands ----------------------------------------------------------------------
     def _command(self, typed: str, line: int) -> None:
-        text = typed.strip()
-        word, _, rest = text.partition(" ")
-        rest = rest.strip()
+        words = re.match(r"\s*(\S+)\s*(.*?)\s*$", typed)
+        assert words is not None, "a command has a word"
+        word, rest = words.group(1), words.group(2)
+        col = words.start(2)  # where the rest starts in the typed line (0-based)
         env = self.env
         if word in (":quit", ":q", ":exit"):
             raise _Quit()
@@ -212,7 +219,7 @@ class Session:
         elif word == ":load":
             self._load(rest)
         elif word in (":grad", ":backward"):
-            node = self._expression(rest, typed, line, "an expression")
+            node = self._expression(rest, typed, line, "an expression", col)
             partials = env.gradient(node)
             if word == ":grad":
                 self._print_gradient(node, rest, partials)
@@ -229,7 +236,7 @@ class Session:
                              "parameters had before the last update: :step will refuse it "
                              "(compute the loss again first)")
         elif word == ":step":
-            self._step(rest, typed, line)
+            self._step(rest, typed, line, col)
         elif word == ":params":
             self._params(rest)
         elif word == ":const":
@@ -238,7 +245,7 @@ class Session:
         elif word == ":code":
             self._code(rest)
         elif word == ":sympy":
-            self._sympy(self._expression(rest, typed, line, "an expression"))
+            self._sympy(self._expression(rest, typed, line, "an expression", col))
         elif word == ":check":
             self._check(rest)
         elif word == ":graph":
@@ -246,7 +253,7 @@ class Session:
             parts = rest.rsplit(None, 1)
             if len(parts) == 2 and _looks_like_path(parts[1]):
                 rest, output = parts[0].rstrip(), parts[1]
-            self._graph(self._expression(rest, typed, line, "an expression"), output)
+            self._graph(self._expression(rest, typed, line, "an expression", col), output)
         else:
             raise ExprgradValueError(f"unknown command {word}", Span(line, 1, line, len(word) + 1),
                                      filename="<repl>", source=self._origin(typed, line).source,
@@ -263,22 +270,18 @@ class Session:
                      "constants; bind them to names first, e.g. 'x1 = 2.0', to see gradients)")
         for p in partials:
             if p.kind == "param":
-                names = env.program.params[p.label].element_names if (
-                    p.label in env.program.params) else [f"{p.label}.{i}" for i in
-                                                         range(len(p.grad))]
-                for element, g in zip(names, p.grad):
+                for element, g in zip(env.element_labels(p.node), p.grad):
                     self.out(f"  {top}/d{element} = {_show(g)}")
             else:
                 self.out(f"  {top}/d{p.label or '(unnamed)'} = "
                          f"{_show(_nest(p.grad, p.node.shape))}")
 
-    def _step(self, rest: str, typed: str, line: int) -> None:
+    def _step(self, rest: str, typed: str, line: int, col: int) -> None:
         try:
             lr = float(rest)
         except ValueError:
-            col = typed.index(rest) + 1 if rest else 1
             raise ExprgradValueError("':step' takes a learning rate, e.g. ':step 0.05'",
-                                     Span(line, col, line, col + max(1, len(rest))),
+                                     Span(line, col + 1, line, col + 1 + max(1, len(rest))),
                                      filename="<repl>",
                                      source=self._origin(typed, line).source) from None
         updated = self.env.step(lr)
@@ -456,6 +459,10 @@ class Session:
                 | set(self.env.bindings)
                 | set(program.functions) | set(program.nets) | set(program.params)
                 | set(program.data))
+
+
+def _visible(text: str) -> str:
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
 
 
 def _looks_like_path(word: str) -> bool:

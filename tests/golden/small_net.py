@@ -54,6 +54,8 @@ def init_params(seed=0):
 def params_by_name(params):
     """The flat parameters as {tensor name: its values}: a number, a list or a list of rows
     (PARAM_TENSORS gives each tensor's shape and positions in the flat list)."""
+    if len(params) != len(PARAM_NAMES):
+        raise ValueError(f"expected {len(PARAM_NAMES)} parameters, got {len(params)}")
     out = {}
     for name, (shape, positions) in PARAM_TENSORS.items():
         values = [float(params[i]) for i in positions]
@@ -74,15 +76,26 @@ def params_from_names(tensors):
     flat = [0.0] * len(PARAM_NAMES)
     for name, (shape, positions) in PARAM_TENSORS.items():
         values = tensors[name]
-        if len(shape) == 0:
-            values = [values]
-        elif len(shape) == 2:
-            if len(values) != shape[0] or any(len(row) != shape[1] for row in values):
-                raise ValueError(f"{name} needs {shape[0]} rows of {shape[1]} values")
-            values = [v for row in values for v in row]
-        if len(values) != len(positions):
-            raise ValueError(f"{name} needs {len(positions)} values, got {len(values)}")
-        for i, v in zip(positions, values):
+        rows = [values] if len(shape) < 2 else values
+        if len(shape) == 2 and (isinstance(values, (str, bytes, dict)) or not hasattr(
+                values, "__len__") or len(values) != shape[0]):
+            raise ValueError(f"{name} needs {shape[0]} rows of {shape[1]} values")
+        items = []
+        for row in rows:
+            if len(shape) == 0:
+                ok = not hasattr(row, "__len__")
+                row = [row]
+            else:
+                ok = hasattr(row, "__len__") and not isinstance(row, (str, bytes, dict)) and                     len(row) == shape[-1]
+            if not ok:
+                wanted = "a number" if len(shape) == 0 else f"{shape[-1]} values"
+                if len(shape) == 2:
+                    wanted = f"{shape[0]} rows of {shape[1]} values"
+                raise ValueError(f"{name} needs {wanted}")
+            items.extend(row)
+        for i, v in zip(positions, items):
+            if hasattr(v, "__len__"):
+                raise ValueError(f"{name} holds numbers, not {type(v).__name__} values")
             flat[i] = float(v)
     return flat
 

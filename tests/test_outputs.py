@@ -60,7 +60,7 @@ def test_train_checks_its_outputs_before_training(targets: Path) -> None:
     """--plot with a wrong suffix, or --save to a device, fails at once: nothing is written."""
     bad_plot = run_cli("train", SEED, "--save", "p.json", "--plot", "p.txt", "--quiet",
                        cwd=targets)
-    assert bad_plot.returncode == 2 and "must end in .png or .svg" in bad_plot.stderr
+    assert bad_plot.returncode == 2 and "must end in .png, .svg or .pdf" in bad_plot.stderr
     assert not (targets / "p.json").exists() and "step" not in bad_plot.stderr
     to_device = run_cli("train", SEED, "--save", "dev", "--quiet", cwd=targets)
     assert to_device.returncode == 2 and "character device" in to_device.stderr

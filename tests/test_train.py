@@ -115,29 +115,27 @@ def test_save_load_predict_and_refuse_another_program(tmp_path: Path) -> None:
 
 
 def test_plot_writes_real_pictures(tmp_path: Path) -> None:
-    png, svg = tmp_path / "loss.png", tmp_path / "loss.svg"
-    assert run_cli("train", "examples/seed_mlp.exg", "--plot", str(png), "--quiet").returncode == 0
-    assert run_cli("train", "examples/seed_mlp.exg", "--plot", str(svg), "--quiet").returncode == 0
-    data = png.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    import struct
-    import zlib
+    """The loss curve through matplotlib: PNG with its metadata and size, SVG with its text (axis
+    labels, title, tick numbers), PDF; each carries exprgrad's mark."""
+    import matplotlib.image
 
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (640, 400)
-    # decode the image data: the curve's blue pixels are there
-    idat = b""
-    pos = 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    assert len(raw) == height * (1 + 3 * width)
-    assert bytes([31, 119, 180]) in raw
-    assert "<polyline" in svg.read_text()
+    outs = {fmt: tmp_path / f"loss.{fmt}" for fmt in ("png", "svg", "pdf")}
+    for out in outs.values():
+        result = run_cli("train", "examples/seed_mlp.exg", "--plot", str(out), "--quiet")
+        assert result.returncode == 0, result.stderr
+    png = outs["png"].read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Software\x00exprgrad loss curve" in png
+    pixels = matplotlib.image.imread(outs["png"])
+    assert pixels.shape[:2] == (420, 700)
+    curve = (abs(pixels[..., 0] - 0x1F / 255) < 0.02) & (abs(pixels[..., 2] - 0xA8 / 255) < 0.02)
+    assert curve.sum() > 200  # the curve's colour is drawn
+    svg = outs["svg"].read_text()
+    assert "<!-- exprgrad loss curve -->" in svg
+    for text in ("step", "loss (log scale)", "seed_mlp.exg loss: 200 steps"):
+        assert f"<!-- {text}" in svg or text in svg, text
+    assert "<!-- $\\mathdefault{10^{-2}}$ -->" in svg  # log-scale tick labels
+    pdf = outs["pdf"].read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%exprgrad loss curve")
 
 
 def test_csv_data_and_progress_output(tmp_path: Path) -> None:

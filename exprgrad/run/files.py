@@ -38,12 +38,16 @@ def kind_of(head: bytes, tail: bytes = b"") -> str | None:
             return kind
     if text.startswith(("<?xml", "<svg", "<!-- exprgrad")) and "<!-- exprgrad" in text:
         return ("an SVG loss curve" if "<!-- exprgrad loss curve" in text else
+                "an SVG function plot" if "<!-- exprgrad function plot" in text else
                 "an SVG drawing" if "<!-- exprgrad graph" in text else "an SVG picture")
     if head.startswith(b"\x89PNG") and b"exprgrad" in head[:4096]:
         return ("a PNG loss curve" if b"exprgrad loss curve" in head[:4096] else
+                "a PNG function plot" if b"exprgrad function plot" in head[:4096] else
                 "a PNG drawing" if b"exprgrad graph" in head[:4096] else "a PNG picture")
     if head.startswith(b"%PDF") and b"%exprgrad" in tail[-256:]:
-        return "a PDF drawing"
+        return ("a PDF loss curve" if b"%exprgrad loss curve" in tail[-256:] else
+                "a PDF function plot" if b"%exprgrad function plot" in tail[-256:] else
+                "a PDF drawing")
     return None
 
 

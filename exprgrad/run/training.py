@@ -127,11 +127,12 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     start = time.perf_counter()
     if progress:
         progress.start = start
-    for step in range(1, config.steps + 1):
-        epoch_loss = 0.0
-        batch_list = _batches(len(examples), config, rng)
-        start_params = params
-        try:
+    start_params, step = params, 0
+    try:
+        for step in range(1, config.steps + 1):
+            epoch_loss = 0.0
+            batch_list = _batches(len(examples), config, rng)
+            start_params = params
             for idx in batch_list:
                 value, grads = batch_grad(params, idx)
                 if config.reduce == "mean":
@@ -149,17 +150,20 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                     break
                 params = updated
                 epoch_loss += value
-        except KeyboardInterrupt:
-            if not interruptible:
-                raise
-            params = start_params  # the step is not finished: the parameters from before it
-            stopped = (f"interrupted during step {step}: kept the parameters of the "
-                       f"{step - 1} whole step(s) before it")
-        if stopped:
-            break
-        losses.append(epoch_loss / (len(batch_list) if config.reduce == "mean" else 1))
-        if progress:
-            progress.update(step, losses[-1])
+            if stopped:
+                params = start_params  # (a minibatch of this step may have updated them)
+                break
+            losses.append(epoch_loss / (len(batch_list) if config.reduce == "mean" else 1))
+            if progress:
+                progress.update(step, losses[-1])
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
+        done = len(losses)
+        if done < step:  # the step in progress is not finished: the parameters from before it
+            params = start_params
+        stopped = (f"interrupted during step {done + 1}: kept the parameters of the {done} "
+                   "whole step(s) before it")
     seconds = time.perf_counter() - start
     if progress:
         progress.close()

@@ -45,6 +45,12 @@ def _program(path: str):  # type: ignore[no-untyped-def]
     return program_of(path)
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_cli
+
+    return plot_cli(args)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from ..emit.scalar import generate
     from ..lower.lowering import compile_program, read_source
@@ -197,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="OUT.svg, .png, .pdf or .dot")
     g.add_argument("--force", action="store_true")
     g.set_defaults(run=cmd_graph)
+
+    f = sub.add_parser(
+        "plot", help="draw a function and its derivatives (matplotlib)",
+        description="Draw a scalar function of the file over one ranged argument (the function "
+        "and every partial derivative, in two panels) or two (filled contours with the gradient "
+        "as arrows); the other arguments are fixed.",
+        epilog="examples:\n  exprgrad plot examples/tour.exg g a=-3:3 b=0.5 -o g.png\n"
+        "  exprgrad plot examples/tour.exg f x=-2:2 y=-2:2 -o f.svg",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("file", help="the .exg file")
+    f.add_argument("function", help="the def to draw")
+    f.add_argument("values", nargs="+", metavar="NAME=LO:HI|NAME=VALUE",
+                   help="a range for one or two scalar arguments, a value for every other")
+    f.add_argument("-o", "--output", required=True, help="OUT.png, .svg or .pdf")
+    f.add_argument("--points", type=int, default=0,
+                   help="points along each range (default 401 for a curve, 61 for a contour)")
+    f.add_argument("--params", help="parameters saved by `exprgrad train --save`")
+    f.add_argument("--force", action="store_true", help="replace a file exprgrad did not write")
+    f.set_defaults(run=cmd_plot)
 
     q = sub.add_parser("repl", help="an interactive session")
     q.add_argument("file", nargs="?")

@@ -1,111 +1,269 @@
-"""A loss curve as a real picture, with no plotting library: SVG text or a PNG drawn pixel by pixel.
+"""Pictures with matplotlib: the loss curve of a training run, and a function with its derivatives.
 
-Contract: :func:`loss_curve_svg` and :func:`loss_curve_png` return the file's contents for a list
-of losses (a log scale when the losses span more than two decades). Both carry exprgrad's mark so
-that a later run may replace them (see :mod:`exprgrad.run.files`).
+Contract:
+- matplotlib is imported here, only when a picture is drawn (never by the compiler, the generated
+  modules or ``import exprgrad``), through its object API (``Figure``; no pyplot state, no
+  display needed). Without it, drawing is a clear :class:`ExprgradValueError` naming the extra to
+  install (``exprgrad[plot]``).
+- :func:`loss_figure` draws a loss curve: labelled axes, tick numbers, a title, the final loss,
+  and a log scale when the finite losses are positive and span more than two decades.
+- :func:`function_figure` draws a scalar function and every partial derivative along one ranged
+  argument (two panels), or, with two ranged arguments, the function as filled contours with its
+  gradient field as arrows (quiver). Values come from the generated value-and-gradient code.
+- :func:`save_figure` writes ``.png``, ``.svg`` or ``.pdf`` atomically with exprgrad's mark
+  (PNG metadata, an SVG comment, a PDF trailer comment), so that a later run may replace the
+  file and nothing else (see :mod:`exprgrad.run.files`).
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import math
-import struct
-import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-WIDTH, HEIGHT, MARGIN = 640, 400, 50
+from ..emit.load import entry_point, module_from_code
+from ..emit.scalar import generate
+from ..errors import ExprgradTypeError, ExprgradValueError
+from ..lower.lowering import did_you_mean, program_of
+from ..readers import number, parse_value
+from ..run.files import check_output, write_output
+from ..run.paramsio import load_params
+
+#: the formats pictures are written in
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+#: the most points along a ranged argument (per axis for a contour)
+MAX_POINTS = 2000
 
 
-def _scale(losses: Sequence[float]) -> tuple[list[float], bool, float, float]:
+def _matplotlib() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ExprgradValueError(
+            "drawing a plot needs matplotlib, which is not installed",
+            hint="install it with: pip install 'exprgrad[plot]' (or pip install matplotlib)"
+        ) from None
+    return Figure
+
+
+def loss_figure(losses: Sequence[float], title: str = "training loss") -> Any:
+    """A matplotlib Figure of a loss curve (see the module docstring)."""
+    figure_class = _matplotlib()
+    fig = figure_class(figsize=(7, 4.2), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    steps = list(range(1, len(losses) + 1))
     finite = [x for x in losses if math.isfinite(x)]
-    if not finite:
-        finite = [0.0]
-    log = min(finite) > 0 and max(finite) / min(finite) > 100
-    values = [math.log10(x) if log else x for x in finite]
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1, hi + 1
-    return values, log, lo, hi
+    ax.plot(steps, losses, color="#1f5fa8", linewidth=1.6, label="loss")
+    if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (log scale)" if ax.get_yscale() == "log" else "loss")
+    last = f"loss at the last step {losses[-1]:.4g}" if losses else "no steps"
+    ax.set_title(f"{title}: {len(losses)} step{'s' if len(losses) != 1 else ''}, {last}")
+    ax.grid(True, which="both", alpha=0.3)
+    if losses:
+        ax.annotate(f"{losses[-1]:.4g}", (steps[-1], losses[-1]), textcoords="offset points",
+                    xytext=(-10, 8), ha="right", fontsize=9)
+    return fig
 
 
-def _points(losses: Sequence[float]) -> tuple[list[tuple[float, float]], bool, float, float]:
-    values, log, lo, hi = _scale(losses)
-    n = max(1, len(values) - 1)
-    pts = []
-    for i, v in enumerate(values):
-        x = MARGIN + (WIDTH - 2 * MARGIN) * i / n
-        y = HEIGHT - MARGIN - (HEIGHT - 2 * MARGIN) * (v - lo) / (hi - lo)
-        pts.append((x, y))
-    return pts, log, lo, hi
+def save_figure(fig: Any, path: str | Path, *, mark: str, force: bool = False) -> None:
+    """Write a Figure to ``path`` (.png, .svg or .pdf) with exprgrad's ``mark``, atomically."""
+    target = check_output(path, force=force, suffixes=PLOT_SUFFIXES)
+    fmt = target.suffix.lower().lstrip(".")
+    buffer = io.BytesIO()
+    metadata = {"png": {"Software": mark}, "svg": {"Creator": mark},
+                "pdf": {"Creator": mark}}[fmt]
+    fig.savefig(buffer, format=fmt, metadata=metadata)
+    data = buffer.getvalue()
+    if fmt == "svg":
+        first, _, rest = data.decode("utf-8").partition("\n")
+        data = (first + f"\n<!-- {mark} -->\n" + rest).encode("utf-8")
+    elif fmt == "pdf":
+        data = data.rstrip(b"\n") + f"\n%{mark}\n".encode()
+    write_output(target, data, force=force)
 
 
-def loss_curve_svg(losses: Sequence[float], title: str = "loss") -> str:
-    pts, log, lo, hi = _points(losses)
-    label = (lambda v: f"{10 ** v:.3g}") if log else (lambda v: f"{v:.3g}")
-    poly = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-    safe_title = "".join(ch for ch in title if ch.isalnum() or ch in " ._-:()")
-    return "\n".join([
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        "<!-- exprgrad loss curve -->",
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}">',
-        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        f'<line x1="{MARGIN}" y1="{HEIGHT - MARGIN}" x2="{WIDTH - MARGIN}" '
-        f'y2="{HEIGHT - MARGIN}" stroke="black"/>',
-        f'<line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{HEIGHT - MARGIN}" stroke="black"/>',
-        f'<polyline points="{poly}" fill="none" stroke="#1f77b4" stroke-width="2"/>',
-        f'<text x="{WIDTH / 2}" y="30" text-anchor="middle" font-family="sans-serif">'
-        f"{safe_title}{' (log scale)' if log else ''}</text>",
-        f'<text x="{MARGIN - 5}" y="{MARGIN + 5}" text-anchor="end" font-size="11" '
-        f'font-family="sans-serif">{label(hi)}</text>',
-        f'<text x="{MARGIN - 5}" y="{HEIGHT - MARGIN}" text-anchor="end" font-size="11" '
-        f'font-family="sans-serif">{label(lo)}</text>',
-        f'<text x="{WIDTH - MARGIN}" y="{HEIGHT - MARGIN + 20}" text-anchor="end" font-size="11" '
-        f'font-family="sans-serif">step {len(losses)}</text>',
-        "</svg>",
-        "",
-    ])
+def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "training loss",
+                    force: bool = False) -> None:
+    save_figure(loss_figure(losses, title), path, mark="exprgrad loss curve", force=force)
 
 
-def loss_curve_png(losses: Sequence[float]) -> bytes:
-    """An RGB PNG: axes in black, the curve in blue (drawn with thick line segments)."""
-    pixels = bytearray(b"\xff" * (WIDTH * HEIGHT * 3))
+# ---- a function and its derivatives ----------------------------------------------------------
 
-    def put(x: int, y: int, rgb: tuple[int, int, int]) -> None:
-        if 0 <= x < WIDTH and 0 <= y < HEIGHT:
-            i = (y * WIDTH + x) * 3
-            pixels[i:i + 3] = bytes(rgb)
+def parse_ranges(items: Sequence[str], arg_names: Sequence[str], shapes: Sequence[tuple[int, ...]]
+                 ) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
+    """``NAME=LO:HI`` (a ranged scalar argument) and ``NAME=VALUE`` (a fixed one)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    fixed: dict[str, Any] = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise ExprgradValueError(f"{item!r} is not NAME=LO:HI or NAME=VALUE",
+                                     hint="e.g. x=-5:5 y=2")
+        if name not in arg_names:
+            raise ExprgradValueError(f"the function has no argument {name!r}",
+                                     hint=did_you_mean(name, list(arg_names)) or
+                                     "arguments: " + ", ".join(arg_names))
+        if name in ranges or name in fixed:
+            raise ExprgradValueError(f"{name!r} is given twice")
+        shape = shapes[list(arg_names).index(name)]
+        if ":" in text:
+            if shape != ():
+                raise ExprgradTypeError(f"only a scalar argument can have a range; {name!r} "
+                                        f"has shape {list(shape)}")
+            lo_text, _, hi_text = text.partition(":")
+            lo, hi = number(lo_text), number(hi_text)
+            if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)
+                                                and lo < hi):
+                raise ExprgradValueError(f"the range of {name!r} must be two finite numbers, low "
+                                         f"below high (got {text!r})", hint="e.g. x=-5:5")
+            ranges[name] = (lo, hi)
+        else:
+            fixed[name] = parse_value(name, text)
+    missing = [a for a in arg_names if a not in ranges and a not in fixed]
+    if missing:
+        raise ExprgradValueError(f"no value for {', '.join(repr(m) for m in missing)}",
+                                 hint="give every argument: a range NAME=LO:HI or NAME=VALUE")
+    if not 1 <= len(ranges) <= 2:
+        raise ExprgradValueError(f"give one ranged argument (a curve) or two (a contour), not "
+                                 f"{len(ranges)}", hint="e.g. x=-5:5, or x=-2:2 y=-2:2")
+    return ranges, fixed
 
-    def line(x0: float, y0: float, x1: float, y1: float, rgb: tuple[int, int, int],
-             thick: int = 1) -> None:
-        steps = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-        for s in range(steps + 1):
-            t = s / steps
-            x, y = round(x0 + (x1 - x0) * t), round(y0 + (y1 - y0) * t)
-            for dx in range(-(thick // 2), thick // 2 + 1):
-                for dy in range(-(thick // 2), thick // 2 + 1):
-                    put(x + dx, y + dy, rgb)
 
-    black = (0, 0, 0)
-    line(MARGIN, HEIGHT - MARGIN, WIDTH - MARGIN, HEIGHT - MARGIN, black)
-    line(MARGIN, MARGIN, MARGIN, HEIGHT - MARGIN, black)
-    for k in range(11):  # ticks
-        x = MARGIN + (WIDTH - 2 * MARGIN) * k / 10
-        line(x, HEIGHT - MARGIN, x, HEIGHT - MARGIN + 5, black)
-        y = MARGIN + (HEIGHT - 2 * MARGIN) * k / 10
-        line(MARGIN - 5, y, MARGIN, y, black)
-    pts, _, _, _ = _points(losses)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        line(x0, y0, x1, y1, (31, 119, 180), thick=3)
-    if len(pts) == 1:
-        line(pts[0][0], pts[0][1], pts[0][0], pts[0][1], (31, 119, 180), thick=5)
+def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, float]],
+                    fixed: dict[str, Any], *, points: int = 0,
+                    params: Sequence[float] | None = None) -> Any:
+    """A Figure of ``fname`` over its ranged arguments (see the module docstring)."""
+    fn = program.functions[fname]
+    if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
+        raise ExprgradTypeError(f"'{fname}' must return one scalar to be plotted", fn.span)
+    module = module_from_code(generate(program), "exg_plot", f"<exprgrad:{program.filename}>")
+    grad_of = entry_point(module, fname, "grad")
+    if fn.uses_params:
+        theta = list(params) if params is not None else list(module.init_params(0))
 
-    raw = b"".join(b"\x00" + bytes(pixels[y * WIDTH * 3:(y + 1) * WIDTH * 3])
-                   for y in range(HEIGHT))
+        def call(args: list[Any]) -> tuple[float, list[Any]]:
+            value, _ = grad_of(theta, *args)
+            return value, []
+    else:
+        def call(args: list[Any]) -> tuple[float, list[Any]]:
+            value, grads = grad_of(*args)
+            return value, list(grads)
+    names = list(fn.arg_names)
+    ranged = [n for n in names if n in ranges]
+    if not 0 <= points <= MAX_POINTS:
+        raise ExprgradValueError(f"--points is from 2 to {MAX_POINTS}")
+    figure_class = _matplotlib()
+    if len(ranged) == 1:
+        return _curves(figure_class, fname, names, ranged[0], ranges, fixed, call,
+                       points or 401, fn.uses_params)
+    return _contour(figure_class, fname, names, ranged, ranges, fixed, call, points or 61,
+                    fn.uses_params)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    header = struct.pack(">IIBBBBB", WIDTH, HEIGHT, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"tEXt", b"Software\x00exprgrad loss curve")
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+def _grid(lo: float, hi: float, n: int) -> list[float]:
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def _safe(call: Callable[[list[Any]], tuple[float, list[Any]]], args: list[Any]
+          ) -> tuple[float, list[Any]]:
+    try:
+        return call(args)
+    except (ArithmeticError, ValueError):  # a point outside the domain: a gap in the curve
+        return math.nan, []
+
+
+def _curves(figure_class: Any, fname: str, names: list[str], x: str,
+            ranges: dict[str, tuple[float, float]], fixed: dict[str, Any],
+            call: Callable[[list[Any]], tuple[float, list[Any]]], n: int,
+            uses_params: bool) -> Any:
+    xs = _grid(*ranges[x], n)
+    values: list[float] = []
+    partials: dict[str, list[float]] = {a: [] for a, v in zip(names, names)
+                                        if a == x or not isinstance(fixed.get(a), list)}
+    for point in xs:
+        args = [point if a == x else fixed[a] for a in names]
+        value, grads = _safe(call, args)
+        values.append(value)
+        for a, g in zip(names, grads or [math.nan] * len(names)):
+            if a in partials:
+                partials[a].append(float(g) if not isinstance(g, list) else math.nan)
+    fig = figure_class(figsize=(7, 6), dpi=100, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    shown = ", ".join(f"{a}={fixed[a]}" for a in names if a != x)
+    top.plot(xs, values, color="#1f5fa8", linewidth=1.8, label=f"{fname}")
+    top.set_ylabel(f"{fname}({', '.join(names)})")
+    top.set_title(f"{fname} over {x} in [{ranges[x][0]:g}, {ranges[x][1]:g}]"
+                  + (f" at {shown}" if shown else ""))
+    top.grid(True, alpha=0.3)
+    top.legend(loc="best")
+    if uses_params:
+        bottom.text(0.5, 0.5, f"{fname} uses parameters: its gradient is with respect to them",
+                    ha="center", va="center", transform=bottom.transAxes)
+    for a, series in partials.items():
+        style = {"linewidth": 1.8} if a == x else {"linewidth": 1.2, "linestyle": "--"}
+        bottom.plot(xs, series, label=f"d{fname}/d{a}", **style)
+    bottom.axhline(0.0, color="#888888", linewidth=0.8)
+    bottom.set_xlabel(x)
+    bottom.set_ylabel("derivative")
+    bottom.grid(True, alpha=0.3)
+    if partials and not uses_params:
+        bottom.legend(loc="best")
+    return fig
+
+
+def _contour(figure_class: Any, fname: str, names: list[str], ranged: list[str],
+             ranges: dict[str, tuple[float, float]], fixed: dict[str, Any],
+             call: Callable[[list[Any]], tuple[float, list[Any]]], n: int,
+             uses_params: bool) -> Any:
+    x, y = ranged
+    xs, ys = _grid(*ranges[x], n), _grid(*ranges[y], n)
+    z = [[math.nan] * n for _ in range(n)]
+    gx = [[math.nan] * n for _ in range(n)]
+    gy = [[math.nan] * n for _ in range(n)]
+    ix, iy = names.index(x), names.index(y)
+    for j, yv in enumerate(ys):
+        for i, xv in enumerate(xs):
+            args = [xv if a == x else yv if a == y else fixed[a] for a in names]
+            value, grads = _safe(call, args)
+            z[j][i] = value
+            if grads:
+                gx[j][i], gy[j][i] = float(grads[ix]), float(grads[iy])
+    fig = figure_class(figsize=(7, 6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    filled = ax.contourf(xs, ys, z, levels=20, cmap="viridis")
+    ax.contour(xs, ys, z, levels=20, colors="white", linewidths=0.4, alpha=0.6)
+    fig.colorbar(filled, ax=ax, label=f"{fname}")
+    if not uses_params:
+        step = max(1, n // 15)
+        ax.quiver(xs[::step], ys[::step], [row[::step] for row in gx[::step]],
+                  [row[::step] for row in gy[::step]], color="#ffffff", alpha=0.8)
+    others = ", ".join(f"{a}={fixed[a]}" for a in names if a not in ranged)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{fname} over ({x}, {y})" + (f" at {others}" if others else "")
+                 + ("" if uses_params else "; arrows: its gradient"))
+    return fig
+
+
+def plot_cli(args: argparse.Namespace) -> int:
+    """``exprgrad plot F.exg FUNC NAME=LO:HI [NAME=VALUE ...] -o OUT``."""
+    check_output(args.output, force=args.force, suffixes=PLOT_SUFFIXES)  # before any work
+    program = program_of(args.file)
+    if args.function not in program.functions:
+        raise ExprgradValueError(f"no function '{args.function}' in {args.file}",
+                                 hint=did_you_mean(args.function, list(program.functions))
+                                 or "functions: " + ", ".join(program.functions))
+    fn = program.functions[args.function]
+    ranges, fixed = parse_ranges(args.values, fn.arg_names, fn.arg_shapes)
+    params = load_params(args.params, program) if args.params else None
+    fig = function_figure(program, args.function, ranges, fixed, points=args.points,
+                          params=params)
+    save_figure(fig, args.output, mark="exprgrad function plot", force=args.force)
+    print(f"wrote {args.output}")
+    return 0

@@ -16,21 +16,18 @@ from typing import Any
 
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
-from ..errors import ExprgradError, ExprgradValueError
+from ..errors import EXIT_INTERRUPTED, ExprgradError, ExprgradValueError
 from ..ir.program import Program
 from ..lower.lowering import program_of
 from ..readers import read_csv
 from ..run.config import config_from_program, validate_config
 from ..run.data import examples_from, split_row
 from ..run.evaluate import jsonable
-from ..run.files import check_output, write_output
+from ..run.files import check_output
 from ..run.paramsio import load_params, save_params
 from ..run.progress import Progress
 from ..run.training import accuracy, final_loss, predictions, predictor, train
-from .plot import loss_curve_png, loss_curve_svg
-
-#: what --plot writes
-PLOT_SUFFIXES = (".png", ".svg")
+from .plot import PLOT_SUFFIXES, save_loss_curve
 
 
 def train_cli(args: argparse.Namespace) -> int:
@@ -58,7 +55,8 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     progress = Progress(config.steps, sys.stderr, not (args.quiet or args.json))
     module = module_from_code(generate(program), "exg_train", f"<exprgrad:{args.file}>")
     result = train(program, config=config, csv_path=args.data, init=init, progress=progress,
-                   module=module)
+                   module=module, interruptible=True)
+    interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
     fn = program.functions[config.loss]
     examples = examples_from(program, fn, config, args.data)
     last = final_loss(program, result, examples, module) if not result.stopped else (
@@ -67,11 +65,13 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         save_params(args.save, program, result.params, force=args.force,
                     extra={"final_loss": last, "steps": result.steps})
     if args.plot:
-        if args.plot.lower().endswith(".svg"):
-            write_output(args.plot, loss_curve_svg(result.losses, f"{Path(args.file).name} loss"),
-                         force=args.force)
-        else:
-            write_output(args.plot, loss_curve_png(result.losses), force=args.force)
+        save_loss_curve(result.losses, args.plot, title=f"{Path(args.file).name} loss",
+                        force=args.force)
+    if interrupted:  # Ctrl-C: what was trained is written; nothing else is shown
+        written = " and ".join(f"{flag} {path}" for flag, path in (("--save", args.save),
+                                                                   ("--plot", args.plot)) if path)
+        print(f"{result.stopped}" + (f"; wrote {written}" if written else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
     preds: list[Any] = []
     if pred_fn is not None and len(examples) <= 5000:
         preds = predictions(program, pred_fn, result.params, examples)

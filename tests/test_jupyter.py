@@ -78,9 +78,12 @@ def notebook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     for i in (6, 8):
         nb.cells[i].metadata["tags"] = ["raises-exception"]
-    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "IPYTHONDIR")}
-    os.environ["JUPYTER_PATH"] = str(tmp / "share")
-    os.environ["IPYTHONDIR"] = str(tmp / "ipython")
+    # the kernelspec, connection files, Jupyter's and IPython's settings: all in tmp
+    env = {"JUPYTER_PATH": tmp / "share", "JUPYTER_DATA_DIR": tmp / "data",
+           "JUPYTER_RUNTIME_DIR": tmp / "runtime", "JUPYTER_CONFIG_DIR": tmp / "config",
+           "IPYTHONDIR": tmp / "ipython"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: str(v) for k, v in env.items()})
     try:
         client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=120,
                                          resources={"metadata": {"path": str(tmp)}})

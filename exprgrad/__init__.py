@@ -42,3 +42,15 @@ def draw(source, function=None, *, at=None, backward=False, collapse=False):  # 
 __all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "draw", "entry_point",
            "install",
            "load", "load_source", "train", "uninstall"]
+
+
+def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]
+    """``%load_ext exprgrad``: registers the ``%%exprgrad`` cell magic (exprgrad.ui.jupyter)."""
+    try:
+        import IPython  # noqa: F401
+    except ImportError:
+        raise ImportError("exprgrad's Jupyter support needs IPython: "
+                          "pip install 'exprgrad[jupyter]'") from None
+    from .ui.jupyter import load_ipython_extension as load
+
+    load(ipython)

@@ -6,8 +6,9 @@ checked with their source spans); :func:`validate_config` checks settings howeve
 
 from __future__ import annotations
 
+import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,49 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         return self.losses[-1] if self.losses else math.nan
+
+    def summary(self) -> str:
+        """One line: steps, first and final loss, optimizer, backend, number of parameters."""
+        first = f"{self.losses[0]:.6g}" if self.losses else "nan"
+        text = (f"{self.steps} steps, loss {first} -> {self.final_loss:.6g}, "
+                f"{self.config.optimizer} (lr {self.config.lr:g}), backend {self.backend}, "
+                f"{len(self.params)} parameters")
+        return text + (f"; stopped: {self.stopped}" if self.stopped else "")
+
+    def __repr__(self) -> str:  # the dataclass's would print every loss and parameter
+        return f"TrainResult({self.summary()})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the summary and the loss curve (an inline SVG, no plotting
+        library)."""
+        return (f"<div><b>TrainResult</b>: {html.escape(self.summary())}; "
+                f"{self.seconds:.3g} s</div>\n{loss_curve_html(self.losses)}")
+
+
+def loss_curve_html(losses: Sequence[float], width: int = 360, height: int = 140) -> str:
+    """A small inline SVG of a loss history (a log scale when it spans over two decades)."""
+    finite = [x for x in losses if math.isfinite(x)]
+    if len(finite) < 2:
+        return "<div>(no loss curve: fewer than two finite losses)</div>"
+    log = min(finite) > 0 and max(finite) / min(finite) > 100
+    values = [math.log10(x) if log else x for x in finite]
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1, hi + 1
+    margin = 10
+    n = len(values) - 1
+    points = " ".join(
+        f"{margin + (width - 2 * margin) * i / n:.1f},"
+        f"{height - margin - (height - 2 * margin) * (v - lo) / (hi - lo):.1f}"
+        for i, v in enumerate(values))
+    label = (lambda v: f"{10 ** v:.3g}") if log else (lambda v: f"{v:.3g}")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'class="exprgrad-loss-curve">'
+            f'<rect width="{width}" height="{height}" fill="white" stroke="#ccc"/>'
+            f'<polyline points="{points}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>'
+            f'<text x="{width - margin}" y="{margin + 10}" text-anchor="end" font-size="10" '
+            f'font-family="sans-serif">loss{" (log scale)" if log else ""}: {label(hi)} to '
+            f"{label(lo)}</text></svg>")
 
 
 def config_from_program(program: Program) -> TrainConfig:

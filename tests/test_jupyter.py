@@ -151,7 +151,8 @@ def test_train_reduces_the_loss_and_shows_a_short_summary(notebook: Any) -> None
     assert len(plain) < 200 and "\n" not in plain
     assert plain.startswith("TrainResult(60 steps, loss ")
     assert f"-> {losses[-1]:.6g}" in plain and "sgd" in plain and "41 parameters" in plain
-    assert "<svg" in shown["text/html"] and "<polyline" in shown["text/html"]
+    assert "<svg" in shown["text/html"] and "<!-- exprgrad loss curve -->" in shown["text/html"]
+    assert "<!-- step -->" in shown["text/html"]  # matplotlib's axis label, as SVG text
     assert "60 steps" in shown["text/html"]
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ExprgradTypeError, ExprgradValueError, Span
 from ..ir.program import Program
+from .losscurve import figure_bytes, loss_figure
 
 #: the most training steps one run may take
 MAX_STEPS = 100_000_000
@@ -75,36 +76,16 @@ class TrainResult:
         return f"TrainResult({self.summary()})"
 
     def _repr_html_(self) -> str:
-        """Jupyter's display: the summary and the loss curve (an inline SVG, no plotting
-        library)."""
-        return (f"<div><b>TrainResult</b>: {html.escape(self.summary())}; "
-                f"{self.seconds:.3g} s</div>\n{loss_curve_html(self.losses)}")
-
-
-def loss_curve_html(losses: Sequence[float], width: int = 360, height: int = 140) -> str:
-    """A small inline SVG of a loss history (a log scale when it spans over two decades)."""
-    finite = [x for x in losses if math.isfinite(x)]
-    if len(finite) < 2:
-        return "<div>(no loss curve: fewer than two finite losses)</div>"
-    log = min(finite) > 0 and max(finite) / min(finite) > 100
-    values = [math.log10(x) if log else x for x in finite]
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 1, hi + 1
-    margin = 10
-    n = len(values) - 1
-    points = " ".join(
-        f"{margin + (width - 2 * margin) * i / n:.1f},"
-        f"{height - margin - (height - 2 * margin) * (v - lo) / (hi - lo):.1f}"
-        for i, v in enumerate(values))
-    label = (lambda v: f"{10 ** v:.3g}") if log else (lambda v: f"{v:.3g}")
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'class="exprgrad-loss-curve">'
-            f'<rect width="{width}" height="{height}" fill="white" stroke="#ccc"/>'
-            f'<polyline points="{points}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>'
-            f'<text x="{width - margin}" y="{margin + 10}" text-anchor="end" font-size="10" '
-            f'font-family="sans-serif">loss{" (log scale)" if log else ""}: {label(hi)} to '
-            f"{label(lo)}</text></svg>")
+        """Jupyter's display: the summary and the loss curve (matplotlib, when installed)."""
+        head = (f"<div><b>TrainResult</b>: {html.escape(self.summary())}; "
+                f"{self.seconds:.3g} s</div>")
+        if not self.losses:
+            return head
+        try:
+            svg = figure_bytes(loss_figure(self.losses), "svg", "exprgrad loss curve")
+        except ExprgradValueError as err:  # no matplotlib: the summary alone, saying why
+            return f"{head}\n<div>(no loss curve: {html.escape(err.message)})</div>"
+        return f"{head}\n" + svg.decode("utf-8").split("?>", 1)[-1]
 
 
 def config_from_program(program: Program) -> TrainConfig:

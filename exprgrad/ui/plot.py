@@ -18,7 +18,6 @@ Contract:
 from __future__ import annotations
 
 import argparse
-import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,8 @@ from ..errors import ExprgradTypeError, ExprgradValueError
 from ..lower.lowering import did_you_mean, program_of
 from ..readers import number, parse_value
 from ..run.files import check_output, write_output
+from ..run.losscurve import figure_bytes, loss_figure
+from ..run.losscurve import figure_class as matplotlib_figure
 from ..run.paramsio import load_params
 
 #: the formats pictures are written in
@@ -38,53 +39,10 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 MAX_POINTS = 2000
 
 
-def _matplotlib() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ExprgradValueError(
-            "drawing a plot needs matplotlib, which is not installed",
-            hint="install it with: pip install 'exprgrad[plot]' (or pip install matplotlib)"
-        ) from None
-    return Figure
-
-
-def loss_figure(losses: Sequence[float], title: str = "training loss") -> Any:
-    """A matplotlib Figure of a loss curve (see the module docstring)."""
-    figure_class = _matplotlib()
-    fig = figure_class(figsize=(7, 4.2), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    steps = list(range(1, len(losses) + 1))
-    finite = [x for x in losses if math.isfinite(x)]
-    ax.plot(steps, losses, color="#1f5fa8", linewidth=1.6, label="loss")
-    if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (log scale)" if ax.get_yscale() == "log" else "loss")
-    last = f"loss at the last step {losses[-1]:.4g}" if losses else "no steps"
-    ax.set_title(f"{title}: {len(losses)} step{'s' if len(losses) != 1 else ''}, {last}")
-    ax.grid(True, which="both", alpha=0.3)
-    if losses:
-        ax.annotate(f"{losses[-1]:.4g}", (steps[-1], losses[-1]), textcoords="offset points",
-                    xytext=(-10, 8), ha="right", fontsize=9)
-    return fig
-
-
 def save_figure(fig: Any, path: str | Path, *, mark: str, force: bool = False) -> None:
     """Write a Figure to ``path`` (.png, .svg or .pdf) with exprgrad's ``mark``, atomically."""
     target = check_output(path, force=force, suffixes=PLOT_SUFFIXES)
-    fmt = target.suffix.lower().lstrip(".")
-    buffer = io.BytesIO()
-    metadata = {"png": {"Software": mark}, "svg": {"Creator": mark},
-                "pdf": {"Creator": mark}}[fmt]
-    fig.savefig(buffer, format=fmt, metadata=metadata)
-    data = buffer.getvalue()
-    if fmt == "svg":
-        first, _, rest = data.decode("utf-8").partition("\n")
-        data = (first + f"\n<!-- {mark} -->\n" + rest).encode("utf-8")
-    elif fmt == "pdf":
-        data = data.rstrip(b"\n") + f"\n%{mark}\n".encode()
-    write_output(target, data, force=force)
+    write_output(target, figure_bytes(fig, target.suffix.lower().lstrip("."), mark), force=force)
 
 
 def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "training loss",
@@ -158,7 +116,7 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
     ranged = [n for n in names if n in ranges]
     if not 0 <= points <= MAX_POINTS:
         raise ExprgradValueError(f"--points is from 2 to {MAX_POINTS}")
-    figure_class = _matplotlib()
+    figure_class = matplotlib_figure()
     if len(ranged) == 1:
         return _curves(figure_class, fname, names, ranged[0], ranges, fixed, call,
                        points or 401, fn.uses_params)

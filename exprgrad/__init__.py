@@ -39,9 +39,59 @@ def draw(source, function=None, *, at=None, backward=False, collapse=False):  # 
     return make(source, function, at=at, backward=backward, collapse=collapse)
 
 
-__all__ = ["ExprgradError", "__version__", "compile_file", "compile_source", "draw", "entry_point",
-           "install",
-           "load", "load_source", "train", "uninstall"]
+def check(source, *functions, budget=60.0, seed=0, hessian=False):  # type: ignore[no-untyped-def]
+    """Check every gradient of a program (a .exg path, or a Program) against sympy and central
+    differences; returns a Report (``.ok``, ``.lines``, ``.unchecked``)."""
+    from .api import program_of
+    from .ir.program import Program
+    from .ui.check_cmd import check_program
+
+    program = source if isinstance(source, Program) else program_of(source)
+    return check_program(program, functions, budget=budget, seed=seed, hessian=hessian)
+
+
+def predict(source, params, inputs=None):  # type: ignore[no-untyped-def]
+    """Predictions of trained parameters (a flat list, e.g. ``TrainResult.params``) for
+    ``inputs`` (a list of argument lists; default: the program's training data)."""
+    from .api import program_of
+    from .ir.program import Program
+    from .ui.train_cmd import predict_values
+
+    program = source if isinstance(source, Program) else program_of(source)
+    return predict_values(program, list(params), inputs)
+
+
+def plot(source, function=None, output=None, *, points=0, params=None, **values):  # type: ignore[no-untyped-def]
+    """A matplotlib Figure (shown inline in Jupyter): with ``function``, that def over one
+    ranged argument (``x=(-5, 5)``: the function and its partial derivatives) or two (a
+    contour), the others fixed (``b=0.5``); with a TrainResult as ``source``, its loss curve.
+    ``output`` (.png, .svg, .pdf) also writes it."""
+    from .api import program_of
+    from .ir.program import Program
+    from .run.config import TrainResult
+    from .ui.plot import function_figure, loss_figure, parse_ranges, save_figure
+
+    if isinstance(source, TrainResult):
+        fig, mark = loss_figure(source.losses), "exprgrad loss curve"
+    else:
+        program = source if isinstance(source, Program) else program_of(source)
+        fn = program.functions[function] if function in program.functions else None
+        if fn is None:
+            raise ExprgradError(f"no function {function!r}; functions: "
+                                + ", ".join(program.functions))
+        texts = [f"{k}={v[0]}:{v[1]}" if isinstance(v, tuple) else f"{k}={v}"
+                 for k, v in values.items()]
+        ranges, fixed = parse_ranges(texts, fn.arg_names, fn.arg_shapes)
+        fig = function_figure(program, function, ranges, fixed, points=points, params=params)
+        mark = "exprgrad function plot"
+    if output is not None:
+        save_figure(fig, output, mark=mark)
+    return fig
+
+
+__all__ = ["ExprgradError", "__version__", "check", "compile_file", "compile_source", "draw",
+           "entry_point", "install", "load", "load_source", "plot", "predict", "train",
+           "uninstall"]
 
 
 def load_ipython_extension(ipython):  # type: ignore[no-untyped-def]

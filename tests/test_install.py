@@ -40,6 +40,14 @@ def test_wheel_in_fresh_virtualenv(tmp_path: Path) -> None:
     out = _run(str(env / "bin" / "exprgrad"), "eval", "tour.exg", "g", "a=0.5", "b=2", "--json",
                cwd=elsewhere)
     assert '"b": -12.0' in out.stdout
+    # the wheel ships the examples; moons trains on the numpy backend (numpy is a dependency)
+    _run(str(env / "bin" / "exprgrad"), "examples", "ex", cwd=elsewhere)
+    trained = _run(str(env / "bin" / "exprgrad"), "train", "ex/moons.exg", "--json",
+                   cwd=elsewhere)
+    import json
+
+    summary = json.loads(trained.stdout)
+    assert summary["backend"] == "numpy" and summary["accuracy"] >= 0.97, summary
     probe = _run(py, "-c", "import exprgrad, exprgrad.syntax.parser as p; print(p.__file__); "
                  "print(len(p.grammar_text()))", cwd=elsewhere)
     assert str(env) in probe.stdout.splitlines()[0]  # the installed copy, not the repository

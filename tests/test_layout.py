@@ -4,7 +4,7 @@ Folders in pipeline order (docs/architecture.md): the foundation (errors, limits
 readers),
 ``ir`` (nodes, graph, op table, differentiation, interpreter, program), ``syntax`` (text to a
 syntax tree), ``lower`` (syntax tree to IR), ``emit`` (the module writer, both backends, the
-allowlist), ``check`` (sympy and finite differences), ``run`` (data, optimizers, training,
+allowlist), ``gradcheck`` (sympy and finite differences), ``run`` (data, optimizers, training,
 evaluation), ``ui`` (commands, REPL, drawings, plots, import hook), then the package's facade
 (``exprgrad``, ``exprgrad.api``). Read from the source with ``ast``: no import of exprgrad needed.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "exprgrad"
 RANK = {"errors": 0, "limits": 0, "version": 0, "readers": 0, "ir": 1, "syntax": 1, "lower": 2,
-        "emit": 3, "check": 4, "run": 4, "ui": 5, "api": 6, "__init__": 6, "__main__": 7}
+        "emit": 3, "gradcheck": 4, "run": 4, "ui": 5, "api": 6, "__init__": 6, "__main__": 7}
 #: modules that import lazily to keep start-up light (`exprgrad --help` does not load sympy)
 LAZY = {"exprgrad", "exprgrad.ui.cli"}
 

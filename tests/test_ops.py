@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import sympy as sp
 
-from exprgrad.check.checker import to_sympy
+from exprgrad.gradcheck.checker import to_sympy
 from exprgrad.ir.graph import Graph, check_program
 from exprgrad.ir.ops import OPS
 
@@ -225,7 +225,7 @@ def test_check_evaluates_every_op_and_its_derivatives(name: str) -> None:
     derivatives must evaluate (no op missing from the numeric map), to the op's reference value."""
     import mpmath
 
-    from exprgrad.check.checker import mp_evaluate
+    from exprgrad.gradcheck.checker import mp_evaluate
 
     spec = OPS[name]
     syms = sp.symbols("a b", real=True)[: spec.arity]

@@ -1,6 +1,7 @@
 """The `exprgrad check` command: every gradient of a file against sympy and central differences.
 
-Contract: ``check_program_cli(args)`` prints a line per comparison (or JSON) and returns 0 when
+Contract: :func:`check_program` returns the :class:`Report` (also ``exprgrad.check``);
+``check_program_cli(args)`` prints a line per comparison (or JSON) and returns 0 when
 every check passed; 1 on a mismatch, or when a partial derivative (a rule, a Hessian entry) was
 checked by no method at all ("not checked", listed with the reason).
 """
@@ -11,35 +12,49 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 
-from ..check.checker import Budget, Report, check_function, check_hessian, check_rules
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import CheckFailure, ExprgradValueError
+from ..gradcheck.checker import Budget, Report, check_function, check_hessian, check_rules
+from ..ir.program import Program
 from ..lower.lowering import program_of
+
+
+def check_program(program: Program, functions: Sequence[str] = (), *, budget: float = 60.0,
+                  seed: int = 0, hessian: bool = False) -> Report:
+    """Every gradient of the named defs (all by default) against sympy and central
+    differences, within ``budget`` seconds of sympy work; the Report's ``ok`` is False on a
+    mismatch or a partial no method could check."""
+    if not (math.isfinite(budget) and 0 < budget <= 1e6):
+        raise ExprgradValueError(f"--budget {budget:g}: the time budget is a positive number "
+                                 "of seconds, at most 1000000")
+    names = list(functions) or list(program.functions)
+    for name in names:
+        if name not in program.functions:
+            raise ExprgradValueError(f"{program.filename} has no function '{name}'")
+    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{program.filename}>")
+    spent = Budget(budget)
+    report = Report()
+    for name in names:
+        report.lines.extend(check_rules(program, name, spent, seed))
+        sub = check_function(program, module, name, budget=spent, seed=seed)
+        report.lines.extend(sub.lines)
+        report.notes.extend(sub.notes)
+        if hessian:
+            report.lines.extend(check_hessian(program, name, spent, seed))
+    return report
 
 
 def check_program_cli(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.budget) and 0 < args.budget <= 1e6):
         raise ExprgradValueError(f"--budget {args.budget:g}: the time budget is a positive number "
                                  "of seconds, at most 1000000")
-    budget = Budget(args.budget)
     program = program_of(args.file)
-    names = args.functions or list(program.functions)
-    for name in names:
-        if name not in program.functions:
-            raise ExprgradValueError(f"{args.file} has no function '{name}'")
-    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{args.file}>")
-    report = Report()
     start = time.perf_counter()
-    for name in names:
-        rule_lines = check_rules(program, name, budget, args.seed)
-        report.lines.extend(rule_lines)
-        sub = check_function(program, module, name, budget=budget, seed=args.seed)
-        report.lines.extend(sub.lines)
-        report.notes.extend(sub.notes)
-        if args.hessian:
-            report.lines.extend(check_hessian(program, name, budget, args.seed))
+    report = check_program(program, args.functions, budget=args.budget, seed=args.seed,
+                           hessian=args.hessian)
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps({

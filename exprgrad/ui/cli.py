@@ -45,6 +45,12 @@ def _program(path: str):  # type: ignore[no-untyped-def]
     return program_of(path)
 
 
+def cmd_examples(args: argparse.Namespace) -> int:
+    from .examples import copy_examples
+
+    return copy_examples(args.folder)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plot import plot_cli
 
@@ -138,10 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"exprgrad {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    c = sub.add_parser("compile", help="compile a .exg file to a Python module")
-    c.add_argument("file")
+    def command(name: str, summary: str, examples: list[str]) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:]
+                              + ".", epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    c = command("compile", "compile a .exg file to a Python module",
+                ["exprgrad compile examples/tour.exg -o tour.py",
+                 "exprgrad compile examples/moons.exg --backend numpy -o moons.py"])
+    c.add_argument("file", help="the .exg file")
     c.add_argument("-o", "--output", help="output .py file (default: standard output)")
-    c.add_argument("--backend", choices=["python", "numpy"], default="python")
+    c.add_argument("--backend", choices=["python", "numpy"], default="python",
+                   help="python: scalar code needing only math (default); numpy: batched arrays")
     c.add_argument("--hessian", action="store_true", help="also emit f_hess for scalar functions")
     c.add_argument("--force", action="store_true", help="overwrite a file exprgrad did not write")
     c.add_argument("--no-verify", action="store_true",
@@ -149,19 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "third of the compile time on very large programs)")
     c.set_defaults(run=cmd_compile)
 
-    e = sub.add_parser("eval", help="evaluate a function and its gradient")
-    e.add_argument("file")
-    e.add_argument("function")
-    e.add_argument("values", nargs="*", metavar="NAME=VALUE")
+    e = command("eval", "evaluate a function and its gradient",
+                ["exprgrad eval examples/tour.exg g a=0.5 b=2",
+                 "exprgrad eval examples/seed_net.exg predict 'x=[2,3,-1]' --json"])
+    e.add_argument("file", help="the .exg file")
+    e.add_argument("function", help="the def to evaluate")
+    e.add_argument("values", nargs="*", metavar="NAME=VALUE",
+                   help="every argument: a number, or a JSON list for a vector or matrix")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--params", help="parameters saved by `exprgrad train --save`")
     e.set_defaults(run=cmd_eval)
 
-    k = sub.add_parser("check", help="check every gradient against sympy and finite differences")
-    k.add_argument("file")
-    k.add_argument("functions", nargs="*", metavar="FUNC")
-    k.add_argument("--json", action="store_true")
-    k.add_argument("--seed", type=int, default=0)
+    k = command("check", "check every gradient against sympy and finite differences",
+                ["exprgrad check examples/tour.exg", "exprgrad check examples/seed_mlp.exg loss "
+                 "--budget 10"])
+    k.add_argument("file", help="the .exg file")
+    k.add_argument("functions", nargs="*", metavar="FUNC", help="the defs to check (default all)")
+    k.add_argument("--json", action="store_true", help="print one JSON object per function")
+    k.add_argument("--seed", type=int, default=0,
+                   help="the seed of the random points and parameters checked (default 0)")
     k.add_argument("--budget", type=float, default=60.0,
                    help="seconds of sympy work for the whole run (default 60; at most 2 of them "
                    "per simplification); what it leaves unchecked is reported as 'not checked' "
@@ -169,30 +189,42 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--hessian", action="store_true", help="also check Hessians")
     k.set_defaults(run=cmd_check)
 
-    t = sub.add_parser("train", help="train a network as the file's 'train' statement says")
-    t.add_argument("file")
-    t.add_argument("--steps", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=["sgd", "momentum", "adam"])
-    t.add_argument("--seed", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--reduce", choices=["sum", "mean"])
+    t = command("train", "train a network as the file's 'train' statement says",
+                ["exprgrad train examples/seed_mlp.exg --plot loss.png --save params.json",
+                 "exprgrad train examples/moons.exg --steps 500 --optimizer adam --lr 0.01"])
+    t.add_argument("file", help="the .exg file, with a 'train' statement")
+    t.add_argument("--steps", type=int, help="number of steps (passes over the data)")
+    t.add_argument("--lr", type=float, help="the learning rate")
+    t.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="the update rule")
+    t.add_argument("--seed", type=int, help="seed of the initial parameters and the shuffling")
+    t.add_argument("--batch-size", type=int,
+                   help="examples per update (0: the whole data set, the default)")
+    t.add_argument("--reduce", choices=["sum", "mean"],
+                   help="the batch loss: sum (the notebook's) or mean of the examples' losses")
     t.add_argument("--data", help="a CSV file to use instead of the file's data")
-    t.add_argument("--backend", choices=["python", "numpy", "auto"], default=None)
+    t.add_argument("--backend", choices=["python", "numpy", "auto"], default=None,
+                   help="auto (default): numpy for batches of 32 examples or more")
     t.add_argument("--save", help="write the trained parameters to this JSON file")
     t.add_argument("--load", help="start from parameters saved by --save")
-    t.add_argument("--plot", help="draw the loss curve to this .png or .svg file")
+    t.add_argument("--plot", help="draw the loss curve to this .png, .svg or .pdf file")
     t.add_argument("--json", action="store_true", help="print one summary object")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.add_argument("--force", action="store_true")
+    t.add_argument("--force", action="store_true",
+                   help="replace --save/--plot files exprgrad did not write")
     t.set_defaults(run=cmd_train)
 
-    r = sub.add_parser("predict", help="apply trained parameters to data")
-    r.add_argument("file")
-    r.add_argument("--params", required=True)
+    r = command("predict", "apply trained parameters to data",
+                ["exprgrad predict examples/seed_mlp.exg --params params.json"])
+    r.add_argument("file", help="the .exg file the parameters were trained with")
+    r.add_argument("--params", required=True, help="parameters saved by `exprgrad train --save`")
     r.add_argument("--data", help="a CSV file of inputs (default: the file's training data)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(run=cmd_predict)
+
+    x = command("examples", "copy the example .exg files (and their data) into a folder",
+                ["exprgrad examples my-examples && exprgrad train my-examples/moons.exg"])
+    x.add_argument("folder", help="where to copy them (created; existing files are kept)")
+    x.set_defaults(run=cmd_examples)
 
     g = sub.add_parser("graph", help="draw the forward (and backward) graph with Graphviz")
     g.add_argument("file")
@@ -223,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="replace a file exprgrad did not write")
     f.set_defaults(run=cmd_plot)
 
-    q = sub.add_parser("repl", help="an interactive session")
-    q.add_argument("file", nargs="?")
+    q = command("repl", "an interactive session: the notebook, on compiled code",
+                ["exprgrad repl", "exprgrad repl examples/seed_mlp.exg", "exprgrad repl < "
+                 "script.txt"])
+    q.add_argument("file", nargs="?", help="a .exg file to load first")
     q.set_defaults(run=cmd_repl)
     return p
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..check.checker import Budget, check_function, check_rules, element_symbols, to_sympy, within
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import (
@@ -45,6 +44,14 @@ from ..errors import (
     bug_report,
     is_bug,
     system_error_message,
+)
+from ..gradcheck.checker import (
+    Budget,
+    check_function,
+    check_rules,
+    element_symbols,
+    to_sympy,
+    within,
 )
 from ..ir.node import Node, reachable
 from ..ir.ops import BUILTINS

@@ -115,23 +115,32 @@ def _train(args: argparse.Namespace, program: Program) -> int:
 
 def predict_cli(args: argparse.Namespace) -> int:
     program = program_of(args.file)
-    config = config_from_program(program) if program.train else None
-    params = load_params(args.params, program)
-    if config is None:
-        raise ExprgradValueError("predict needs the file's 'train' statement to know the loss")
-    fn = predictor(program, config)
-    if fn is None:
-        raise ExprgradValueError("no function to predict with", hint="define 'def predict(x...)'")
-    if args.data:
-        needed = sum(math.prod(s) for s in fn.arg_shapes)
-        inputs = [split_row(row[:needed], fn, args.data, line)
-                  for line, row in read_csv(args.data)]
-    else:
-        inputs = examples_from(program, program.functions[config.loss], config)
-    preds = predictions(program, fn, params, inputs)
+    preds = predict_values(program, load_params(args.params, program), csv_path=args.data)
     if args.json:
         print(json.dumps({"predictions": jsonable(preds)}))
     else:
         for p in preds:
             print(p)
     return 0
+
+
+def predict_values(program: Program, params: list[float], inputs: list[list[Any]] | None = None,
+                   csv_path: str | None = None) -> list[Any]:
+    """The predictions of trained ``params`` (see ``predictor``) for ``inputs`` (each a list of
+    the predicting function's arguments), the rows of a CSV file, or the training data."""
+    config = config_from_program(program) if program.train else None
+    if config is None:
+        raise ExprgradValueError("predict needs the file's 'train' statement to know the loss")
+    fn = predictor(program, config)
+    if fn is None:
+        raise ExprgradValueError("no function to predict with", hint="define 'def predict(x...)'")
+    if len(params) != len(program.param_order):
+        raise ExprgradValueError(f"expected {len(program.param_order)} parameters, got "
+                                 f"{len(params)}")
+    if inputs is None and csv_path:
+        needed = sum(math.prod(s) for s in fn.arg_shapes)
+        inputs = [split_row(row[:needed], fn, csv_path, line)
+                  for line, row in read_csv(csv_path)]
+    elif inputs is None:
+        inputs = examples_from(program, program.functions[config.loss], config)
+    return predictions(program, fn, list(params), inputs)

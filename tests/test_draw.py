@@ -132,6 +132,9 @@ def q1(x):
 
 def q2(x):
     return x / 2
+
+def sq(x):
+    return x * x
 """
 RECORD = re.compile(r'^\s*(\w+) \[label="\{ (.*) \}", shape="record"(, style="filled".*)?\];$')
 EDGE = re.compile(r'^\s*(\w+) -> (\w+)(?: \[label="(\d+)"\])?;$')
@@ -202,6 +205,14 @@ def test_every_constant_is_its_own_leaf_in_operand_order() -> None:
             assert re.search(rf"^node {consts[0]} .* {number} ", layout, re.M), layout
             assert re.search(rf"^edge {consts[0]} \w+_op .* {const_position} ", layout, re.M)
             assert re.search(rf"^edge {x} \w+_op .* {3 - int(const_position)} ", layout, re.M)
+
+
+def test_each_operand_has_its_edge() -> None:
+    text = dot_source(compile_program(FUNCS, "funcs.exg"), "sq")
+    x = next(k for k, (fields, _) in records(text).items() if fields == ["x"])
+    into = [dst for src, dst, _ in edges(text) if src == x]
+    assert len(into) == 2 and into[0] == into[1] and into[0].endswith("_op")
+    assert len(re.findall(rf"^edge {x} ", plain(text), re.M)) == 2
 
 
 def test_no_box_is_empty_without_values() -> None:

@@ -21,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from ..ir.program import Function, Program
 from ..lower.lowering import did_you_mean, flatten_values, program_of
 from ..run.evaluate import check_value, parse_assignments
 from ..run.files import check_output, write_output
+from ..run.paramsio import load_params
 
 #: the formats drawings are written in
 DRAW_SUFFIXES = (".svg", ".png", ".pdf", ".dot", ".gv")
@@ -172,7 +174,9 @@ def dot_lines(drawn: Sequence[Node], forward_ids: set[int], values: dict[int, li
     Nodes not in ``forward_ids`` (the gradient program) are shaded. With ``collapse``, each
     group (network layer) is one box and every edge that enters or leaves a group is kept,
     drawn between boxes."""
-    lines = ['  graph [rankdir="LR"];', '  node [fontname="Helvetica", fontsize="11"];']
+    lines = ['  graph [rankdir="LR", fontname="Helvetica", fontsize="11"];',
+             '  node [fontname="Helvetica", fontsize="11"];',
+             '  edge [fontname="Helvetica", fontsize="10"];']
 
     clusters: dict[str, list[str]] = {}
     plain: list[str] = []
@@ -259,11 +263,8 @@ def dot_lines(drawn: Sequence[Node], forward_ids: set[int], values: dict[int, li
         lines.append(f'    label="{_escape_quoted(group)}"; style="rounded"; color="#888888";')
         lines.extend("  " + line for line in clusters[group])
         lines.append("  }")
-    done: set[tuple[str, str, str]] = set()
-    for edge in edges:
-        if edge not in done:
-            done.add(edge)
-            lines.append(f"  {edge[0]} -> {edge[1]}{edge[2]};")
+    # one edge per operand: x * x has two edges from x
+    lines.extend(f"  {src} -> {dst}{attrs};" for src, dst, attrs in edges)
     return lines
 
 
@@ -360,8 +361,6 @@ def params_of(program: Program, params: Any) -> list[float] | None:
     if params is None:
         return None
     if isinstance(params, (str, Path)):
-        from ..run.paramsio import load_params
-
         return load_params(str(params), program)
     if isinstance(params, dict):
         by_name = params.get("params", params)
@@ -381,8 +380,6 @@ def draw(source: str | Path | Program, function: str | None = None, *,
     network's parameter values (see :func:`params_of`); without it a network is drawn with its
     initial parameters (seed 0). Without ``function``, the first is drawn (a warning names it
     when there are several)."""
-    import warnings
-
     import graphviz
 
     program = source if isinstance(source, Program) else program_of(source)

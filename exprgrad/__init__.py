@@ -31,12 +31,14 @@ def train(source, **settings):  # type: ignore[no-untyped-def]
     return run(program, config=config)
 
 
-def draw(source, function=None, *, at=None, backward=False, collapse=False):  # type: ignore[no-untyped-def]
+def draw(source, function=None, *, at=None, backward=False, collapse=False, params=None):  # type: ignore[no-untyped-def]
     """A graphviz.Digraph of a function of a .exg file (renders inline in Jupyter); ``at``
-    maps argument names to values to show each node's value and gradient."""
+    maps argument names to values to show each node's value and gradient; ``params`` (a flat
+    list such as ``train(...).params``, or a file saved by ``exprgrad train --save``) gives a
+    network's parameters."""
     from .ui.drawing import draw as make
 
-    return make(source, function, at=at, backward=backward, collapse=collapse)
+    return make(source, function, at=at, backward=backward, collapse=collapse, params=params)
 
 
 def check(source, *functions, budget=60.0, seed=0, hessian=False):  # type: ignore[no-untyped-def]

@@ -50,6 +50,10 @@ def grad(graph: Graph, output: Node, wrt: Sequence[Node], seed: Node | None = No
     if seed is None:
         seed = graph.const(1.0, output.shape)
     cotangent: dict[int, Node] = {output.id: seed}
+    # only nodes this pass creates are named "d" + name: a cotangent that hash-consing answers
+    # with an existing node (b for d(a*b)/da, the forward 'a*b + c' for d((a*b + c) * f)/df) is
+    # a forward value and keeps its own name (or none)
+    first_new = len(graph.nodes)
     saved_span = graph.span
     try:
         for node in reversed(order):
@@ -66,7 +70,7 @@ def grad(graph: Graph, output: Node, wrt: Sequence[Node], seed: Node | None = No
                                                                           contribution)
                 cotangent[arg.id] = total
                 name = graph.names.get(arg.id)
-                if name is not None:
+                if name is not None and total.id >= first_new:
                     graph.name(total, "d" + name)
     finally:
         graph.span = saved_span

@@ -228,8 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("graph", help="draw the forward (and backward) graph with Graphviz")
     g.add_argument("file")
-    g.add_argument("function", nargs="?")
-    g.add_argument("--at", nargs="*", default=[], metavar="NAME=VALUE")
+    g.add_argument("function", nargs="?", help="the function to draw (default: the first; "
+                   "with several, a note on stderr names the one drawn)")
+    g.add_argument("--at", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="show each value and its gradient at these arguments (the function's "
+                   "name may also follow them)")
+    g.add_argument("--params", help="parameters saved by `exprgrad train --save` (default: the "
+                   "initial ones, seed 0)")
     g.add_argument("--backward", action="store_true", help="draw the gradient program too")
     g.add_argument("--collapse", action="store_true", help="one box per network layer")
     g.add_argument("-o", "--output", required=True, help="OUT.svg, .png, .pdf or .dot")

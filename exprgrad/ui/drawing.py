@@ -20,6 +20,8 @@ import argparse
 import shutil
 import struct
 import subprocess
+import sys
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +39,7 @@ from ..ir.program import Function, Program
 from ..lower.lowering import did_you_mean, flatten_values, program_of
 from ..run.evaluate import check_value, parse_assignments
 from ..run.files import check_output, write_output
+from ..run.paramsio import load_params
 
 #: the formats drawings are written in
 DRAW_SUFFIXES = (".svg", ".png", ".pdf", ".dot", ".gv")
@@ -69,16 +72,22 @@ def evaluate_nodes(program: Program, nodes: Sequence[Node], leaves: dict[int, li
     return env
 
 
-def _leaf_values(program: Program, fn: Function, at: dict[str, Any],
+def _leaf_values(program: Program, fn: Function, at: dict[str, Any] | None,
                  params: Sequence[float] | None) -> dict[int, list[float]]:
+    """The values of the inputs (from ``at``, if given) and of the parameters (``params`` in
+    ``program.param_order``, default: the module's ``init_params(0)``)."""
     leaves: dict[int, list[float]] = {}
-    for node, name in zip(fn.inputs, fn.arg_names):
-        leaves[node.id] = flatten_values(at[name])
+    if at is not None:
+        for node, name in zip(fn.inputs, fn.arg_names):
+            leaves[node.id] = flatten_values(at[name])
     if program.params:
         if params is None:
             params = module_from_code(generate(program), "exg_draw", "<exprgrad:draw>"
                                       ).init_params(0)
-        flat = list(params)
+        flat = [float(v) for v in params]
+        if len(flat) != len(program.param_order):
+            raise ExprgradValueError(f"{len(flat)} parameter values for a program with "
+                                     f"{len(program.param_order)}")
         for pt in program.params.values():
             leaves[pt.node.id] = [0.0] * pt.node.size
         for value, (name, index) in zip(flat, program.param_order):
@@ -131,6 +140,8 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
     if at is not None:
         leaves = _leaf_values(program, fn, at, params)
         values = evaluate_nodes(program, drawn + list(grads_of.values()), leaves)
+    elif params is not None:  # no inputs to compute with: the parameters show their values
+        values = _leaf_values(program, fn, None, params)
 
     def label_of(node: Node) -> str:
         if node.op == "input":
@@ -145,31 +156,50 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
                      named_consts=set(graph.names))
 
 
+#: ops whose operands may be swapped: their edges carry no operand number
+COMMUTATIVE = frozenset({"add", "mul", "max", "min", "hypot", "dot"})
+
+
 def dot_lines(drawn: Sequence[Node], forward_ids: set[int], values: dict[int, list[float]],
               grads_of: dict[int, Node], label_of: Callable[[Node], str],
               group_of: dict[int, str | None], collapse: bool = False,
               named_consts: set[int] | frozenset[int] = frozenset()) -> list[str]:
     """The DOT statements of a drawing: a record per value (its label, ``data`` from
-    ``values``, ``grad`` from the value of its cotangent in ``grads_of``, its shape), an op node
-    between it and its arguments; constants not in ``named_consts`` are written into their
-    op's label. Nodes not in ``forward_ids`` (the gradient program) are shaded."""
-    lines = ['  graph [rankdir="LR"];', '  node [fontname="Helvetica", fontsize="11"];']
+    ``values``, ``grad`` from the value of its cotangent in ``grads_of``, its shape; an unnamed
+    value without data shows its operation, so no record is empty), an op node between it and
+    its arguments. A constant not in ``named_consts`` is drawn once per use, as a record of its
+    own (``c<user>_<position>``, labelled with the number), as micrograd's ``draw_dot`` draws it.
+    The edges into an op whose operands are not interchangeable (``-``, ``/``, ``**``, ``@``...)
+    are labelled with the operand's position (1, 2, ...), so ``1 - x`` and ``x - 1`` differ.
+    Nodes not in ``forward_ids`` (the gradient program) are shaded. With ``collapse``, each
+    group (network layer) is one box and every edge that enters or leaves a group is kept,
+    drawn between boxes."""
+    lines = ['  graph [rankdir="LR", fontname="Helvetica", fontsize="11"];',
+             '  node [fontname="Helvetica", fontsize="11"];',
+             '  edge [fontname="Helvetica", fontsize="10"];']
 
     clusters: dict[str, list[str]] = {}
     plain: list[str] = []
-    edges: list[str] = []
+    edges: list[tuple[str, str, str]] = []  # (source, target, attributes)
+    box_group: dict[str, str | None] = {}  # a DOT node id -> the group it is drawn in
 
     def hidden(node: Node) -> bool:
-        """Unnamed constants are drawn as part of the label of the op that uses them."""
+        """Unnamed constants are drawn once per use (see :func:`const_record`)."""
         return node.op == "const" and node.id not in named_consts
+
+    def record(ident: str, fields: list[str], shaded: bool) -> str:
+        style = ', style="filled", fillcolor="#eef3ff"' if shaded else ""
+        return f'  {ident} [label="{{ {" | ".join(fields)} }}", shape="record"{style}];'
+
+    def shape_text(node: Node) -> str:
+        return "x".join(str(d) for d in node.shape)
 
     for node in drawn:
         if hidden(node):
             continue
         group = group_of.get(node.id)
         target = clusters.setdefault(group, []) if group else plain
-        if collapse and group:
-            continue
+        shaded = node.id not in forward_ids
         name = _escape(label_of(node))
         fields = [name] if name else []
         if node.id in values:
@@ -177,42 +207,53 @@ def dot_lines(drawn: Sequence[Node], forward_ids: set[int], values: dict[int, li
             g = grads_of.get(node.id)
             if g is not None and g.id in values:
                 fields.append(f"grad {_escape(_fmt(values[g.id]))}")
+        if not fields:  # an unnamed value without data: say what it is
+            fields.append(_escape(node.op if node.op in OPS else "?"))
         if node.shape:
-            fields.append("x".join(str(d) for d in node.shape))
-        if not fields:
-            fields = [" "]
-        style = ', style="filled", fillcolor="#eef3ff"' if node.id not in forward_ids else ""
-        target.append(f'  n{node.id} [label="{{ {" | ".join(fields)} }}", shape="record"{style}];')
-        if node.args and node.op not in ("custom",):
-            consts = [f"{float(a.attr):g}" for a in node.args if hidden(a)]
+            fields.append(shape_text(node))
+        box_group[f"n{node.id}"] = group
+        target.append(record(f"n{node.id}", fields, shaded))
+        if node.args and node.op != "custom":
             op_label = OPS[node.op].label + (f" {node.attr}" if node.op == "index" else "")
-            if consts:
-                op_label += " (" + ", ".join(consts) + ")"
-            target.append(f'  n{node.id}_op [label="{_escape_quoted(op_label)}"];')
-            edges.append(f"  n{node.id}_op -> n{node.id};")
-        inputs = node.args if node.op != "custom" else (node.args[node.attr[0]],)
-        for arg in inputs:
-            if hidden(arg):
-                continue
-            src = _box(arg, group_of, collapse)
-            dst = f"n{node.id}_op" if node.args and node.op != "custom" else f"n{node.id}"
-            edges.append(f"  {src} -> {dst};")
-    if collapse:
+            op_id = f"n{node.id}_op"
+            box_group[op_id] = group
+            target.append(f'  {op_id} [label="{_escape_quoted(op_label)}"];')
+            edges.append((op_id, f"n{node.id}", ""))
+            numbered = len(node.args) > 1 and node.op not in COMMUTATIVE
+            for position, arg in enumerate(node.args):
+                attrs = f' [label="{position + 1}"]' if numbered else ""
+                if hidden(arg):
+                    const_id = f"c{node.id}_{position}"
+                    box_group[const_id] = group
+                    const_fields = [_escape(label_of(arg) or f"{float(arg.attr):g}")]
+                    if arg.shape:
+                        const_fields.append(shape_text(arg))
+                    target.append(record(const_id, const_fields, shaded))
+                    edges.append((const_id, op_id, attrs))
+                else:
+                    edges.append((f"n{arg.id}", op_id, attrs))
+        elif node.op == "custom":
+            body = node.args[node.attr[0]]
+            if not hidden(body):
+                edges.append((f"n{body.id}", f"n{node.id}", ""))
+    if collapse:  # one box per group; the edges between boxes (and plain nodes) stay
         for group in sorted(g for g in clusters if g):
             lines.append(f'  {_group_id(group)} [label="{_escape_quoted(group)}", '
                          'shape="box3d"];')
-        seen: set[str] = set()
-        kept = []
-        for edge in edges:
-            parts = edge.strip().rstrip(";").split(" -> ")
-            src, dst = parts[0], parts[1]
-            dst_node = int(dst[1:].split("_")[0]) if dst.startswith("n") else -1
-            if dst_node in group_of and group_of[dst_node]:
-                dst = _group_id(group_of[dst_node])  # type: ignore[arg-type]
-            if src == dst or (src, dst) in seen:
-                continue
-            seen.add((src, dst))  # type: ignore[arg-type]
-            kept.append(f"  {src} -> {dst};")
+        kept: list[tuple[str, str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for src, dst, attrs in edges:
+            src_group, dst_group = box_group.get(src), box_group.get(dst)
+            if src_group and src_group == dst_group:
+                continue  # inside one box
+            if src_group:
+                src = _group_id(src_group)
+            if dst_group:
+                dst = _group_id(dst_group)
+                attrs = ""  # an operand number means nothing on a box
+            if (src, dst) not in seen:
+                seen.add((src, dst))
+                kept.append((src, dst, attrs))
         edges = kept
     lines.extend(plain)
     for group in sorted(g for g in clusters if g):
@@ -222,7 +263,8 @@ def dot_lines(drawn: Sequence[Node], forward_ids: set[int], values: dict[int, li
         lines.append(f'    label="{_escape_quoted(group)}"; style="rounded"; color="#888888";')
         lines.extend("  " + line for line in clusters[group])
         lines.append("  }")
-    lines.extend(sorted(set(edges), key=edges.index))
+    # one edge per operand: x * x has two edges from x
+    lines.extend(f"  {src} -> {dst}{attrs};" for src, dst, attrs in edges)
     return lines
 
 
@@ -232,13 +274,6 @@ def _ident(text: str) -> str:
 
 def _group_id(group: str) -> str:
     return "layer_" + _ident(group)
-
-
-def _box(node: Node, group_of: dict[int, str | None], collapse: bool) -> str:
-    group = group_of.get(node.id)
-    if collapse and group:
-        return _group_id(group)
-    return f"n{node.id}"
 
 
 def _escape_quoted(text: str) -> str:
@@ -300,33 +335,81 @@ def render(dot_text: str, output: str | Path, *, force: bool = False) -> None:
     write_output(path, data, force=force)
 
 
+def _choose(program: Program, function: str | None, where: str) -> tuple[str, str | None]:
+    """The function to draw and, when none was named and there are several, a note saying
+    which one is drawn (the first) and what the others are."""
+    if not program.functions:
+        raise ExprgradValueError(f"{where} defines no function to draw")
+    names = list(program.functions)
+    if function is None:
+        note = None
+        if len(names) > 1:
+            note = (f"drew '{names[0]}', the first of {len(names)} functions in {where} "
+                    f"({', '.join(names)}); name one to draw another")
+        return names[0], note
+    if function not in program.functions:
+        raise ExprgradValueError(f"{where} has no function '{function}'",
+                                 hint=did_you_mean(function, names)
+                                 or f"functions: {', '.join(names)}")
+    return function, None
+
+
+def params_of(program: Program, params: Any) -> list[float] | None:
+    """Parameter values for a drawing: None, a flat list (in ``program.param_order``, as
+    ``train(...).params`` and ``init_params`` give them), the path of a file written by
+    ``exprgrad train --save``, or that file's contents (a dict with ``params`` by name)."""
+    if params is None:
+        return None
+    if isinstance(params, (str, Path)):
+        return load_params(str(params), program)
+    if isinstance(params, dict):
+        by_name = params.get("params", params)
+        missing = [n for n in program.param_names if n not in by_name]
+        if missing or len(by_name) != len(program.param_names):
+            raise ExprgradValueError("the parameters do not fit this program",
+                                     hint=f"missing {', '.join(missing[:5])}" if missing
+                                     else "it has other parameter names")
+        return [float(by_name[n]) for n in program.param_names]
+    return [float(v) for v in params]
+
+
 def draw(source: str | Path | Program, function: str | None = None, *,
-         at: dict[str, Any] | None = None, backward: bool = False, collapse: bool = False) -> Any:
-    """A ``graphviz.Digraph`` of a function (renders inline in Jupyter)."""
+         at: dict[str, Any] | None = None, backward: bool = False, collapse: bool = False,
+         params: Any = None) -> Any:
+    """A ``graphviz.Digraph`` of a function (renders inline in Jupyter). ``params`` gives the
+    network's parameter values (see :func:`params_of`); without it a network is drawn with its
+    initial parameters (seed 0). Without ``function``, the first is drawn (a warning names it
+    when there are several)."""
     import graphviz
 
-
     program = source if isinstance(source, Program) else program_of(source)
-    name = function or next(iter(program.functions))
+    name, note = _choose(program, function, str(getattr(program, "filename", "the program")))
+    if note:
+        warnings.warn(note, stacklevel=2)
     if at is not None:
         fn = program.functions[name]
-
         at = {k: check_value(k, at[k], s) for k, s in zip(fn.arg_names, fn.arg_shapes)}
-    body = dot_body(program, name, at=at, backward=backward, collapse=collapse)
+    body = dot_body(program, name, at=at, backward=backward, collapse=collapse,
+                    params=params_of(program, params))
     return graphviz.Digraph(name="exprgrad", body=[line + "\n" for line in body])
 
 
 def graph_cli(args: argparse.Namespace) -> int:
     program = program_of(args.file)
-    if not program.functions:
-        raise ExprgradValueError(f"{args.file} defines no function to draw")
-    name = args.function or next(iter(program.functions))
-    if name not in program.functions:
-        raise ExprgradValueError(f"{args.file} has no function '{name}'",
-                                 hint=did_you_mean(name, list(program.functions)))
+    at_items = list(args.at or [])
+    if args.function is None:  # '--at x=1 FUNC': the function name is not an assignment
+        names = [item for item in at_items if "=" not in item]
+        if len(names) == 1:
+            args.function = names[0]
+            at_items.remove(names[0])
+    name, note = _choose(program, args.function, args.file)
     check_output(args.output, force=args.force, suffixes=DRAW_SUFFIXES)  # before any work
-    at = parse_assignments(args.at, program.functions[name]) if args.at else None
-    text = dot_source(program, name, at=at, backward=args.backward, collapse=args.collapse)
+    at = parse_assignments(at_items, program.functions[name]) if at_items else None
+    params = params_of(program, args.params) if args.params else None
+    text = dot_source(program, name, at=at, backward=args.backward, collapse=args.collapse,
+                      params=params)
     render(text, args.output, force=args.force)
+    if note:
+        print(f"exprgrad graph: {note}", file=sys.stderr)
     print(f"wrote {args.output}")
     return 0

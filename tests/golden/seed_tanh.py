@@ -89,8 +89,8 @@ def fixed_tanh_grad(x):
     # line 19
     _t = _div((_e - 1.0), (_e + 1.0))
     # line 20
-    _dx = 1.0 - (_t * _t)
-    return _t, (_dx,)
+    _t7 = 1.0 - (_t * _t)
+    return _t, (_t7,)
 
 
 def fixed_tanh_vjp(x, dout):
@@ -100,6 +100,6 @@ def fixed_tanh_vjp(x, dout):
     # line 19
     _t = _div((_e - 1.0), (_e + 1.0))
     # line 20
-    _dx = 1.0 - (_t * _t)
-    _dx2 = _dx * dout
-    return _t, (_dx2,)
+    _t7 = 1.0 - (_t * _t)
+    _dx = _t7 * dout
+    return _t, (_dx,)

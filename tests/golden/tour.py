@@ -187,21 +187,21 @@ def softmax2_grad(u, v):
     _t11 = _div((-1.0), _t6)
     _dv = _t11 * _t5
     _dm = (-1.0) - _dv
-    _du = _t11 * _t3
-    _du2 = 1.0 + _du
-    _dm2 = _dm - _du
+    _t14 = _t11 * _t3
+    _du = 1.0 + _t14
+    _dm2 = _dm - _t14
     # line 12
     _t17 = 1.0 if u >= v or u != u else 0.0
     _t18 = _dm2 * _t17
     _t20 = _dm2 * (1.0 - _t17)
-    _du3 = _du2 + _t18
+    _du2 = _du + _t18
     _dv2 = _dv + _t20
     # line 13
     _dv3 = 1.0 + _dv
     # line 12
-    _du4 = _du + _t18
+    _du3 = _t14 + _t18
     _dv4 = _dv3 + _t20
-    return (_t9, _t10), ((_du3, _dv2), (_du4, _dv4))
+    return (_t9, _t10), ((_du2, _dv2), (_du3, _dv4))
 
 
 def softmax2_vjp(u, v, dout1, dout2):

@@ -13,13 +13,18 @@ from .ui.importer import install, uninstall  # noqa: E402
 from .version import __version__
 
 
-def train(source, **settings):  # type: ignore[no-untyped-def]
+def train(source, *, progress=None, **settings):  # type: ignore[no-untyped-def]
     """Train a program (a .exg path, or a Program) as its 'train' statement says; keyword
     arguments override the settings (steps, lr, optimizer, seed, batch_size, reduce, backend).
-    Returns a TrainResult: ``.losses`` (one per step), ``.params`` and ``.names``."""
+    Returns a TrainResult: ``.losses`` (one per step), ``.params`` and ``.names``. ``progress``:
+    a progress bar (default: in Jupyter and on a terminal); Ctrl-C ends training after the last
+    whole step, and the result says so (``.stopped``)."""
+    import sys
+
     from .api import program_of
     from .ir.program import Program
     from .run.config import config_from_program
+    from .run.progress import Progress
     from .run.training import train as run
 
     program = source if isinstance(source, Program) else program_of(source)
@@ -28,7 +33,9 @@ def train(source, **settings):  # type: ignore[no-untyped-def]
         if not hasattr(config, key):
             raise TypeError(f"unknown training setting {key!r}")
         setattr(config, key, value)
-    return run(program, config=config)
+    bar = Progress.automatic(config.steps) if progress is None else Progress(
+        config.steps, sys.stderr, bool(progress), notebook="ipykernel" in sys.modules)
+    return run(program, config=config, progress=bar, interruptible=True)
 
 
 def draw(source, function=None, *, at=None, backward=False, collapse=False, params=None):  # type: ignore[no-untyped-def]

@@ -146,6 +146,8 @@ def test_train_reduces_the_loss_and_shows_a_short_summary(notebook: Any) -> None
     assert data["steps"] == 60 and len(losses) == 60
     assert data["same_start"]  # trained from the params the cell put in the namespace
     assert losses[-1] < 0.2 * losses[0]
+    bar = _text(cell, "stderr") + json.dumps(_data(cell))  # tqdm.auto: a widget or text
+    assert "60/60" in bar, cell.outputs  # the progress bar reached the end
     shown = _data(cell)
     plain = shown["text/plain"]
     assert len(plain) < 200 and "\n" not in plain

@@ -9,6 +9,7 @@ logs expect; nothing when disabled (``--quiet``, ``--json``).
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -30,6 +31,13 @@ class Progress:
                 from tqdm import tqdm
             self.bar = tqdm(total=total, file=None if notebook else stream, unit="step",
                             dynamic_ncols=True, mininterval=0.1, leave=True)
+
+    @classmethod
+    def automatic(cls, total: int) -> Progress:
+        """For the Python API: tqdm.auto's bar in a Jupyter kernel, tqdm's on a terminal, nothing
+        in a script whose standard error is not a terminal."""
+        notebook = "ipykernel" in sys.modules
+        return cls(total, sys.stderr, notebook or sys.stderr.isatty(), notebook=notebook)
 
     def update(self, step: int, loss: float) -> None:
         if not self.enabled:

@@ -41,6 +41,12 @@ def _batches(n: int, config: TrainConfig, rng: random.Random) -> list[list[int]]
 
 def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
     if config.backend == "numpy":
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
+                                     hint="pip install numpy, or train with backend=python") \
+                from None
         return True
     if config.backend == "python":
         return False

@@ -36,6 +36,7 @@ from ..errors import ExprgradError, is_bug
 from ..ir.program import Program
 from ..lower.lowering import compile_program
 from ..run.config import TrainResult, config_from_program
+from ..run.progress import Progress
 from ..run.training import train as run_training
 
 #: the name a cell's compiled program takes when ``%%exprgrad`` names none
@@ -139,7 +140,8 @@ class CompiledCell:
             if not hasattr(config, key):
                 raise TypeError(f"unknown training setting {key!r}")
             setattr(config, key, value)
-        return run_training(self.program, config=config, init=init, module=self.module)
+        return run_training(self.program, config=config, init=init, module=self.module,
+                            progress=Progress.automatic(config.steps), interruptible=True)
 
     def names(self) -> list[str]:
         """The names the cell put in the namespace."""

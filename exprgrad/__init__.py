@@ -1,7 +1,8 @@
 """exprgrad: compile formulas and small neural networks into straight-line gradient code.
 
-The public API: :func:`compile_source`, :func:`compile_file`, :func:`load` (and, once imported
-from their modules, training, checking and drawing helpers). See README.md.
+The public API (``__all__``): compile (:func:`compile_source`, :func:`compile_file`), load
+(:func:`load`, :func:`load_source`, :func:`entry_point`, :func:`install`), :func:`check`,
+:func:`train`, :func:`predict`, :func:`draw` and :func:`plot`. See README.md.
 """
 
 from __future__ import annotations
@@ -75,9 +76,12 @@ def plot(source, function=None, output=None, *, points=0, params=None, **values)
     ranged argument (``x=(-5, 5)``: the function and its partial derivatives) or two (a
     contour), the others fixed (``b=0.5``); with a TrainResult as ``source``, its loss curve.
     ``output`` (.png, .svg, .pdf) also writes it."""
+    import functools
+
     from .api import program_of
     from .ir.program import Program
     from .run.config import TrainResult
+    from .run.losscurve import figure_bytes
     from .ui.plot import function_figure, loss_figure, parse_ranges, save_figure
 
     if isinstance(source, TrainResult):
@@ -86,8 +90,9 @@ def plot(source, function=None, output=None, *, points=0, params=None, **values)
         program = source if isinstance(source, Program) else program_of(source)
         fn = program.functions[function] if function in program.functions else None
         if fn is None:
-            raise ExprgradError(f"no function {function!r}; functions: "
-                                + ", ".join(program.functions))
+            raise ExprgradError((f"no function {function!r}" if function else
+                                 "plot needs the name of a function (or a TrainResult)")
+                                + "; functions: " + ", ".join(program.functions))
         texts = [f"{k}={v[0]}:{v[1]}" if isinstance(v, tuple) else f"{k}={v}"
                  for k, v in values.items()]
         ranges, fixed = parse_ranges(texts, fn.arg_names, fn.arg_shapes)
@@ -95,6 +100,8 @@ def plot(source, function=None, output=None, *, points=0, params=None, **values)
         mark = "exprgrad function plot"
     if output is not None:
         save_figure(fig, output, mark=mark)
+    # shown inline in Jupyter without %matplotlib: the figure renders itself as PNG
+    fig._repr_png_ = functools.partial(figure_bytes, fig, "png", mark)
     return fig
 
 

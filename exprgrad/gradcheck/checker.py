@@ -98,6 +98,11 @@ class Report:
     lines: list[Line] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # the dataclass's would print every line
+        bad = sum(1 for x in self.lines if x.status == "mismatch")
+        return (f"Report({'ok' if self.ok else 'NOT ok'}: {len(self.lines)} comparisons, {bad} "
+                f"mismatched, {len(self.unchecked)} not checked)")
+
     @property
     def ok(self) -> bool:
         """No mismatch, and every partial derivative checked by at least one method."""

@@ -41,9 +41,10 @@ def loss_figure(losses: Sequence[float], title: str = "training loss") -> Any:
     ax.plot(steps, losses, color="#1f5fa8", linewidth=1.6, label="loss")
     if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
         ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel("loss (log scale)" if ax.get_yscale() == "log" else "loss")
-    last = f"loss at the last step {losses[-1]:.4g}" if losses else "no steps"
+    last = f"loss at the last step {losses[-1]:.4g}" if losses else "no step was taken"
     ax.set_title(f"{title}: {len(losses)} step{'s' if len(losses) != 1 else ''}, {last}")
     ax.grid(True, which="both", alpha=0.3)
     if losses:

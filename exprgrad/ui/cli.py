@@ -140,7 +140,13 @@ def cmd_repl(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="exprgrad", description="Compile .exg formulas and networks to "
-                "straight-line Python forward and gradient code.")
+                "straight-line Python forward and gradient code.",
+                epilog="examples:\n  bash scripts/main.sh   (in a checkout: the seed network, "
+                "compiled, trained and checked)\n  exprgrad examples ex && exprgrad train "
+                "ex/seed_mlp.exg --plot loss.png\n  exprgrad eval ex/tour.exg g a=0.5 b=2\n"
+                "  exprgrad check ex/tour.exg\n  exprgrad repl\n"
+                "Each command's --help describes its options.",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"exprgrad {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -226,8 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("folder", help="where to copy them (created; existing files are kept)")
     x.set_defaults(run=cmd_examples)
 
-    g = sub.add_parser("graph", help="draw the forward (and backward) graph with Graphviz")
-    g.add_argument("file")
+    g = command("graph", "draw the forward (and backward) graph with Graphviz",
+                ["exprgrad graph examples/seed_graph.exg neuron --at x1=2 x2=0 w1=-3 w2=1 "
+                 "-o neuron.svg", "exprgrad graph examples/seed_mlp.exg loss --collapse -o net.png",
+                 "exprgrad graph examples/seed_mlp.exg loss --params params.json --at "
+                 "'x=[2,3,-1]' y=1 -o trained.svg"])
+    g.add_argument("file", help="the .exg file")
     g.add_argument("function", nargs="?", help="the function to draw (default: the first; "
                    "with several, a note on stderr names the one drawn)")
     g.add_argument("--at", nargs="*", default=[], metavar="NAME=VALUE",
@@ -238,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backward", action="store_true", help="draw the gradient program too")
     g.add_argument("--collapse", action="store_true", help="one box per network layer")
     g.add_argument("-o", "--output", required=True, help="OUT.svg, .png, .pdf or .dot")
-    g.add_argument("--force", action="store_true")
+    g.add_argument("--force", action="store_true", help="replace a file exprgrad did not write")
     g.set_defaults(run=cmd_graph)
 
     f = sub.add_parser(
@@ -255,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a range for one or two scalar arguments, a value for every other")
     f.add_argument("-o", "--output", required=True, help="OUT.png, .svg or .pdf")
     f.add_argument("--points", type=int, default=0,
-                   help="points along each range (default 401 for a curve, 61 for a contour)")
+                   help="points along each range, 2 to 2000 (default 401 for a curve, 61 per "
+                   "axis for a contour)")
     f.add_argument("--params", help="parameters saved by `exprgrad train --save`")
     f.add_argument("--force", action="store_true", help="replace a file exprgrad did not write")
     f.set_defaults(run=cmd_plot)

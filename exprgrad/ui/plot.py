@@ -28,6 +28,7 @@ from ..emit.scalar import generate
 from ..errors import ExprgradTypeError, ExprgradValueError
 from ..lower.lowering import did_you_mean, program_of
 from ..readers import number, parse_value
+from ..run.evaluate import check_value
 from ..run.files import check_output, write_output
 from ..run.losscurve import figure_bytes, loss_figure
 from ..run.losscurve import figure_class as matplotlib_figure
@@ -82,7 +83,7 @@ def parse_ranges(items: Sequence[str], arg_names: Sequence[str], shapes: Sequenc
                                          f"below high (got {text!r})", hint="e.g. x=-5:5")
             ranges[name] = (lo, hi)
         else:
-            fixed[name] = parse_value(name, text)
+            fixed[name] = check_value(name, parse_value(name, text), shape)
     missing = [a for a in arg_names if a not in ranges and a not in fixed]
     if missing:
         raise ExprgradValueError(f"no value for {', '.join(repr(m) for m in missing)}",
@@ -99,7 +100,8 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
     """A Figure of ``fname`` over its ranged arguments (see the module docstring)."""
     fn = program.functions[fname]
     if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
-        raise ExprgradTypeError(f"'{fname}' must return one scalar to be plotted", fn.span)
+        raise ExprgradTypeError(f"'{fname}' must return one scalar to be plotted", fn.span
+                                ).with_source(program.filename, program.source)
     module = module_from_code(generate(program), "exg_plot", f"<exprgrad:{program.filename}>")
     grad_of = entry_point(module, fname, "grad")
     if fn.uses_params:
@@ -114,8 +116,8 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
             return value, list(grads)
     names = list(fn.arg_names)
     ranged = [n for n in names if n in ranges]
-    if not 0 <= points <= MAX_POINTS:
-        raise ExprgradValueError(f"--points is from 2 to {MAX_POINTS}")
+    if points != 0 and not 2 <= points <= MAX_POINTS:
+        raise ExprgradValueError(f"--points is from 2 to {MAX_POINTS} (0: the default)")
     figure_class = matplotlib_figure()
     if len(ranged) == 1:
         return _curves(figure_class, fname, names, ranged[0], ranges, fixed, call,

@@ -17,12 +17,12 @@ from typing import Any
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import EXIT_INTERRUPTED, ExprgradError, ExprgradValueError
-from ..ir.program import Program
+from ..ir.program import Function, Program
 from ..lower.lowering import program_of
 from ..readers import read_csv
 from ..run.config import config_from_program, validate_config
 from ..run.data import examples_from, split_row
-from ..run.evaluate import jsonable
+from ..run.evaluate import check_value, jsonable
 from ..run.files import check_output
 from ..run.paramsio import load_params, save_params
 from ..run.progress import Progress
@@ -67,6 +67,8 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     if args.plot:
         save_loss_curve(result.losses, args.plot, title=f"{Path(args.file).name} loss",
                         force=args.force)
+        if not (args.json or interrupted):
+            print(f"drew the loss curve to {args.plot}")
     if interrupted:  # Ctrl-C: what was trained is written; nothing else is shown
         written = " and ".join(f"{flag} {path}" for flag, path in (("--save", args.save),
                                                                    ("--plot", args.plot)) if path)
@@ -143,4 +145,15 @@ def predict_values(program: Program, params: list[float], inputs: list[list[Any]
                   for line, row in read_csv(csv_path)]
     elif inputs is None:
         inputs = examples_from(program, program.functions[config.loss], config)
+    else:  # given in Python: each a list of the predicting function's arguments
+        inputs = [_arguments(fn, row, k) for k, row in enumerate(inputs)]
     return predictions(program, fn, list(params), inputs)
+
+
+def _arguments(fn: Function, row: Any, k: int) -> list[Any]:
+    if not isinstance(row, (list, tuple)) or len(row) != len(fn.arg_names):
+        raise ExprgradValueError(f"input {k} must be a list of {len(fn.arg_names)} argument(s) "
+                                 f"({', '.join(fn.arg_names)}) for '{fn.name}', got {row!r}"[:300],
+                                 hint=f"e.g. [[{', '.join(fn.arg_names)}], ...]")
+    return [check_value(name, value, shape)
+            for name, value, shape in zip(fn.arg_names, row, fn.arg_shapes)]

@@ -24,16 +24,15 @@ def train(source, *, progress=None, **settings):  # type: ignore[no-untyped-def]
 
     from .api import program_of
     from .ir.program import Program
-    from .run.config import config_from_program
+    from .run.config import settings_of
     from .run.progress import Progress
     from .run.training import train as run
 
     program = source if isinstance(source, Program) else program_of(source)
-    config = config_from_program(program)
-    for key, value in settings.items():
-        if not hasattr(config, key):
-            raise TypeError(f"unknown training setting {key!r}")
-        setattr(config, key, value)
+    try:
+        config = settings_of(program, settings)
+    except ExprgradError as err:  # located in the file, with its caret
+        raise err.with_source(program.filename, program.source) from None
     bar = Progress.automatic(config.steps) if progress is None else Progress(
         config.steps, sys.stderr, bool(progress), notebook="ipykernel" in sys.modules)
     return run(program, config=config, progress=bar, interruptible=True)
@@ -57,7 +56,8 @@ def check(source, *functions, budget=60.0, seed=0, hessian=False):  # type: igno
     from .ui.check_cmd import check_program
 
     program = source if isinstance(source, Program) else program_of(source)
-    return check_program(program, functions, budget=budget, seed=seed, hessian=hessian)
+    names = [f for item in functions for f in ([item] if isinstance(item, str) else item)]
+    return check_program(program, names, budget=budget, seed=seed, hessian=hessian)
 
 
 def predict(source, params, inputs=None):  # type: ignore[no-untyped-def]
@@ -68,7 +68,23 @@ def predict(source, params, inputs=None):  # type: ignore[no-untyped-def]
     from .ui.train_cmd import predict_values
 
     program = source if isinstance(source, Program) else program_of(source)
-    return predict_values(program, list(params), inputs)
+    return predict_values(program, _params(program, params), inputs)
+
+
+def _params(program, params):  # type: ignore[no-untyped-def]
+    """Parameters given as a flat list of numbers or as the path of a saved file."""
+    import os
+
+    from .errors import ExprgradValueError
+    from .run.paramsio import load_params
+
+    if isinstance(params, (str, os.PathLike)):
+        return load_params(str(params), program)
+    if isinstance(params, dict) or not all(isinstance(p, (int, float)) and not isinstance(
+            p, bool) for p in params) or len(params) != len(program.param_order):
+        raise ExprgradValueError(f"params must be a list of {len(program.param_order)} numbers "
+                                 "or the path of a file saved by `exprgrad train --save`")
+    return [float(p) for p in params]
 
 
 def plot(source, function=None, output=None, *, points=0, params=None, **values):  # type: ignore[no-untyped-def]
@@ -93,10 +109,16 @@ def plot(source, function=None, output=None, *, points=0, params=None, **values)
             raise ExprgradError((f"no function {function!r}" if function else
                                  "plot needs the name of a function (or a TrainResult)")
                                 + "; functions: " + ", ".join(program.functions))
-        texts = [f"{k}={v[0]}:{v[1]}" if isinstance(v, tuple) else f"{k}={v}"
+        for k, v in values.items():
+            if isinstance(v, tuple) and len(v) != 2:
+                raise ExprgradError(f"the range of {k!r} is (low, high), got {v!r}")
+        if isinstance(points, bool) or not isinstance(points, int):
+            raise ExprgradError(f"points is a whole number, got {points!r}")
+        texts = [f"{k}={v[0]!r}:{v[1]!r}" if isinstance(v, tuple) else f"{k}={v}"
                  for k, v in values.items()]
         ranges, fixed = parse_ranges(texts, fn.arg_names, fn.arg_shapes)
-        fig = function_figure(program, function, ranges, fixed, points=points, params=params)
+        theta = None if params is None else _params(program, params)
+        fig = function_figure(program, function, ranges, fixed, points=points, params=theta)
         mark = "exprgrad function plot"
     if output is not None:
         save_figure(fig, output, mark=mark)

@@ -23,6 +23,12 @@ def bowl(x, y):
 
 def lg(x):
     return log(x)
+
+def wsum(x, v[3]):
+    return x * sum(v)
+
+def two(x):
+    return x, x * x
 """
 
 
@@ -93,6 +99,10 @@ def test_the_command_writes_real_files_and_leaves_gaps_outside_the_domain(tmp_pa
     (["g", "a=-1:1", "a=2", "b=1"], "'a' is given twice"),
     (["nope", "a=-1:1"], "no function 'nope'"),
     (["g", "a=-1:1", "b=1", "--points", "99999"], "--points is from 2 to 2000"),
+    (["g", "a=-1:1", "b=1", "--points", "1"], "--points is from 2 to 2000"),
+    (["wsum", "x=-1:1", "v=1"], "'v' is a vector of 3 numbers; got 1.0"),
+    (["wsum", "x=-1:1", "v=[1,2]"], "'v' is a vector of 3 numbers; got a list of 2"),
+    (["two", "x=-1:1"], "p.exg:13:5: type error: 'two' must return one scalar"),
 ])
 def test_refusals_are_clear(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "p.exg").write_text(SOURCE)

@@ -73,6 +73,14 @@ def test_ctrl_c_stops_cleanly_and_writes_what_was_trained(tmp_path: Path) -> Non
     assert c.exitstatus == 130
     saved = json.loads((tmp_path / "p.json").read_text())
     assert saved["steps"] >= 100 and len(saved["params"]) == 41
+    # the final loss saved is the loss of the parameters saved (after the last whole step)
+    import exprgrad
+
+    module = exprgrad.load(tmp_path / "long.exg")
+    flat = [saved["params"][name] for name in module.PARAM_NAMES]
+    xs = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
+    total = sum(module.loss(flat, x, y) for x, y in zip(xs, [1.0, -1.0, -1.0, 1.0]))
+    assert saved["final_loss"] == pytest.approx(total, rel=1e-12)
     svg = (tmp_path / "loss.svg").read_text()
     assert "<!-- exprgrad loss curve -->" in svg and f"{saved['steps']} steps" in svg
     # the saved parameters are the trained ones: predict with them beats the initial loss

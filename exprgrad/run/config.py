@@ -118,6 +118,27 @@ def config_from_program(program: Program) -> TrainConfig:
     return config
 
 
+def settings_of(program: Program, settings: dict[str, Any]) -> TrainConfig:
+    """The program's training settings with keyword overrides (the Python API's), checked:
+    an unknown name or a value of the wrong type is a clear error."""
+    config = config_from_program(program)
+    for key, value in settings.items():
+        key = "batch_size" if key == "batch" else key
+        if key not in _OPTION_TYPES:
+            raise ExprgradTypeError(f"unknown training setting {key!r}",
+                                     hint="settings: " + ", ".join(sorted(_OPTION_TYPES)))
+        kind = _OPTION_TYPES[key]
+        wanted = {int: "a whole number", float: "a number", str: "a name"}[kind]  # type: ignore[index]
+        if kind is str and not isinstance(value, str) or kind in (int, float) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) and kind is int
+                or kind is int and value != int(value)):
+            raise ExprgradTypeError(f"the setting {key!r} needs {wanted}, got {value!r}")
+        setattr(config, key, kind(value))
+    validate_config(config)
+    return config
+
+
 def validate_config(config: TrainConfig, span: Span | None = None) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise ExprgradValueError(f"unknown optimizer '{config.optimizer}'", span,

@@ -31,7 +31,7 @@ def figure_class() -> Any:
     return Figure
 
 
-def loss_figure(losses: Sequence[float], title: str = "training loss") -> Any:
+def loss_figure(losses: Sequence[float], title: str = "training loss", log: bool = True) -> Any:
     """A matplotlib Figure of a loss curve (see the module docstring)."""
     figure_class_ = figure_class()
     fig = figure_class_(figsize=(7, 4.2), dpi=100, layout="constrained")
@@ -39,7 +39,7 @@ def loss_figure(losses: Sequence[float], title: str = "training loss") -> Any:
     steps = list(range(1, len(losses) + 1))
     finite = [x for x in losses if math.isfinite(x)]
     ax.plot(steps, losses, color="#1f5fa8", linewidth=1.6, label="loss")
-    if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
+    if log and finite and min(finite) > 0 and max(finite) / min(finite) > 100:
         ax.set_yscale("log")
     ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
     ax.set_xlabel("step")

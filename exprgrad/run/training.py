@@ -182,7 +182,11 @@ def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],
                module: types.ModuleType) -> float:
     """The batch loss of the final parameters over all examples (sum or mean, as trained)."""
     loss = entry_point(module, result.config.loss, "value")
-    total = math.fsum(loss(result.params, *ex) for ex in examples)
+    values = [loss(result.params, *ex) for ex in examples]
+    try:
+        total = math.fsum(values)
+    except (OverflowError, ValueError):  # inf - inf, or a sum beyond the largest float
+        total = sum(values)
     return total / len(examples) if result.config.reduce == "mean" else total
 
 

@@ -21,6 +21,7 @@ imports IPython: the magic is registered through the shell object IPython passes
 
 from __future__ import annotations
 
+import builtins
 import html
 import inspect
 import keyword
@@ -32,10 +33,10 @@ from typing import Any
 from ..emit.load import module_from_code
 from ..emit.module import safe_label
 from ..emit.scalar import generate
-from ..errors import ExprgradError, is_bug
+from ..errors import ExprgradError, ExprgradValueError, is_bug
 from ..ir.program import Program
 from ..lower.lowering import compile_program
-from ..run.config import TrainResult, config_from_program
+from ..run.config import TrainResult, config_from_program, settings_of
 from ..run.progress import Progress
 from ..run.training import train as run_training
 
@@ -135,11 +136,13 @@ class CompiledCell:
         """Train as the cell's ``train`` statement says; keyword arguments override its
         settings (steps, lr, optimizer, seed, batch_size, reduce, backend); ``init`` gives the
         starting parameters (default: ``init_params(seed)``)."""
-        config = config_from_program(self.program)
-        for key, value in settings.items():
-            if not hasattr(config, key):
-                raise TypeError(f"unknown training setting {key!r}")
-            setattr(config, key, value)
+        try:
+            config = settings_of(self.program, settings)
+        except ExprgradError as err:  # located in the cell, with its caret
+            raise err.with_source(self.program.filename, self.program.source) from None
+        if init is not None and len(init) != len(self.program.param_order):
+            raise ExprgradValueError(f"init must hold {len(self.program.param_order)} "
+                                     f"parameters, got {len(init)}")
         return run_training(self.program, config=config, init=init, module=self.module,
                             progress=Progress.automatic(config.steps), interruptible=True)
 
@@ -179,7 +182,15 @@ def _cell_name(line: str) -> str:
         raise ExprgradCellError(
             f"%%exprgrad: {line.strip()!r} is not a name\n"
             "hint: the cell magic's line is '%%exprgrad' or '%%exprgrad NAME' (a Python name)")
+    if words[0] in RESERVED or words[0].startswith("_"):
+        raise ExprgradCellError(
+            f"%%exprgrad: {words[0]!r} is a name Python or IPython uses itself\n"
+            "hint: choose another name for the cell, e.g. '%%exprgrad model'")
     return words[0]
+
+
+#: names a cell never binds in the notebook: Python's builtins and IPython's own names
+RESERVED = frozenset(dir(builtins)) | {"In", "Out", "get_ipython", "exit", "quit", "display"}
 
 
 def exprgrad_magic(shell: Any, line: str, cell: str) -> None:
@@ -192,7 +203,11 @@ def exprgrad_magic(shell: Any, line: str, cell: str) -> None:
             raise
         raise ExprgradCellError(err) from None
     shell.user_ns[name] = compiled
-    shell.user_ns.update(compiled.functions)
+    kept = {f: fn for f, fn in compiled.functions.items() if f not in RESERVED}
+    shell.user_ns.update(kept)
+    if len(kept) < len(compiled.functions):  # still reachable as NAME.f
+        print(f"exprgrad: not bound (names IPython uses): "
+              f"{', '.join(f for f in compiled.functions if f not in kept)}; use {name}.NAME")
     shell.user_ns["params"] = list(compiled.params)
     shell.user_ns["train"] = compiled.train
     print(f"exprgrad: defined {', '.join(compiled.names())}")

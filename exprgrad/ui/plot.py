@@ -48,7 +48,11 @@ def save_figure(fig: Any, path: str | Path, *, mark: str, force: bool = False) -
 
 def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "training loss",
                     force: bool = False) -> None:
-    save_figure(loss_figure(losses, title), path, mark="exprgrad loss curve", force=force)
+    try:
+        save_figure(loss_figure(losses, title), path, mark="exprgrad loss curve", force=force)
+    except OverflowError:  # a log scale over hundreds of decades: a linear one instead
+        save_figure(loss_figure(losses, title, log=False), path, mark="exprgrad loss curve",
+                    force=force)
 
 
 # ---- a function and its derivatives ----------------------------------------------------------
@@ -78,9 +82,10 @@ def parse_ranges(items: Sequence[str], arg_names: Sequence[str], shapes: Sequenc
             lo_text, _, hi_text = text.partition(":")
             lo, hi = number(lo_text), number(hi_text)
             if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)
-                                                and lo < hi):
+                                                and lo < hi and math.isfinite(hi - lo)):
                 raise ExprgradValueError(f"the range of {name!r} must be two finite numbers, low "
-                                         f"below high (got {text!r})", hint="e.g. x=-5:5")
+                                         "below high, their difference a float too (got "
+                                         f"{text!r})", hint="e.g. x=-5:5")
             ranges[name] = (lo, hi)
         else:
             fixed[name] = check_value(name, parse_value(name, text), shape)
@@ -104,6 +109,11 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
                                 ).with_source(program.filename, program.source)
     module = module_from_code(generate(program), "exg_plot", f"<exprgrad:{program.filename}>")
     grad_of = entry_point(module, fname, "grad")
+    if params is not None and (isinstance(params, (str, bytes)) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) for p in params)
+            or len(params) != len(program.param_order)):
+        raise ExprgradValueError(f"params must be a list of {len(program.param_order)} numbers "
+                                 "(or a file saved by `exprgrad train --save`)")
     if fn.uses_params:
         theta = list(params) if params is not None else list(module.init_params(0))
 
@@ -127,7 +137,8 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
 
 
 def _grid(lo: float, hi: float, n: int) -> list[float]:
-    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    """n points from lo to hi (never overflowing: -1e308:1e308 works)."""
+    return [lo * (1 - i / (n - 1)) + hi * (i / (n - 1)) for i in range(n)]
 
 
 def _safe(call: Callable[[list[Any]], tuple[float, list[Any]]], args: list[Any]
@@ -162,6 +173,11 @@ def _curves(figure_class: Any, fname: str, names: list[str], x: str,
                   + (f" at {shown}" if shown else ""))
     top.grid(True, alpha=0.3)
     top.legend(loc="best")
+    if math.isfinite(ranges[x][1] - ranges[x][0]):
+        top.set_xlim(*ranges[x])  # the range asked for, even where the function is undefined
+    if not any(math.isfinite(v) for v in values):
+        top.text(0.5, 0.5, f"no finite value of {fname} in this range", ha="center",
+                 va="center", transform=top.transAxes)
     if uses_params:
         bottom.text(0.5, 0.5, f"{fname} uses parameters: its gradient is with respect to them",
                     ha="center", va="center", transform=bottom.transAxes)
@@ -199,7 +215,10 @@ def _contour(figure_class: Any, fname: str, names: list[str], ranged: list[str],
     filled = ax.contourf(xs, ys, z, levels=20, cmap="viridis")
     ax.contour(xs, ys, z, levels=20, colors="white", linewidths=0.4, alpha=0.6)
     fig.colorbar(filled, ax=ax, label=f"{fname}")
-    if not uses_params:
+    if uses_params:
+        ax.text(0.02, 0.02, f"{fname} uses parameters: its gradient is with respect to them",
+                transform=ax.transAxes, fontsize=8)
+    else:
         step = max(1, n // 15)
         ax.quiver(xs[::step], ys[::step], [row[::step] for row in gx[::step]],
                   [row[::step] for row in gy[::step]], color="#ffffff", alpha=0.8)

@@ -59,8 +59,7 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
     fn = program.functions[config.loss]
     examples = examples_from(program, fn, config, args.data)
-    last = final_loss(program, result, examples, module) if not result.stopped else (
-        result.losses[-1] if result.losses else math.nan)
+    last = final_loss(program, result, examples, module)  # of the parameters returned
     if args.save:
         save_params(args.save, program, result.params, force=args.force,
                     extra={"final_loss": last, "steps": result.steps})

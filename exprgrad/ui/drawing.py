@@ -31,7 +31,7 @@ from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import ExprgradLimitError, ExprgradValueError
 from ..ir.derive import derivatives
-from ..ir.diff import grad
+from ..ir.diff import diff_args, grad
 from ..ir.interpret import interpret
 from ..ir.node import Node, reachable
 from ..ir.ops import OPS, EvalAlgebra
@@ -115,7 +115,10 @@ def dot_body(program: Program, fname: str, *, at: dict[str, Any] | None = None,
     grad_roots: list[Node] = []
     grads_of: dict[int, Node] = {}
     if (backward or at is not None) and len(outputs) == 1 and outputs[0].shape == ():
-        everything = [n for n in forward_nodes if n.op != "const"]
+        # the body of a call with grad rules is not differentiated (its rules are): its nodes
+        # have no gradient to show, rather than a gradient of 0
+        on_path = {n.id for n in reachable(outputs, diff_args)}
+        everything = [n for n in forward_nodes if n.op != "const" and n.id in on_path]
         cotangents = grad(graph, outputs[0], everything)
         grads_of = {n.id: g for n, g in zip(everything, cotangents)}
         derived = derivatives(program, fn)  # the gradient program the backends write

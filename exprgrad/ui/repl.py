@@ -53,6 +53,7 @@ from ..gradcheck.checker import (
     to_sympy,
     within,
 )
+from ..ir.diff import diff_args
 from ..ir.node import Node, reachable
 from ..ir.ops import BUILTINS
 from ..ir.program import Program
@@ -422,8 +423,9 @@ class Session:
                                      f"are limited to {MAX_DRAW_NODES}",
                                      hint="draw a part of it (a named intermediate)")
         grads_of: dict[int, Node] = {}
-        if root.shape == ():
-            everything = [n for n in drawn if n.op != "const"]
+        if root.shape == ():  # (the body of a call with grad rules has no gradient to show)
+            on_path = {n.id for n in reachable([root], diff_args)}
+            everything = [n for n in drawn if n.op != "const" and n.id in on_path]
             grads_of = dict(zip((n.id for n in everything), env.cotangents(root, everything)))
 
         def label_of(node: Node) -> str:

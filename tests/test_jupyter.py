@@ -197,3 +197,12 @@ def test_without_ipython_the_extension_says_what_to_install(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "IPython", None)
     with pytest.raises(ImportError, match=r"pip install 'exprgrad\[jupyter\]'"):
         exprgrad.load_ipython_extension(object())
+
+
+def test_a_cell_never_takes_a_name_python_or_ipython_uses() -> None:
+    from exprgrad.ui.jupyter import ExprgradCellError, _cell_name
+
+    for name in ("print", "get_ipython", "In", "Out", "exit", "_private"):
+        with pytest.raises(ExprgradCellError, match="a name Python or IPython uses itself"):
+            _cell_name(name)
+    assert _cell_name("model") == "model" and _cell_name("") == "exg"

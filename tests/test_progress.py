@@ -86,3 +86,22 @@ def test_ctrl_c_stops_cleanly_and_writes_what_was_trained(tmp_path: Path) -> Non
     # the saved parameters are the trained ones: predict with them beats the initial loss
     predicted = run_cli("predict", "long.exg", "--params", "p.json", "--json", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
+
+
+def test_ctrl_c_with_json_still_prints_one_object(tmp_path: Path) -> None:
+    (tmp_path / "long.exg").write_text(LONG.replace("steps=100000000", "steps=2000000"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    c = pexpect.spawn(sys.executable, ["-m", "exprgrad", "train", "long.exg", "--json", "--save",
+                                       "p.json"], env=env, cwd=str(tmp_path), encoding="utf-8",
+                      timeout=120)
+    import time
+
+    time.sleep(3)  # --json shows no progress: give it time to start training
+    c.sendintr()
+    c.expect(pexpect.EOF)
+    c.close()
+    assert c.exitstatus == 130
+    line = next(x for x in c.before.splitlines() if x.startswith("{"))
+    summary = json.loads(line)
+    assert summary["stopped"].startswith("interrupted during step") and summary["steps"] > 0
+    assert summary["save"] == "p.json" and (tmp_path / "p.json").exists()

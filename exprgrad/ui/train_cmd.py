@@ -72,6 +72,10 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         written = " and ".join(f"{flag} {path}" for flag, path in (("--save", args.save),
                                                                    ("--plot", args.plot)) if path)
         print(f"{result.stopped}" + (f"; wrote {written}" if written else ""), file=sys.stderr)
+        if args.json:
+            print(json.dumps(jsonable({"stopped": result.stopped, "steps": result.steps,
+                                       "final_loss": last, "save": args.save,
+                                       "plot": args.plot})))
         return EXIT_INTERRUPTED
     preds: list[Any] = []
     if pred_fn is not None and len(examples) <= 5000:

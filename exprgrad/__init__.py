@@ -20,8 +20,6 @@ def train(source, *, progress=None, **settings):  # type: ignore[no-untyped-def]
     Returns a TrainResult: ``.losses`` (one per step), ``.params`` and ``.names``. ``progress``:
     a progress bar (default: in Jupyter and on a terminal); Ctrl-C ends training after the last
     whole step, and the result says so (``.stopped``)."""
-    import sys
-
     from .api import program_of
     from .ir.program import Program
     from .run.config import settings_of
@@ -33,8 +31,7 @@ def train(source, *, progress=None, **settings):  # type: ignore[no-untyped-def]
         config = settings_of(program, settings)
     except ExprgradError as err:  # located in the file, with its caret
         raise err.with_source(program.filename, program.source) from None
-    bar = Progress.automatic(config.steps) if progress is None else Progress(
-        config.steps, sys.stderr, bool(progress), notebook="ipykernel" in sys.modules)
+    bar = Progress.automatic(config.steps, None if progress is None else bool(progress))
     return run(program, config=config, progress=bar, interruptible=True)
 
 

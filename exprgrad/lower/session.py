@@ -269,7 +269,7 @@ class Environment:
 
     def value(self, node: Node) -> Any:
         """A node's value: a float, or nested lists of floats."""
-        return _nest(self.values[node.id], node.shape)
+        return nest(self.values[node.id], node.shape)
 
     def mark_constant(self, name: str) -> None:
         node = self.bindings.get(name)
@@ -582,7 +582,8 @@ def _shape_of(value: Any) -> tuple[int, ...] | None:
     return None
 
 
-def _nest(elems: list[float], shape: tuple[int, ...]) -> Any:
+def nest(elems: list[float], shape: tuple[int, ...]) -> Any:
+    """Row-major elements as a value of ``shape``: a float, a list or a list of rows."""
     if shape == ():
         return elems[0]
     if len(shape) == 1:

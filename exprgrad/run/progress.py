@@ -34,11 +34,13 @@ class Progress:
         self.bar: Any = None
 
     @classmethod
-    def automatic(cls, total: int) -> Progress:
-        """For the Python API: a bar in a Jupyter kernel and on a terminal, nothing in a script
-        whose standard error is not a terminal."""
+    def automatic(cls, total: int, enabled: bool | None = None) -> Progress:
+        """For the Python API: by default a bar in a Jupyter kernel and on a terminal, nothing
+        in a script whose standard error is not a terminal; ``enabled`` decides otherwise."""
         notebook = "ipykernel" in sys.modules
-        return cls(total, sys.stderr, notebook or sys.stderr.isatty(), notebook=notebook)
+        if enabled is None:
+            enabled = notebook or sys.stderr.isatty()
+        return cls(total, sys.stderr, enabled, notebook=notebook)
 
     def _make_bar(self, loss: float) -> Any:
         widget = False

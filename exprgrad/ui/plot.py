@@ -155,7 +155,7 @@ def _curves(figure_class: Any, fname: str, names: list[str], x: str,
             uses_params: bool) -> Any:
     xs = _grid(*ranges[x], n)
     values: list[float] = []
-    partials: dict[str, list[float]] = {a: [] for a, v in zip(names, names)
+    partials: dict[str, list[float]] = {a: [] for a in names
                                         if a == x or not isinstance(fixed.get(a), list)}
     for point in xs:
         args = [point if a == x else fixed[a] for a in names]

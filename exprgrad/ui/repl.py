@@ -58,7 +58,7 @@ from ..ir.node import Node, reachable
 from ..ir.ops import BUILTINS
 from ..ir.program import Program
 from ..lower.lowering import LANGUAGE_WORDS, compile_program, read_source
-from ..lower.session import Environment, Origin, Partial, located
+from ..lower.session import Environment, Origin, Partial, located, nest
 from ..run.config import config_from_program
 from ..run.evaluate import format_value
 from ..run.progress import Progress
@@ -282,7 +282,7 @@ class Session:
                     self.out(f"  {top}/d{element} = {_show(g)}")
             else:
                 self.out(f"  {top}/d{p.label or '(unnamed)'} = "
-                         f"{_show(_nest(p.grad, p.node.shape))}")
+                         f"{_show(nest(p.grad, p.node.shape))}")
 
     def _step(self, rest: str, typed: str, line: int, col: int) -> None:
         try:
@@ -495,15 +495,6 @@ def _owners(env: Environment, tensors: list[str]) -> str:
 
 class _Quit(Exception):
     pass
-
-
-def _nest(elems: list[float], shape: tuple[int, ...]) -> Any:
-    if shape == ():
-        return elems[0]
-    if len(shape) == 1:
-        return list(elems)
-    n = shape[1]
-    return [list(elems[i:i + n]) for i in range(0, len(elems), n)]
 
 
 def _show(value: Any) -> str:

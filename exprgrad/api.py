@@ -22,6 +22,7 @@ from .emit.module import safe_label
 from .emit.scalar import generate
 from .errors import ExprgradValueError
 from .lower.lowering import compile_program, program_of, read_source
+from .run.training import module_steps
 
 
 def compile_source(text: str, filename: str = "<string>", *, hessians: bool = False,
@@ -34,7 +35,8 @@ def compile_source(text: str, filename: str = "<string>", *, hessians: bool = Fa
         if hessians:
             raise ExprgradValueError("the numpy backend writes no Hessians")
         return generate_numpy(program)
-    return generate(program, hessians=hessians)
+    steps, unroll = module_steps(program)
+    return generate(program, hessians=hessians, steps=steps, unroll=unroll)
 
 
 def compile_file(path: str | Path, *, hessians: bool = False, backend: str = "python") -> str:

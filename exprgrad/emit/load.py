@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..ir.graph import no_gc
-from .module import ENTRY_KINDS
+from ..ir.program import ENTRY_KINDS
 
 
 def module_from_code(code: str, name: str, pseudo_file: str) -> types.ModuleType:

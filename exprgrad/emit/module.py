@@ -22,12 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..ir.ops import HELPERS
+from ..ir.program import ENTRY_KINDS
 from ..version import __version__
 from .names import Namer
-
-#: the generated functions of one user ``def``, by kind, with the suffix of their Python name
-ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess",
-               "vjp": "_vjp"}
 
 #: the module constants every generated module defines
 CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",

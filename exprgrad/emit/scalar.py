@@ -30,12 +30,13 @@ from ..errors import ExprgradLimitError
 from ..ir.derive import derivatives, second_derivatives, vjp
 from ..ir.graph import Graph, no_gc
 from ..ir.interpret import interpret
-from ..ir.node import Node
+from ..ir.node import Node, reachable
 from ..ir.ops import OPS
 from ..ir.program import Function, Program
 from ..limits import MAX_SCALAR_PARAMS, MAX_SCALAR_STATEMENTS
 from .module import ModuleWriter, Unrecorded, Uses
 from .names import Scope, ident_part
+from .steps import SETTINGS, STATE, STEP_KINDS, update
 from .verify import verify_module
 
 
@@ -162,7 +163,7 @@ class Printer:
         assert emit is not None, f"{e.op} has no Python emitter"
         return emit(texts, _consts(e), self.uses)
 
-    def elems(self, elems: Sequence[Elem], shape: tuple[int, ...]) -> str:
+    def elems(self, elems: Sequence[Expr], shape: tuple[int, ...]) -> str:
         """A tensor's elements as a Python list display (nested for a matrix)."""
         texts = [self.expr(e) for e in elems]
         if shape == ():
@@ -219,23 +220,24 @@ class ScalarWriter:
         self.vjp_statements = 0
 
     def emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
-             with_params: bool, summed: Picker | None = None) -> None:
+             with_params: bool, summed: Picker | None = None, steps: Sequence[str] = ()) -> None:
         """Emit the function of ``kind`` for ``fn``, computing ``roots``; ``returns`` prints the
         return value from the roots' elements.
 
         With ``summed`` (which picks the value and the flat gradient out of the roots'
         elements), also emit the ``grad_sum`` function: the same statements in a loop over a
-        batch, accumulating the value and the gradient.
+        batch, accumulating the value and the gradient; and for each optimizer of ``steps`` its
+        training step (:mod:`exprgrad.emit.steps`): that loop, then the update.
         """
         try:
-            self._emit(kind, fn, roots, returns, doc, with_params, summed)
+            self._emit(kind, fn, roots, returns, doc, with_params, summed, steps)
         except ExprgradLimitError as err:
             err.span = err.span or fn.span
             err.lineno, err.offset = err.span.line, err.span.col
             raise err.with_source(self.program.filename, self.program.source) from None
 
     def _emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
-              with_params: bool, summed: Picker | None) -> None:
+              with_params: bool, summed: Picker | None, steps: Sequence[str]) -> None:
         scope = self.module.namer.scope()
         alg = PyAlgebra(scope, self.budget - (self.vjp_statements if kind == "vjp"
                                               else self.statements))
@@ -252,21 +254,9 @@ class ScalarWriter:
             unpack.append(f"{_unpack_target(names, shape)} = {pyname}")
         prologue: list[str] = []  # the parameters' elements
         if params is not None:
-            prologue.append(f"{_unpack_target(self._param_elements(scope, env), (-1,))} = "
-                            f"{params}")
-        versions: dict[str, int] = {}
-
-        def before(node: Node) -> None:
-            span = self.graph.spans.get(node.id)
-            alg.line = span.line if span else None
-            alg.mark = len(alg.stmts)
-
-        def after(node: Node, elems: list[Any]) -> list[Any]:
-            user = self.graph.names.get(node.id)
-            if user is not None and len(alg.stmts) > alg.mark:
-                self._rename(alg, scope, elems, ident_part(user), versions, node.size)
-            return elems
-
+            pnames = self._param_elements(scope, env)
+            prologue.append(f"{_unpack_target(pnames, (-1,))} = {params}")
+        before, after = self._hooks(alg, scope)
         elems = interpret(roots, env, alg, before=before, after=after)
         sig = ([params] if params else []) + arg_sig
         name = self.module.entry(fn.name, kind)
@@ -283,7 +273,90 @@ class ScalarWriter:
         else:
             self.statements += len(body)
         if summed is not None and params is not None:
-            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack)
+            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack,
+                         [Var(n, temp=False) for n in pnames], steps)
+
+    def _hooks(self, alg: PyAlgebra, scope: Scope) -> tuple[Callable[[Node], None],
+                                                            Callable[[Node, list[Any]], list[Any]]]:
+        """The interpreter's hooks: each statement records its source line, and the statements
+        of a user-named node are named after the user's variable (see :meth:`_rename`)."""
+        versions: dict[str, int] = {}
+
+        def before(node: Node) -> None:
+            span = self.graph.spans.get(node.id)
+            alg.line = span.line if span else None
+            alg.mark = len(alg.stmts)
+
+        def after(node: Node, elems: list[Any]) -> list[Any]:
+            user = self.graph.names.get(node.id)
+            if user is not None and len(alg.stmts) > alg.mark:
+                self._rename(alg, scope, elems, ident_part(user), versions, node.size)
+            return elems
+
+        return before, after
+
+    def unrolled(self, fn: Function, roots: list[Node], pick: Picker, n: int,
+                 optimizer: str) -> bool:
+        """The training step of ``optimizer`` for batches of exactly ``n`` examples, unrolled:
+        the statements of every example written out, the gradient summed in one expression per
+        parameter and folded into the update, as a careful hand-written step is. The nodes that
+        do not depend on the example are computed once. Returns False (and writes nothing) when
+        it would take more than :data:`UNROLL_STATEMENTS` statements."""
+        scope = self.module.namer.scope()
+        budget = min(UNROLL_STATEMENTS, self.budget - self.statements)
+        alg = PyAlgebra(scope, budget)
+        base: dict[int, list[Any]] = {}
+        params = scope.fresh("params")
+        pnames = self._param_elements(scope, base)
+        pvars = [base[self.program.params[t].node.id][i] for t, i in self.program.param_order]
+        arg_sig = [scope.fresh(a) for a in fn.arg_names]
+        before, after = self._hooks(alg, scope)
+        inputs = {node.id for node in fn.inputs}
+        dependent: set[int] = set()
+        for node in reachable(roots):
+            if node.id in inputs or any(a.id in dependent for a in node.args):
+                dependent.add(node.id)
+        try:
+            interpret([x for x in reachable(roots) if x.id not in dependent], base, alg,
+                      before=before, after=after)
+            examples: list[list[list[str]]] = []  # per argument, per example: element names
+            value: Elem = 0.0
+            grads: list[Elem] = []
+            for e in range(n):
+                env = dict(base)
+                for k, (node, arg) in enumerate(zip(fn.inputs, fn.arg_names)):
+                    names = [scope.fresh(f"_{ident_part(arg)}{e}" + (f"_{i}" if node.shape
+                                                                      else ""))
+                             for i in range(node.size)]
+                    env[node.id] = [Var(name, temp=False) for name in names]
+                    if e == 0:
+                        examples.append([])
+                    examples[k].append(names)
+                v, g = pick(interpret(roots, env, alg, before=before, after=after))
+                alg.line = None
+                value = v if e == 0 else alg.scalar("add", [value, v])
+                grads = g if e == 0 else [alg.scalar("add", [a, b]) for a, b in zip(grads, g)]
+            names_ = _StepNames(scope)
+            new, state = names_.update(alg, optimizer, pvars, grads)
+        except ExprgradLimitError:
+            return False
+        live = [e for v in [[value], new, *state] for e in v if isinstance(e, Var)]
+        body, results = _into_return(_fuse(_dce(alg.stmts, live), live, into_unlined=True),
+                                     [[value], new, *state])
+        self.statements += len(body)
+        unpack = [f"    {_unpack_target(pnames, (-1,))} = {params}"]
+        for arg, shape, per_example in zip(arg_sig, fn.arg_shapes, examples):
+            rows = [_unpack_target(names, shape) if shape else names[0] for names in per_example]
+            unpack.append(f"    {_tuple(rows)} = {arg}")
+        name = self.module.entry(fn.name, STEP_KINDS[optimizer] + "_unrolled")
+        returned = ", ".join([self.printer.expr(results[0][0]),
+                              *(self.printer.elems(v, (len(v),)) for v in results[1:])])
+        self.module.add("\n".join([
+            f"def {name}({', '.join(names_.signature(optimizer, params, arg_sig))}):",
+            f'    """{_step_doc(fn.name, optimizer)} For batches of exactly {n} examples."""',
+            *unpack, *names_.unpack(optimizer, len(pvars)),
+            *self._body_lines(body, "    "), f"    return {returned}"]))
+        return True
 
     def _param_elements(self, scope: Scope, env: dict[int, list[Any]]) -> list[str]:
         """A local per parameter element, named after it (``_w_0``, ``_m_1_2``)."""
@@ -302,8 +375,10 @@ class ScalarWriter:
 
     def _summed(self, fn: Function, alg: PyAlgebra, scope: Scope,
                 picked: tuple[Elem, list[Elem]], params: str, arg_sig: list[str],
-                prologue: list[str], unpack: list[str]) -> None:
-        """``grad_sum``: the body of ``grad`` in a loop over the examples, accumulating."""
+                prologue: list[str], unpack: list[str], pvars: list[Var],
+                steps: Sequence[str]) -> None:
+        """``grad_sum``: the body of ``grad`` in a loop over the examples, accumulating; then the
+        training steps of ``steps``: the same loop, then the update."""
         value, flat = picked
         line_of = {id(s.target): s.line for s in alg.stmts}
         stmts = list(alg.stmts)
@@ -319,16 +394,31 @@ class ScalarWriter:
         self.statements += len(body)
         loop = ", ".join(arg_sig)
         target = f"({loop},)" if len(arg_sig) == 1 else loop
+        looped = [f"    {' = '.join(a.name for a in accs)} = 0.0",
+                  f"    for {target} in zip({loop}):",
+                  *(f"        {u}" for u in unpack), *self._body_lines(body, "        ")]
         name = self.module.entry(fn.name, "grad_sum")
         lines = [f"def {name}({', '.join([params, *arg_sig])}):",
                  f'    """(sum of {fn.name}, gradient of that sum with respect to the parameters) '
                  f'over a batch: each argument holds one value per example."""',
-                 *(f"    {p}" for p in prologue),
-                 f"    {' = '.join(a.name for a in accs)} = 0.0",
-                 f"    for {target} in zip({loop}):",
-                 *(f"        {u}" for u in unpack), *self._body_lines(body, "        "),
+                 *(f"    {p}" for p in prologue), *looped,
                  f"    return {accs[0].name}, [{', '.join(a.name for a in accs[1:])}]"]
         self.module.add("\n".join(lines))
+        names = _StepNames(scope)
+        for optimizer in steps:
+            tail = PyAlgebra(scope, self.budget - self.statements)
+            new, state = names.update(tail, optimizer, pvars, accs[1:])
+            live = [e for v in [new, *state] for e in v if isinstance(e, Var)]
+            after, results = _into_return(_fuse(_dce(tail.stmts, live), live), [new, *state])
+            self.statements += len(after)
+            name = self.module.entry(fn.name, STEP_KINDS[optimizer])
+            returned = ", ".join([accs[0].name, *(self.printer.elems(v, (len(v),))
+                                                  for v in results)])
+            self.module.add("\n".join([
+                f"def {name}({', '.join(names.signature(optimizer, params, arg_sig))}):",
+                f'    """{_step_doc(fn.name, optimizer)}"""',
+                *(f"    {p}" for p in prologue), *names.unpack(optimizer, len(pvars)),
+                *looped, *self._body_lines(after, "    "), f"    return {returned}"]))
 
     @staticmethod
     def _rename(alg: PyAlgebra, scope: Scope, elems: list[Any], base: str,
@@ -356,6 +446,56 @@ class ScalarWriter:
         return lines
 
 
+class _StepNames:
+    """The extra arguments of one function's training steps (optimizer state, settings,
+    ``scale``) and their element locals, named once in the function's scope."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.args: dict[str, str] = {}
+        self.elems: dict[str, list[Var]] = {}
+
+    def arg(self, name: str) -> str:
+        if name not in self.args:
+            self.args[name] = self.scope.fresh(name)
+        return self.args[name]
+
+    def signature(self, optimizer: str, params: str, batch: list[str]) -> list[str]:
+        return [params, *(self.arg(n) for n in STATE[optimizer]), *batch,
+                *(self.arg(n) for n in SETTINGS[optimizer]), f"{self.arg('scale')}=1.0"]
+
+    def vector(self, name: str, size: int) -> list[Var]:
+        if name not in self.elems:
+            self.elems[name] = [Var(self.scope.fresh(f"_{name}_{i}"), temp=False)
+                                for i in range(size)]
+        return self.elems[name]
+
+    def unpack(self, optimizer: str, size: int) -> list[str]:
+        """The lines unpacking the state vectors into their element locals."""
+        return [f"    {_unpack_target([v.name for v in self.vector(n, size)], (-1,))} = "
+                f"{self.arg(n)}" for n in STATE[optimizer] if n != "t"]
+
+    def update(self, alg: PyAlgebra, optimizer: str, params: Sequence[Elem],
+               grads: Sequence[Elem]) -> tuple[list[Elem], list[list[Elem]]]:
+        state: dict[str, Any] = {n: (Var(self.arg(n), temp=False) if n == "t" else
+                                     self.vector(n, len(params))) for n in STATE[optimizer]}
+        settings = {n: Var(self.arg(n), temp=False) for n in SETTINGS[optimizer]}
+        return update(alg, optimizer, params, grads, state, settings,  # type: ignore[no-any-return]
+                      Var(self.arg("scale"), temp=False))
+
+
+def _step_doc(fname: str, optimizer: str) -> str:
+    state = STATE[optimizer]
+    returned = ", ".join(["summed loss", "new params", *(f"new {n}" for n in state if n != "t")])
+    taken = ", ".join(["params", *state, "batch (one sequence per argument)",
+                       *SETTINGS[optimizer], "scale=1.0"])
+    return (f"One {optimizer} step on {fname} summed over a batch: ({taken}) -> ({returned}); "
+            "the gradient is multiplied by scale (1/batch size for a mean loss).")
+
+
+#: the most statements an unrolled training step may hold (beyond it, steps loop over the batch)
+UNROLL_STATEMENTS = 20_000
+
 #: the most operations one fused statement may hold (keeps nesting shallow for CPython)
 FUSE_LIMIT = 12
 
@@ -371,7 +511,8 @@ def _vars_of(e: Expr) -> Iterator[tuple[Var, int]]:
             stack.extend((a, times * k) for a, k in zip(x.args, multiplicity(x)))
 
 
-def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
+def _fuse(stmts: list[Assign], live: Sequence[Var], into_unlined: bool = False
+          ) -> list[Assign]:
     """Fold each temporary that is printed exactly once into its user on the same source line,
     up to FUSE_LIMIT operations per statement: fewer loads and stores, the same arithmetic in
     the same order (the printer parenthesizes every folded operation). Decided on the
@@ -398,7 +539,9 @@ def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
             j = where.get(id(arg))
             if j is None or j >= i or gone[j] or uses.get(id(arg)) != 1:
                 continue
-            if stmts[j].line != stmt.line or ops[i] + ops[j] > FUSE_LIMIT:
+            if stmts[j].line != stmt.line and not (into_unlined and stmt.line is None):
+                continue
+            if ops[i] + ops[j] > FUSE_LIMIT:
                 continue
             args[k] = out[j].value
             ops[i] += ops[j]
@@ -407,6 +550,23 @@ def _fuse(stmts: list[Assign], live: Sequence[Var]) -> list[Assign]:
         if changed:
             out[i] = Assign(stmt.target, Op(stmt.value.op, args), stmt.line)
     return [stmt for stmt, dead in zip(out, gone) if not dead]
+
+
+def _into_return(stmts: list[Assign], results: Sequence[Sequence[Elem]]
+                 ) -> tuple[list[Assign], list[list[Expr]]]:
+    """Print the temporaries that only the return reads in the return itself (a training step
+    returns ``[w - k * g, ...]``, not a name per new parameter). Pure, like :func:`_fuse`."""
+    read: dict[int, int] = {}
+    for stmt in stmts:
+        for var, times in _vars_of(stmt.value):
+            read[id(var)] = read.get(id(var), 0) + times
+    returned: dict[int, int] = {}
+    for e in (e for row in results for e in row if isinstance(e, Var)):
+        returned[id(e)] = returned.get(id(e), 0) + 1
+    value = {id(stmt.target): stmt.value for stmt in stmts if stmt.target.temp
+             and returned.get(id(stmt.target)) == 1 and id(stmt.target) not in read}
+    kept = [stmt for stmt in stmts if id(stmt.target) not in value]
+    return kept, [[value.get(id(e), e) for e in row] for row in results]
 
 
 def _op_count(e: Expr) -> int:
@@ -439,17 +599,25 @@ Picker = Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]]
 
 
 def generate(program: Program, *, hessians: bool = False,
-             budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True) -> str:
+             budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True,
+             steps: Sequence[str] = ("sgd",), unroll: int = 0) -> str:
     """The scalar-backend module for a program (see the module docstring).
 
-    With ``verify`` (the default) the text is checked against the allowlist of
-    :mod:`exprgrad.emit.verify` before it is returned.
+    Every loss (a scalar function of parameters and arguments) gets the training step of each
+    optimizer in ``steps`` (``f_step``, ``f_step_momentum``, ``f_step_adam``: see
+    :mod:`exprgrad.emit.steps`). With ``verify`` (the default) the text is checked against the
+    allowlist of :mod:`exprgrad.emit.verify` before it is returned. With ``unroll`` = n > 0,
+    each of those steps also gets a variant for batches of exactly n examples, unrolled
+    (``f_step_unrolled``...; see :meth:`ScalarWriter.unrolled`), where it stays small enough.
     """
+    unknown = set(steps) - set(STEP_KINDS)
+    assert not unknown, f"no training step for {sorted(unknown)}"
     with no_gc():
-        return _generate(program, hessians, budget, verify)
+        return _generate(program, hessians, budget, verify, steps, unroll)
 
 
-def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> str:
+def _generate(program: Program, hessians: bool, budget: int, verify: bool,
+              steps: Sequence[str], unroll: int) -> str:
     if len(program.param_order) > MAX_SCALAR_PARAMS:
         raise ExprgradLimitError(
             f"the scalar backend writes out every parameter element; this program has "
@@ -473,7 +641,10 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
                                                                       len(derived.wrt), values),
                     f"(value, gradient with respect to "
                     f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
-                    fn.uses_params, summed)
+                    fn.uses_params, summed, steps)
+        if unroll and summed is not None:
+            for optimizer in steps:
+                writer.unrolled(fn, [*outs, *derived.flat], summed, unroll, optimizer)
         v = vjp(program, fn)
         douts = ["dout"] if n_out == 1 else [f"dout{k + 1}" for k in range(n_out)]
         with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],

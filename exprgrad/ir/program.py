@@ -17,6 +17,14 @@ from ..errors import Span
 from .graph import Graph
 from .node import Node
 
+#: the generated functions of one user ``def``, by kind, with the suffix of their Python name
+#: (the frontend refuses a def named like another's generated function)
+ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess",
+               "vjp": "_vjp", "step": "_step", "step_momentum": "_step_momentum",
+               "step_adam": "_step_adam", "step_unrolled": "_step_unrolled",
+               "step_momentum_unrolled": "_step_momentum_unrolled",
+               "step_adam_unrolled": "_step_adam_unrolled"}
+
 
 @dataclass
 class ParamTensor:

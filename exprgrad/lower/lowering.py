@@ -29,7 +29,7 @@ from ..errors import (
 from ..ir.graph import Graph, no_gc, substitute
 from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
-from ..ir.program import Function, ParamTensor, Program
+from ..ir.program import ENTRY_KINDS, Function, ParamTensor, Program
 from ..limits import MAX_NODES, MAX_PARAMS, MAX_TENSOR_ELEMENTS
 from ..readers import read_csv, read_text
 from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
@@ -178,7 +178,7 @@ class Lowerer:
 
     def check_generated_names(self) -> None:
         for fname, fn in self.program.functions.items():
-            for suffix in ("_grad", "_grad_sum", "_hess", "_vjp"):
+            for suffix in filter(None, ENTRY_KINDS.values()):
                 other = self.program.functions.get(fname + suffix)
                 if other is not None:
                     raise ExprgradNameError(

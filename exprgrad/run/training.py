@@ -22,7 +22,8 @@ from typing import Any
 from ..emit.arrays import numpy_batch_step
 from ..emit.load import entry_point, module_from_code
 from ..emit.scalar import generate
-from ..errors import ExprgradTypeError, ExprgradValueError
+from ..emit.steps import STATE, STEP_KINDS
+from ..errors import ExprgradError, ExprgradTypeError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.nn import call_net
 from .config import TrainConfig, TrainResult, config_from_program, validate_config
@@ -64,30 +65,80 @@ NUMPY_BATCH = 32
 
 def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
                        ) -> Callable[[list[float], list[int]], tuple[float, list[float]]]:
-    """``(params, indices) -> (summed loss, summed gradient)`` through ``name_grad_sum``."""
-    if "grad_sum" not in module.ENTRY_POINTS[name]:
-        # a loss of no arguments has no f_grad_sum: one call per example
-        loss_grad = entry_point(module, name, "grad")
+    """``(params, indices) -> (summed loss, summed gradient)``, one call per example: for a loss
+    of no arguments, which has no batch functions."""
+    loss_grad = entry_point(module, name, "grad")
 
-        def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
-            total, acc = loss_grad(params, *examples[idx[0]])
-            for i in idx[1:]:
-                value, g = loss_grad(params, *examples[i])
-                total += value
-                acc = list(map(operator.add, acc, g))
-            return total, acc
+    def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+        total, acc = loss_grad(params, *examples[idx[0]])
+        for i in idx[1:]:
+            value, g = loss_grad(params, *examples[i])
+            total += value
+            acc = list(map(operator.add, acc, g))
+        return total, acc
 
-        return per_example
-    summed = entry_point(module, name, "grad_sum")
-    columns = [list(c) for c in zip(*examples)]
-    everything = list(range(len(examples)))
+    return per_example
 
-    def step(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
-        if idx == everything:
-            return summed(params, *columns)  # type: ignore[no-any-return]
-        return summed(params, *[[c[i] for i in idx] for c in columns])  # type: ignore[no-any-return]
 
-    return step
+class FusedStep:
+    """Training through a generated step (:mod:`exprgrad.emit.steps`): ``(params, indices) ->
+    (summed loss, new params)``, the optimizer's state kept here. The full batch of
+    :data:`UNROLL_EXAMPLES` or fewer examples goes through the unrolled step when the module
+    has one."""
+
+    def __init__(self, module: Any, name: str, examples: list[list[Any]],
+                 config: TrainConfig, n_params: int) -> None:
+        kind = STEP_KINDS[config.optimizer]
+        self.looped = entry_point(module, name, kind)
+        found = module.ENTRY_POINTS[name].get(kind + "_unrolled")
+        self.unrolled = getattr(module, found) if found else None
+        self.columns = [list(c) for c in zip(*examples)]
+        self.everything = list(range(len(examples)))
+        self.config = config
+        self.state: list[Any] = [[0.0] * n_params for n in STATE[config.optimizer] if n != "t"]
+        self.t = 0
+        c = config
+        self.settings = {"sgd": (c.lr,), "momentum": (c.lr, c.momentum),
+                         "adam": (c.lr, c.beta1, c.beta2, c.eps)}[c.optimizer]
+
+    def __call__(self, params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+        whole = idx == self.everything
+        step = self.unrolled if whole and self.unrolled is not None else self.looped
+        columns = self.columns if whole else [[c[i] for i in idx] for c in self.columns]
+        scale = 1.0 / len(idx) if self.config.reduce == "mean" else 1.0
+        self.t += 1
+        counter = (self.t,) if self.config.optimizer == "adam" else ()
+        loss, new, *self.state = step(params, *self.state, *counter, *columns, *self.settings,
+                                      scale)
+        return loss, new
+
+
+def unroll_size(program: Program, fn: Function, config: TrainConfig, n_examples: int) -> int:
+    """The batch size to unroll a training step for: the whole data set when it is trained as
+    one batch of at most UNROLL_EXAMPLES examples (0: none)."""
+    whole = config.batch_size <= 0 or config.batch_size >= n_examples
+    return n_examples if whole and n_examples <= UNROLL_EXAMPLES and fn.inputs else 0
+
+
+def module_steps(program: Program) -> tuple[tuple[str, ...], int]:
+    """``(steps, unroll)`` for :func:`~exprgrad.emit.scalar.generate` when compiling a file:
+    sgd's step, the train statement's optimizer's, and their variants unrolled for the train
+    statement's data when those are in the file and trained as one batch of at most
+    UNROLL_EXAMPLES. A train statement with a mistake adds nothing here (training reports it)."""
+    if program.train is None:
+        return ("sgd",), 0
+    try:
+        config = config_from_program(program)
+        fn = program.functions[config.loss]
+        unroll = unroll_size(program, fn, config, len(examples_from(program, fn, config))) \
+            if fn.uses_params else 0
+    except ExprgradError:
+        return ("sgd",), 0
+    return ("sgd",) + ((config.optimizer,) if config.optimizer != "sgd" else ()), unroll
+
+
+#: the most examples a training step is unrolled for (beyond it, the step loops over the batch)
+UNROLL_EXAMPLES = 16
 
 
 def train(program: Program, *, config: TrainConfig | None = None, csv_path: str | None = None,
@@ -109,12 +160,18 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
     examples = examples_from(program, fn, config, csv_path)
     use_numpy = _use_numpy(config, len(examples))
+    fused: FusedStep | None = None
     if use_numpy:
         batch_grad = numpy_batch_step(program, fn, examples)
     else:
-        module = module or module_from_code(generate(program), "exg_train",
-                                            f"<exprgrad:{program.filename}>")
-        batch_grad = _scalar_batch_step(module, fn.name, examples)
+        module = module or module_from_code(
+            generate(program, steps=(config.optimizer,),
+                     unroll=unroll_size(program, fn, config, len(examples))),
+            "exg_train", f"<exprgrad:{program.filename}>")
+        if STEP_KINDS[config.optimizer] in module.ENTRY_POINTS[fn.name]:
+            fused = FusedStep(module, fn.name, examples, config, len(program.param_order))
+        else:
+            batch_grad = _scalar_batch_step(module, fn.name, examples)
 
     rng = random.Random(config.seed)
     if init is not None:
@@ -140,6 +197,20 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
             batch_list = _batches(len(examples), config, rng)
             start_params = params
             for idx in batch_list:
+                if fused is not None:
+                    value, updated = fused(params, idx)
+                    if config.reduce == "mean":
+                        value *= 1.0 / len(idx)
+                    # (a sum of finite numbers may overflow: then each is looked at)
+                    if not math.isfinite(value) or not (math.isfinite(sum(updated)) or all(
+                            map(math.isfinite, updated))):
+                        stopped = (f"step {step}: the loss, its gradient or the update is not "
+                                   f"finite (loss = {value}); kept the parameters from before "
+                                   "this step")
+                        break
+                    params = updated
+                    epoch_loss += value
+                    continue
                 value, grads = batch_grad(params, idx)
                 if config.reduce == "mean":
                     scale = 1.0 / len(idx)

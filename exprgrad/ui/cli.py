@@ -73,7 +73,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
         code = generate_numpy(program, verify=not args.no_verify)
     else:
-        code = generate(program, hessians=args.hessian, verify=not args.no_verify)
+        from ..run.training import module_steps
+
+        steps, unroll = module_steps(program)
+        code = generate(program, hessians=args.hessian, verify=not args.no_verify, steps=steps,
+                        unroll=unroll)
     if args.output in (None, "-"):
         sys.stdout.write(code)
     else:

@@ -46,6 +46,7 @@ from ..emit.scalar import generate
 from ..emit.verify import UnsafeCodeError, verify_module
 from ..errors import ExprgradError, ExprgradImportError, is_bug, mark_as_bug
 from ..lower.lowering import compile_program, read_source
+from ..run.training import module_steps
 from ..syntax.parser import grammar_text
 from ..version import __version__
 
@@ -163,7 +164,9 @@ def generated_source(exg: Path) -> tuple[str, str]:
         if cached is not None and _passes_allowlist(cached):
             stats["cache_hits"] += 1
             return cached, str(cached_at)
-        body = generate(compile_program(source, str(exg)))
+        program = compile_program(source, str(exg))
+        steps, unroll = module_steps(program)
+        body = generate(program, steps=steps, unroll=unroll)
         code = _key_line(key, body) + "\n" + body
     except Exception as err:
         if is_bug(err):  # exprgrad's own fault: propagate it as it is, marked as a bug

@@ -26,7 +26,7 @@ from ..run.evaluate import check_value, jsonable
 from ..run.files import check_output
 from ..run.paramsio import load_params, save_params
 from ..run.progress import Progress
-from ..run.training import accuracy, final_loss, predictions, predictor, train
+from ..run.training import accuracy, final_loss, predictions, predictor, train, unroll_size
 from .plot import PLOT_SUFFIXES, save_loss_curve
 
 
@@ -53,7 +53,13 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     validate_config(config)
     init = load_params(args.load, program) if args.load else None
     progress = Progress(config.steps, sys.stderr, not (args.quiet or args.json))
-    module = module_from_code(generate(program), "exg_train", f"<exprgrad:{args.file}>")
+    fn = program.functions.get(config.loss)
+    unroll = 0
+    if fn is not None and fn.uses_params:  # (else train() says what is wrong)
+        examples = examples_from(program, fn, config, args.data)
+        unroll = unroll_size(program, fn, config, len(examples))
+    module = module_from_code(generate(program, steps=(config.optimizer,), unroll=unroll),
+                              "exg_train", f"<exprgrad:{args.file}>")
     result = train(program, config=config, csv_path=args.data, init=init, progress=progress,
                    module=module, interruptible=True)
     interrupted = result.stopped is not None and result.stopped.startswith("interrupted")

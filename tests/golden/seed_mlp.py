@@ -15,7 +15,7 @@ SOURCE = 'seed_mlp.exg'
 SOURCE_SHA256 = 'a4cacd721b7b15f48cd08ebe1b9332310cc4b1ebc23a64d89b08c2404583c5fe'
 FUNCTIONS = {'loss': ('x', 'y')}
 ENTRY_POINTS = {
-    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'vjp': 'loss_vjp'},
+    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'step': 'loss_step', 'step_unrolled': 'loss_step_unrolled', 'vjp': 'loss_vjp'},
 }
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
@@ -314,6 +314,164 @@ def loss_grad_sum(params, x, y):
         _gsum208 = _gsum208 + (_t79 * _t64)
         _gsum209 = _gsum209 + _t79
     return _sum168, [_gsum169, _gsum170, _gsum171, _gsum172, _gsum173, _gsum174, _gsum175, _gsum176, _gsum177, _gsum178, _gsum179, _gsum180, _gsum181, _gsum182, _gsum183, _gsum184, _gsum185, _gsum186, _gsum187, _gsum188, _gsum189, _gsum190, _gsum191, _gsum192, _gsum193, _gsum194, _gsum195, _gsum196, _gsum197, _gsum198, _gsum199, _gsum200, _gsum201, _gsum202, _gsum203, _gsum204, _gsum205, _gsum206, _gsum207, _gsum208, _gsum209]
+
+
+def loss_step(params, x, y, lr, scale=1.0):
+    """One sgd step on loss summed over a batch: (params, batch (one sequence per argument), lr, scale=1.0) -> (summed loss, new params); the gradient is multiplied by scale (1/batch size for a mean loss)."""
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_w_0_2, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_w_1_2, _n_layers_0_b_1, _n_layers_0_w_2_0, _n_layers_0_w_2_1, _n_layers_0_w_2_2, _n_layers_0_b_2, _n_layers_0_w_3_0, _n_layers_0_w_3_1, _n_layers_0_w_3_2, _n_layers_0_b_3, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_w_0_2, _n_layers_1_w_0_3, _n_layers_1_b_0, _n_layers_1_w_1_0, _n_layers_1_w_1_1, _n_layers_1_w_1_2, _n_layers_1_w_1_3, _n_layers_1_b_1, _n_layers_1_w_2_0, _n_layers_1_w_2_1, _n_layers_1_w_2_2, _n_layers_1_w_2_3, _n_layers_1_b_2, _n_layers_1_w_3_0, _n_layers_1_w_3_1, _n_layers_1_w_3_2, _n_layers_1_w_3_3, _n_layers_1_b_3, _n_layers_2_w_0_0, _n_layers_2_w_0_1, _n_layers_2_w_0_2, _n_layers_2_w_0_3, _n_layers_2_b_0) = params
+    _sum168 = _gsum169 = _gsum170 = _gsum171 = _gsum172 = _gsum173 = _gsum174 = _gsum175 = _gsum176 = _gsum177 = _gsum178 = _gsum179 = _gsum180 = _gsum181 = _gsum182 = _gsum183 = _gsum184 = _gsum185 = _gsum186 = _gsum187 = _gsum188 = _gsum189 = _gsum190 = _gsum191 = _gsum192 = _gsum193 = _gsum194 = _gsum195 = _gsum196 = _gsum197 = _gsum198 = _gsum199 = _gsum200 = _gsum201 = _gsum202 = _gsum203 = _gsum204 = _gsum205 = _gsum206 = _gsum207 = _gsum208 = _gsum209 = 0.0
+    for x, y in zip(x, y):
+        (_x_0, _x_1, _x_2) = x
+        # line 12
+        _t25 = math.tanh(((((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + (_n_layers_0_w_0_2 * _x_2)) + _n_layers_0_b_0))
+        _t26 = math.tanh(((((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + (_n_layers_0_w_1_2 * _x_2)) + _n_layers_0_b_1))
+        _t27 = math.tanh(((((_n_layers_0_w_2_0 * _x_0) + (_n_layers_0_w_2_1 * _x_1)) + (_n_layers_0_w_2_2 * _x_2)) + _n_layers_0_b_2))
+        _t28 = math.tanh(((((_n_layers_0_w_3_0 * _x_0) + (_n_layers_0_w_3_1 * _x_1)) + (_n_layers_0_w_3_2 * _x_2)) + _n_layers_0_b_3))
+        _t61 = math.tanh((((((_n_layers_1_w_0_0 * _t25) + (_n_layers_1_w_0_1 * _t26)) + (_n_layers_1_w_0_2 * _t27)) + (_n_layers_1_w_0_3 * _t28)) + _n_layers_1_b_0))
+        _t62 = math.tanh((((((_n_layers_1_w_1_0 * _t25) + (_n_layers_1_w_1_1 * _t26)) + (_n_layers_1_w_1_2 * _t27)) + (_n_layers_1_w_1_3 * _t28)) + _n_layers_1_b_1))
+        _t63 = math.tanh((((((_n_layers_1_w_2_0 * _t25) + (_n_layers_1_w_2_1 * _t26)) + (_n_layers_1_w_2_2 * _t27)) + (_n_layers_1_w_2_3 * _t28)) + _n_layers_1_b_2))
+        _t64 = math.tanh((((((_n_layers_1_w_3_0 * _t25) + (_n_layers_1_w_3_1 * _t26)) + (_n_layers_1_w_3_2 * _t27)) + (_n_layers_1_w_3_3 * _t28)) + _n_layers_1_b_3))
+        _t73 = math.tanh((((((_n_layers_2_w_0_0 * _t61) + (_n_layers_2_w_0_1 * _t62)) + (_n_layers_2_w_0_2 * _t63)) + (_n_layers_2_w_0_3 * _t64)) + _n_layers_2_b_0))
+        _t74 = _t73 - y
+        _t79 = (2.0 * _t74) * (1.0 - (_t73 * _t73))
+        _t96 = (_n_layers_2_w_0_0 * _t79) * (1.0 - (_t61 * _t61))
+        _t97 = (_n_layers_2_w_0_1 * _t79) * (1.0 - (_t62 * _t62))
+        _t98 = (_n_layers_2_w_0_2 * _t79) * (1.0 - (_t63 * _t63))
+        _t99 = (_n_layers_2_w_0_3 * _t79) * (1.0 - (_t64 * _t64))
+        _t152 = ((((_n_layers_1_w_0_0 * _t96) + (_n_layers_1_w_1_0 * _t97)) + (_n_layers_1_w_2_0 * _t98)) + (_n_layers_1_w_3_0 * _t99)) * (1.0 - (_t25 * _t25))
+        _t153 = ((((_n_layers_1_w_0_1 * _t96) + (_n_layers_1_w_1_1 * _t97)) + (_n_layers_1_w_2_1 * _t98)) + (_n_layers_1_w_3_1 * _t99)) * (1.0 - (_t26 * _t26))
+        _t154 = ((((_n_layers_1_w_0_2 * _t96) + (_n_layers_1_w_1_2 * _t97)) + (_n_layers_1_w_2_2 * _t98)) + (_n_layers_1_w_3_2 * _t99)) * (1.0 - (_t27 * _t27))
+        _t155 = ((((_n_layers_1_w_0_3 * _t96) + (_n_layers_1_w_1_3 * _t97)) + (_n_layers_1_w_2_3 * _t98)) + (_n_layers_1_w_3_3 * _t99)) * (1.0 - (_t28 * _t28))
+        _sum168 = _sum168 + (_t74 * _t74)
+        _gsum169 = _gsum169 + (_t152 * _x_0)
+        _gsum170 = _gsum170 + (_t152 * _x_1)
+        _gsum171 = _gsum171 + (_t152 * _x_2)
+        _gsum172 = _gsum172 + _t152
+        _gsum173 = _gsum173 + (_t153 * _x_0)
+        _gsum174 = _gsum174 + (_t153 * _x_1)
+        _gsum175 = _gsum175 + (_t153 * _x_2)
+        _gsum176 = _gsum176 + _t153
+        _gsum177 = _gsum177 + (_t154 * _x_0)
+        _gsum178 = _gsum178 + (_t154 * _x_1)
+        _gsum179 = _gsum179 + (_t154 * _x_2)
+        _gsum180 = _gsum180 + _t154
+        _gsum181 = _gsum181 + (_t155 * _x_0)
+        _gsum182 = _gsum182 + (_t155 * _x_1)
+        _gsum183 = _gsum183 + (_t155 * _x_2)
+        _gsum184 = _gsum184 + _t155
+        _gsum185 = _gsum185 + (_t96 * _t25)
+        _gsum186 = _gsum186 + (_t96 * _t26)
+        _gsum187 = _gsum187 + (_t96 * _t27)
+        _gsum188 = _gsum188 + (_t96 * _t28)
+        _gsum189 = _gsum189 + _t96
+        _gsum190 = _gsum190 + (_t97 * _t25)
+        _gsum191 = _gsum191 + (_t97 * _t26)
+        _gsum192 = _gsum192 + (_t97 * _t27)
+        _gsum193 = _gsum193 + (_t97 * _t28)
+        _gsum194 = _gsum194 + _t97
+        _gsum195 = _gsum195 + (_t98 * _t25)
+        _gsum196 = _gsum196 + (_t98 * _t26)
+        _gsum197 = _gsum197 + (_t98 * _t27)
+        _gsum198 = _gsum198 + (_t98 * _t28)
+        _gsum199 = _gsum199 + _t98
+        _gsum200 = _gsum200 + (_t99 * _t25)
+        _gsum201 = _gsum201 + (_t99 * _t26)
+        _gsum202 = _gsum202 + (_t99 * _t27)
+        _gsum203 = _gsum203 + (_t99 * _t28)
+        _gsum204 = _gsum204 + _t99
+        _gsum205 = _gsum205 + (_t79 * _t61)
+        _gsum206 = _gsum206 + (_t79 * _t62)
+        _gsum207 = _gsum207 + (_t79 * _t63)
+        _gsum208 = _gsum208 + (_t79 * _t64)
+        _gsum209 = _gsum209 + _t79
+    _t210 = lr * scale
+    return _sum168, [_n_layers_0_w_0_0 - (_t210 * _gsum169), _n_layers_0_w_0_1 - (_t210 * _gsum170), _n_layers_0_w_0_2 - (_t210 * _gsum171), _n_layers_0_b_0 - (_t210 * _gsum172), _n_layers_0_w_1_0 - (_t210 * _gsum173), _n_layers_0_w_1_1 - (_t210 * _gsum174), _n_layers_0_w_1_2 - (_t210 * _gsum175), _n_layers_0_b_1 - (_t210 * _gsum176), _n_layers_0_w_2_0 - (_t210 * _gsum177), _n_layers_0_w_2_1 - (_t210 * _gsum178), _n_layers_0_w_2_2 - (_t210 * _gsum179), _n_layers_0_b_2 - (_t210 * _gsum180), _n_layers_0_w_3_0 - (_t210 * _gsum181), _n_layers_0_w_3_1 - (_t210 * _gsum182), _n_layers_0_w_3_2 - (_t210 * _gsum183), _n_layers_0_b_3 - (_t210 * _gsum184), _n_layers_1_w_0_0 - (_t210 * _gsum185), _n_layers_1_w_0_1 - (_t210 * _gsum186), _n_layers_1_w_0_2 - (_t210 * _gsum187), _n_layers_1_w_0_3 - (_t210 * _gsum188), _n_layers_1_b_0 - (_t210 * _gsum189), _n_layers_1_w_1_0 - (_t210 * _gsum190), _n_layers_1_w_1_1 - (_t210 * _gsum191), _n_layers_1_w_1_2 - (_t210 * _gsum192), _n_layers_1_w_1_3 - (_t210 * _gsum193), _n_layers_1_b_1 - (_t210 * _gsum194), _n_layers_1_w_2_0 - (_t210 * _gsum195), _n_layers_1_w_2_1 - (_t210 * _gsum196), _n_layers_1_w_2_2 - (_t210 * _gsum197), _n_layers_1_w_2_3 - (_t210 * _gsum198), _n_layers_1_b_2 - (_t210 * _gsum199), _n_layers_1_w_3_0 - (_t210 * _gsum200), _n_layers_1_w_3_1 - (_t210 * _gsum201), _n_layers_1_w_3_2 - (_t210 * _gsum202), _n_layers_1_w_3_3 - (_t210 * _gsum203), _n_layers_1_b_3 - (_t210 * _gsum204), _n_layers_2_w_0_0 - (_t210 * _gsum205), _n_layers_2_w_0_1 - (_t210 * _gsum206), _n_layers_2_w_0_2 - (_t210 * _gsum207), _n_layers_2_w_0_3 - (_t210 * _gsum208), _n_layers_2_b_0 - (_t210 * _gsum209)]
+
+
+def loss_step_unrolled(params, x, y, lr, scale=1.0):
+    """One sgd step on loss summed over a batch: (params, batch (one sequence per argument), lr, scale=1.0) -> (summed loss, new params); the gradient is multiplied by scale (1/batch size for a mean loss). For batches of exactly 4 examples."""
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_w_0_2, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_w_1_2, _n_layers_0_b_1, _n_layers_0_w_2_0, _n_layers_0_w_2_1, _n_layers_0_w_2_2, _n_layers_0_b_2, _n_layers_0_w_3_0, _n_layers_0_w_3_1, _n_layers_0_w_3_2, _n_layers_0_b_3, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_w_0_2, _n_layers_1_w_0_3, _n_layers_1_b_0, _n_layers_1_w_1_0, _n_layers_1_w_1_1, _n_layers_1_w_1_2, _n_layers_1_w_1_3, _n_layers_1_b_1, _n_layers_1_w_2_0, _n_layers_1_w_2_1, _n_layers_1_w_2_2, _n_layers_1_w_2_3, _n_layers_1_b_2, _n_layers_1_w_3_0, _n_layers_1_w_3_1, _n_layers_1_w_3_2, _n_layers_1_w_3_3, _n_layers_1_b_3, _n_layers_2_w_0_0, _n_layers_2_w_0_1, _n_layers_2_w_0_2, _n_layers_2_w_0_3, _n_layers_2_b_0) = params
+    ((_x0_0, _x0_1, _x0_2), (_x1_0, _x1_1, _x1_2), (_x2_0, _x2_1, _x2_2), (_x3_0, _x3_1, _x3_2)) = x
+    (_y0, _y1, _y2, _y3) = y
+    # line 12
+    _t25 = math.tanh(((((_n_layers_0_w_0_0 * _x0_0) + (_n_layers_0_w_0_1 * _x0_1)) + (_n_layers_0_w_0_2 * _x0_2)) + _n_layers_0_b_0))
+    _t26 = math.tanh(((((_n_layers_0_w_1_0 * _x0_0) + (_n_layers_0_w_1_1 * _x0_1)) + (_n_layers_0_w_1_2 * _x0_2)) + _n_layers_0_b_1))
+    _t27 = math.tanh(((((_n_layers_0_w_2_0 * _x0_0) + (_n_layers_0_w_2_1 * _x0_1)) + (_n_layers_0_w_2_2 * _x0_2)) + _n_layers_0_b_2))
+    _t28 = math.tanh(((((_n_layers_0_w_3_0 * _x0_0) + (_n_layers_0_w_3_1 * _x0_1)) + (_n_layers_0_w_3_2 * _x0_2)) + _n_layers_0_b_3))
+    _t61 = math.tanh((((((_n_layers_1_w_0_0 * _t25) + (_n_layers_1_w_0_1 * _t26)) + (_n_layers_1_w_0_2 * _t27)) + (_n_layers_1_w_0_3 * _t28)) + _n_layers_1_b_0))
+    _t62 = math.tanh((((((_n_layers_1_w_1_0 * _t25) + (_n_layers_1_w_1_1 * _t26)) + (_n_layers_1_w_1_2 * _t27)) + (_n_layers_1_w_1_3 * _t28)) + _n_layers_1_b_1))
+    _t63 = math.tanh((((((_n_layers_1_w_2_0 * _t25) + (_n_layers_1_w_2_1 * _t26)) + (_n_layers_1_w_2_2 * _t27)) + (_n_layers_1_w_2_3 * _t28)) + _n_layers_1_b_2))
+    _t64 = math.tanh((((((_n_layers_1_w_3_0 * _t25) + (_n_layers_1_w_3_1 * _t26)) + (_n_layers_1_w_3_2 * _t27)) + (_n_layers_1_w_3_3 * _t28)) + _n_layers_1_b_3))
+    _t73 = math.tanh((((((_n_layers_2_w_0_0 * _t61) + (_n_layers_2_w_0_1 * _t62)) + (_n_layers_2_w_0_2 * _t63)) + (_n_layers_2_w_0_3 * _t64)) + _n_layers_2_b_0))
+    _t74 = _t73 - _y0
+    _t79 = (2.0 * _t74) * (1.0 - (_t73 * _t73))
+    _t96 = (_n_layers_2_w_0_0 * _t79) * (1.0 - (_t61 * _t61))
+    _t97 = (_n_layers_2_w_0_1 * _t79) * (1.0 - (_t62 * _t62))
+    _t98 = (_n_layers_2_w_0_2 * _t79) * (1.0 - (_t63 * _t63))
+    _t99 = (_n_layers_2_w_0_3 * _t79) * (1.0 - (_t64 * _t64))
+    _t152 = ((((_n_layers_1_w_0_0 * _t96) + (_n_layers_1_w_1_0 * _t97)) + (_n_layers_1_w_2_0 * _t98)) + (_n_layers_1_w_3_0 * _t99)) * (1.0 - (_t25 * _t25))
+    _t153 = ((((_n_layers_1_w_0_1 * _t96) + (_n_layers_1_w_1_1 * _t97)) + (_n_layers_1_w_2_1 * _t98)) + (_n_layers_1_w_3_1 * _t99)) * (1.0 - (_t26 * _t26))
+    _t154 = ((((_n_layers_1_w_0_2 * _t96) + (_n_layers_1_w_1_2 * _t97)) + (_n_layers_1_w_2_2 * _t98)) + (_n_layers_1_w_3_2 * _t99)) * (1.0 - (_t27 * _t27))
+    _t155 = ((((_n_layers_1_w_0_3 * _t96) + (_n_layers_1_w_1_3 * _t97)) + (_n_layers_1_w_2_3 * _t98)) + (_n_layers_1_w_3_3 * _t99)) * (1.0 - (_t28 * _t28))
+    _t192 = math.tanh(((((_n_layers_0_w_0_0 * _x1_0) + (_n_layers_0_w_0_1 * _x1_1)) + (_n_layers_0_w_0_2 * _x1_2)) + _n_layers_0_b_0))
+    _t193 = math.tanh(((((_n_layers_0_w_1_0 * _x1_0) + (_n_layers_0_w_1_1 * _x1_1)) + (_n_layers_0_w_1_2 * _x1_2)) + _n_layers_0_b_1))
+    _t194 = math.tanh(((((_n_layers_0_w_2_0 * _x1_0) + (_n_layers_0_w_2_1 * _x1_1)) + (_n_layers_0_w_2_2 * _x1_2)) + _n_layers_0_b_2))
+    _t195 = math.tanh(((((_n_layers_0_w_3_0 * _x1_0) + (_n_layers_0_w_3_1 * _x1_1)) + (_n_layers_0_w_3_2 * _x1_2)) + _n_layers_0_b_3))
+    _t228 = math.tanh((((((_n_layers_1_w_0_0 * _t192) + (_n_layers_1_w_0_1 * _t193)) + (_n_layers_1_w_0_2 * _t194)) + (_n_layers_1_w_0_3 * _t195)) + _n_layers_1_b_0))
+    _t229 = math.tanh((((((_n_layers_1_w_1_0 * _t192) + (_n_layers_1_w_1_1 * _t193)) + (_n_layers_1_w_1_2 * _t194)) + (_n_layers_1_w_1_3 * _t195)) + _n_layers_1_b_1))
+    _t230 = math.tanh((((((_n_layers_1_w_2_0 * _t192) + (_n_layers_1_w_2_1 * _t193)) + (_n_layers_1_w_2_2 * _t194)) + (_n_layers_1_w_2_3 * _t195)) + _n_layers_1_b_2))
+    _t231 = math.tanh((((((_n_layers_1_w_3_0 * _t192) + (_n_layers_1_w_3_1 * _t193)) + (_n_layers_1_w_3_2 * _t194)) + (_n_layers_1_w_3_3 * _t195)) + _n_layers_1_b_3))
+    _t240 = math.tanh((((((_n_layers_2_w_0_0 * _t228) + (_n_layers_2_w_0_1 * _t229)) + (_n_layers_2_w_0_2 * _t230)) + (_n_layers_2_w_0_3 * _t231)) + _n_layers_2_b_0))
+    _t241 = _t240 - _y1
+    _t246 = (2.0 * _t241) * (1.0 - (_t240 * _t240))
+    _t263 = (_n_layers_2_w_0_0 * _t246) * (1.0 - (_t228 * _t228))
+    _t264 = (_n_layers_2_w_0_1 * _t246) * (1.0 - (_t229 * _t229))
+    _t265 = (_n_layers_2_w_0_2 * _t246) * (1.0 - (_t230 * _t230))
+    _t266 = (_n_layers_2_w_0_3 * _t246) * (1.0 - (_t231 * _t231))
+    _t319 = ((((_n_layers_1_w_0_0 * _t263) + (_n_layers_1_w_1_0 * _t264)) + (_n_layers_1_w_2_0 * _t265)) + (_n_layers_1_w_3_0 * _t266)) * (1.0 - (_t192 * _t192))
+    _t320 = ((((_n_layers_1_w_0_1 * _t263) + (_n_layers_1_w_1_1 * _t264)) + (_n_layers_1_w_2_1 * _t265)) + (_n_layers_1_w_3_1 * _t266)) * (1.0 - (_t193 * _t193))
+    _t321 = ((((_n_layers_1_w_0_2 * _t263) + (_n_layers_1_w_1_2 * _t264)) + (_n_layers_1_w_2_2 * _t265)) + (_n_layers_1_w_3_2 * _t266)) * (1.0 - (_t194 * _t194))
+    _t322 = ((((_n_layers_1_w_0_3 * _t263) + (_n_layers_1_w_1_3 * _t264)) + (_n_layers_1_w_2_3 * _t265)) + (_n_layers_1_w_3_3 * _t266)) * (1.0 - (_t195 * _t195))
+    _t401 = math.tanh(((((_n_layers_0_w_0_0 * _x2_0) + (_n_layers_0_w_0_1 * _x2_1)) + (_n_layers_0_w_0_2 * _x2_2)) + _n_layers_0_b_0))
+    _t402 = math.tanh(((((_n_layers_0_w_1_0 * _x2_0) + (_n_layers_0_w_1_1 * _x2_1)) + (_n_layers_0_w_1_2 * _x2_2)) + _n_layers_0_b_1))
+    _t403 = math.tanh(((((_n_layers_0_w_2_0 * _x2_0) + (_n_layers_0_w_2_1 * _x2_1)) + (_n_layers_0_w_2_2 * _x2_2)) + _n_layers_0_b_2))
+    _t404 = math.tanh(((((_n_layers_0_w_3_0 * _x2_0) + (_n_layers_0_w_3_1 * _x2_1)) + (_n_layers_0_w_3_2 * _x2_2)) + _n_layers_0_b_3))
+    _t437 = math.tanh((((((_n_layers_1_w_0_0 * _t401) + (_n_layers_1_w_0_1 * _t402)) + (_n_layers_1_w_0_2 * _t403)) + (_n_layers_1_w_0_3 * _t404)) + _n_layers_1_b_0))
+    _t438 = math.tanh((((((_n_layers_1_w_1_0 * _t401) + (_n_layers_1_w_1_1 * _t402)) + (_n_layers_1_w_1_2 * _t403)) + (_n_layers_1_w_1_3 * _t404)) + _n_layers_1_b_1))
+    _t439 = math.tanh((((((_n_layers_1_w_2_0 * _t401) + (_n_layers_1_w_2_1 * _t402)) + (_n_layers_1_w_2_2 * _t403)) + (_n_layers_1_w_2_3 * _t404)) + _n_layers_1_b_2))
+    _t440 = math.tanh((((((_n_layers_1_w_3_0 * _t401) + (_n_layers_1_w_3_1 * _t402)) + (_n_layers_1_w_3_2 * _t403)) + (_n_layers_1_w_3_3 * _t404)) + _n_layers_1_b_3))
+    _t449 = math.tanh((((((_n_layers_2_w_0_0 * _t437) + (_n_layers_2_w_0_1 * _t438)) + (_n_layers_2_w_0_2 * _t439)) + (_n_layers_2_w_0_3 * _t440)) + _n_layers_2_b_0))
+    _t450 = _t449 - _y2
+    _t455 = (2.0 * _t450) * (1.0 - (_t449 * _t449))
+    _t472 = (_n_layers_2_w_0_0 * _t455) * (1.0 - (_t437 * _t437))
+    _t473 = (_n_layers_2_w_0_1 * _t455) * (1.0 - (_t438 * _t438))
+    _t474 = (_n_layers_2_w_0_2 * _t455) * (1.0 - (_t439 * _t439))
+    _t475 = (_n_layers_2_w_0_3 * _t455) * (1.0 - (_t440 * _t440))
+    _t528 = ((((_n_layers_1_w_0_0 * _t472) + (_n_layers_1_w_1_0 * _t473)) + (_n_layers_1_w_2_0 * _t474)) + (_n_layers_1_w_3_0 * _t475)) * (1.0 - (_t401 * _t401))
+    _t529 = ((((_n_layers_1_w_0_1 * _t472) + (_n_layers_1_w_1_1 * _t473)) + (_n_layers_1_w_2_1 * _t474)) + (_n_layers_1_w_3_1 * _t475)) * (1.0 - (_t402 * _t402))
+    _t530 = ((((_n_layers_1_w_0_2 * _t472) + (_n_layers_1_w_1_2 * _t473)) + (_n_layers_1_w_2_2 * _t474)) + (_n_layers_1_w_3_2 * _t475)) * (1.0 - (_t403 * _t403))
+    _t531 = ((((_n_layers_1_w_0_3 * _t472) + (_n_layers_1_w_1_3 * _t473)) + (_n_layers_1_w_2_3 * _t474)) + (_n_layers_1_w_3_3 * _t475)) * (1.0 - (_t404 * _t404))
+    _t610 = math.tanh(((((_n_layers_0_w_0_0 * _x3_0) + (_n_layers_0_w_0_1 * _x3_1)) + (_n_layers_0_w_0_2 * _x3_2)) + _n_layers_0_b_0))
+    _t611 = math.tanh(((((_n_layers_0_w_1_0 * _x3_0) + (_n_layers_0_w_1_1 * _x3_1)) + (_n_layers_0_w_1_2 * _x3_2)) + _n_layers_0_b_1))
+    _t612 = math.tanh(((((_n_layers_0_w_2_0 * _x3_0) + (_n_layers_0_w_2_1 * _x3_1)) + (_n_layers_0_w_2_2 * _x3_2)) + _n_layers_0_b_2))
+    _t613 = math.tanh(((((_n_layers_0_w_3_0 * _x3_0) + (_n_layers_0_w_3_1 * _x3_1)) + (_n_layers_0_w_3_2 * _x3_2)) + _n_layers_0_b_3))
+    _t646 = math.tanh((((((_n_layers_1_w_0_0 * _t610) + (_n_layers_1_w_0_1 * _t611)) + (_n_layers_1_w_0_2 * _t612)) + (_n_layers_1_w_0_3 * _t613)) + _n_layers_1_b_0))
+    _t647 = math.tanh((((((_n_layers_1_w_1_0 * _t610) + (_n_layers_1_w_1_1 * _t611)) + (_n_layers_1_w_1_2 * _t612)) + (_n_layers_1_w_1_3 * _t613)) + _n_layers_1_b_1))
+    _t648 = math.tanh((((((_n_layers_1_w_2_0 * _t610) + (_n_layers_1_w_2_1 * _t611)) + (_n_layers_1_w_2_2 * _t612)) + (_n_layers_1_w_2_3 * _t613)) + _n_layers_1_b_2))
+    _t649 = math.tanh((((((_n_layers_1_w_3_0 * _t610) + (_n_layers_1_w_3_1 * _t611)) + (_n_layers_1_w_3_2 * _t612)) + (_n_layers_1_w_3_3 * _t613)) + _n_layers_1_b_3))
+    _t658 = math.tanh((((((_n_layers_2_w_0_0 * _t646) + (_n_layers_2_w_0_1 * _t647)) + (_n_layers_2_w_0_2 * _t648)) + (_n_layers_2_w_0_3 * _t649)) + _n_layers_2_b_0))
+    _t659 = _t658 - _y3
+    _t664 = (2.0 * _t659) * (1.0 - (_t658 * _t658))
+    _t681 = (_n_layers_2_w_0_0 * _t664) * (1.0 - (_t646 * _t646))
+    _t682 = (_n_layers_2_w_0_1 * _t664) * (1.0 - (_t647 * _t647))
+    _t683 = (_n_layers_2_w_0_2 * _t664) * (1.0 - (_t648 * _t648))
+    _t684 = (_n_layers_2_w_0_3 * _t664) * (1.0 - (_t649 * _t649))
+    _t737 = ((((_n_layers_1_w_0_0 * _t681) + (_n_layers_1_w_1_0 * _t682)) + (_n_layers_1_w_2_0 * _t683)) + (_n_layers_1_w_3_0 * _t684)) * (1.0 - (_t610 * _t610))
+    _t738 = ((((_n_layers_1_w_0_1 * _t681) + (_n_layers_1_w_1_1 * _t682)) + (_n_layers_1_w_2_1 * _t683)) + (_n_layers_1_w_3_1 * _t684)) * (1.0 - (_t611 * _t611))
+    _t739 = ((((_n_layers_1_w_0_2 * _t681) + (_n_layers_1_w_1_2 * _t682)) + (_n_layers_1_w_2_2 * _t683)) + (_n_layers_1_w_3_2 * _t684)) * (1.0 - (_t612 * _t612))
+    _t740 = ((((_n_layers_1_w_0_3 * _t681) + (_n_layers_1_w_1_3 * _t682)) + (_n_layers_1_w_2_3 * _t683)) + (_n_layers_1_w_3_3 * _t684)) * (1.0 - (_t613 * _t613))
+    _t795 = lr * scale
+    return (((_t74 * _t74) + (_t241 * _t241)) + (_t450 * _t450)) + (_t659 * _t659), [_n_layers_0_w_0_0 - (_t795 * ((((_t152 * _x0_0) + (_t319 * _x1_0)) + (_t528 * _x2_0)) + (_t737 * _x3_0))), _n_layers_0_w_0_1 - (_t795 * ((((_t152 * _x0_1) + (_t319 * _x1_1)) + (_t528 * _x2_1)) + (_t737 * _x3_1))), _n_layers_0_w_0_2 - (_t795 * ((((_t152 * _x0_2) + (_t319 * _x1_2)) + (_t528 * _x2_2)) + (_t737 * _x3_2))), _n_layers_0_b_0 - (_t795 * (((_t152 + _t319) + _t528) + _t737)), _n_layers_0_w_1_0 - (_t795 * ((((_t153 * _x0_0) + (_t320 * _x1_0)) + (_t529 * _x2_0)) + (_t738 * _x3_0))), _n_layers_0_w_1_1 - (_t795 * ((((_t153 * _x0_1) + (_t320 * _x1_1)) + (_t529 * _x2_1)) + (_t738 * _x3_1))), _n_layers_0_w_1_2 - (_t795 * ((((_t153 * _x0_2) + (_t320 * _x1_2)) + (_t529 * _x2_2)) + (_t738 * _x3_2))), _n_layers_0_b_1 - (_t795 * (((_t153 + _t320) + _t529) + _t738)), _n_layers_0_w_2_0 - (_t795 * ((((_t154 * _x0_0) + (_t321 * _x1_0)) + (_t530 * _x2_0)) + (_t739 * _x3_0))), _n_layers_0_w_2_1 - (_t795 * ((((_t154 * _x0_1) + (_t321 * _x1_1)) + (_t530 * _x2_1)) + (_t739 * _x3_1))), _n_layers_0_w_2_2 - (_t795 * ((((_t154 * _x0_2) + (_t321 * _x1_2)) + (_t530 * _x2_2)) + (_t739 * _x3_2))), _n_layers_0_b_2 - (_t795 * (((_t154 + _t321) + _t530) + _t739)), _n_layers_0_w_3_0 - (_t795 * ((((_t155 * _x0_0) + (_t322 * _x1_0)) + (_t531 * _x2_0)) + (_t740 * _x3_0))), _n_layers_0_w_3_1 - (_t795 * ((((_t155 * _x0_1) + (_t322 * _x1_1)) + (_t531 * _x2_1)) + (_t740 * _x3_1))), _n_layers_0_w_3_2 - (_t795 * ((((_t155 * _x0_2) + (_t322 * _x1_2)) + (_t531 * _x2_2)) + (_t740 * _x3_2))), _n_layers_0_b_3 - (_t795 * (((_t155 + _t322) + _t531) + _t740)), _n_layers_1_w_0_0 - (_t795 * ((((_t96 * _t25) + (_t263 * _t192)) + (_t472 * _t401)) + (_t681 * _t610))), _n_layers_1_w_0_1 - (_t795 * ((((_t96 * _t26) + (_t263 * _t193)) + (_t472 * _t402)) + (_t681 * _t611))), _n_layers_1_w_0_2 - (_t795 * ((((_t96 * _t27) + (_t263 * _t194)) + (_t472 * _t403)) + (_t681 * _t612))), _n_layers_1_w_0_3 - (_t795 * ((((_t96 * _t28) + (_t263 * _t195)) + (_t472 * _t404)) + (_t681 * _t613))), _n_layers_1_b_0 - (_t795 * (((_t96 + _t263) + _t472) + _t681)), _n_layers_1_w_1_0 - (_t795 * ((((_t97 * _t25) + (_t264 * _t192)) + (_t473 * _t401)) + (_t682 * _t610))), _n_layers_1_w_1_1 - (_t795 * ((((_t97 * _t26) + (_t264 * _t193)) + (_t473 * _t402)) + (_t682 * _t611))), _n_layers_1_w_1_2 - (_t795 * ((((_t97 * _t27) + (_t264 * _t194)) + (_t473 * _t403)) + (_t682 * _t612))), _n_layers_1_w_1_3 - (_t795 * ((((_t97 * _t28) + (_t264 * _t195)) + (_t473 * _t404)) + (_t682 * _t613))), _n_layers_1_b_1 - (_t795 * (((_t97 + _t264) + _t473) + _t682)), _n_layers_1_w_2_0 - (_t795 * ((((_t98 * _t25) + (_t265 * _t192)) + (_t474 * _t401)) + (_t683 * _t610))), _n_layers_1_w_2_1 - (_t795 * ((((_t98 * _t26) + (_t265 * _t193)) + (_t474 * _t402)) + (_t683 * _t611))), _n_layers_1_w_2_2 - (_t795 * ((((_t98 * _t27) + (_t265 * _t194)) + (_t474 * _t403)) + (_t683 * _t612))), _n_layers_1_w_2_3 - (_t795 * ((((_t98 * _t28) + (_t265 * _t195)) + (_t474 * _t404)) + (_t683 * _t613))), _n_layers_1_b_2 - (_t795 * (((_t98 + _t265) + _t474) + _t683)), _n_layers_1_w_3_0 - (_t795 * ((((_t99 * _t25) + (_t266 * _t192)) + (_t475 * _t401)) + (_t684 * _t610))), _n_layers_1_w_3_1 - (_t795 * ((((_t99 * _t26) + (_t266 * _t193)) + (_t475 * _t402)) + (_t684 * _t611))), _n_layers_1_w_3_2 - (_t795 * ((((_t99 * _t27) + (_t266 * _t194)) + (_t475 * _t403)) + (_t684 * _t612))), _n_layers_1_w_3_3 - (_t795 * ((((_t99 * _t28) + (_t266 * _t195)) + (_t475 * _t404)) + (_t684 * _t613))), _n_layers_1_b_3 - (_t795 * (((_t99 + _t266) + _t475) + _t684)), _n_layers_2_w_0_0 - (_t795 * ((((_t79 * _t61) + (_t246 * _t228)) + (_t455 * _t437)) + (_t664 * _t646))), _n_layers_2_w_0_1 - (_t795 * ((((_t79 * _t62) + (_t246 * _t229)) + (_t455 * _t438)) + (_t664 * _t647))), _n_layers_2_w_0_2 - (_t795 * ((((_t79 * _t63) + (_t246 * _t230)) + (_t455 * _t439)) + (_t664 * _t648))), _n_layers_2_w_0_3 - (_t795 * ((((_t79 * _t64) + (_t246 * _t231)) + (_t455 * _t440)) + (_t664 * _t649))), _n_layers_2_b_0 - (_t795 * (((_t79 + _t246) + _t455) + _t664))]
 
 
 def loss_vjp(params, x, y, dout):

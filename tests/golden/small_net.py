@@ -14,7 +14,7 @@ SOURCE = 'small_net.exg'
 SOURCE_SHA256 = '4df275191a89d21d41f745b086a117b7af5eed7e7040c27517feba3e541ee5fd'
 FUNCTIONS = {'loss': ('x', 'y')}
 ENTRY_POINTS = {
-    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'vjp': 'loss_vjp'},
+    'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'step': 'loss_step', 'vjp': 'loss_vjp'},
 }
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
@@ -161,6 +161,35 @@ def loss_grad_sum(params, x, y):
         _gsum38 = _gsum38 + (_t17 * _t10)
         _gsum39 = _gsum39 + _t17
     return _sum30, [_gsum31, _gsum32, _gsum33, _gsum34, _gsum35, _gsum36, _gsum37, _gsum38, _gsum39]
+
+
+def loss_step(params, x, y, lr, scale=1.0):
+    """One sgd step on loss summed over a batch: (params, batch (one sequence per argument), lr, scale=1.0) -> (summed loss, new params); the gradient is multiplied by scale (1/batch size for a mean loss)."""
+    (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
+    _sum30 = _gsum31 = _gsum32 = _gsum33 = _gsum34 = _gsum35 = _gsum36 = _gsum37 = _gsum38 = _gsum39 = 0.0
+    for x, y in zip(x, y):
+        (_x_0, _x_1) = x
+        # line 5
+        _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0
+        _t8 = ((_n_layers_0_w_1_0 * _x_0) + (_n_layers_0_w_1_1 * _x_1)) + _n_layers_0_b_1
+        _t9 = 0.0 if _t7 <= 0.0 else _t7
+        _t10 = 0.0 if _t8 <= 0.0 else _t8
+        _t15 = (((_n_layers_1_w_0_0 * _t9) + (_n_layers_1_w_0_1 * _t10)) + _n_layers_1_b_0) - y
+        _t17 = 2.0 * _t15
+        _t24 = (_n_layers_1_w_0_0 * _t17) * (1.0 if _t7 > 0.0 else 0.0)
+        _t25 = (_n_layers_1_w_0_1 * _t17) * (1.0 if _t8 > 0.0 else 0.0)
+        _sum30 = _sum30 + (_t15 * _t15)
+        _gsum31 = _gsum31 + (_t24 * _x_0)
+        _gsum32 = _gsum32 + (_t24 * _x_1)
+        _gsum33 = _gsum33 + _t24
+        _gsum34 = _gsum34 + (_t25 * _x_0)
+        _gsum35 = _gsum35 + (_t25 * _x_1)
+        _gsum36 = _gsum36 + _t25
+        _gsum37 = _gsum37 + (_t17 * _t9)
+        _gsum38 = _gsum38 + (_t17 * _t10)
+        _gsum39 = _gsum39 + _t17
+    _t40 = lr * scale
+    return _sum30, [_n_layers_0_w_0_0 - (_t40 * _gsum31), _n_layers_0_w_0_1 - (_t40 * _gsum32), _n_layers_0_b_0 - (_t40 * _gsum33), _n_layers_0_w_1_0 - (_t40 * _gsum34), _n_layers_0_w_1_1 - (_t40 * _gsum35), _n_layers_0_b_1 - (_t40 * _gsum36), _n_layers_1_w_0_0 - (_t40 * _gsum37), _n_layers_1_w_0_1 - (_t40 * _gsum38), _n_layers_1_b_0 - (_t40 * _gsum39)]
 
 
 def loss_vjp(params, x, y, dout):

@@ -1,0 +1,189 @@
+"""Generated training steps (``f_step``, ``f_step_momentum``, ``f_step_adam`` and their unrolled
+variants): one optimizer update fused into the gradient code.
+
+References are independent of the steps: the optimizers' formulas are written out here again,
+applied to the batch sum of ``f_grad`` (itself checked against sympy and finite differences
+elsewhere), and the sgd step's gradient is also checked against central differences.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from conftest import EXAMPLES, run_cli
+
+import exprgrad
+from exprgrad.api import compile_program as program_of
+from exprgrad.api import entry_point, module_from_code
+from exprgrad.emit.scalar import generate
+from exprgrad.errors import ExprgradError
+
+PROGRAMS = {
+    "seed": "net n = MLP(3, [4, 4, 1])\ndef loss(x[3], y):\n    return (n(x) - y) ** 2\n",
+    # a matrix argument, a gradient that is the same for every example, and a weight penalty
+    # that depends on no example (computed once in an unrolled step)
+    "mixed": "param w[2] = [0.3, -0.7]\nparam s = 0.2\n"
+             "def loss(m[2, 2], t):\n    v = tanh(m @ w) * t\n"
+             "    return dot(v, v) + s + s * t + 0.01 * dot(w, w) * exp(s)\n",
+    # user names that the step's own arguments would take
+    "names": "param a = 0.5\nparam b[2] = [1.0, -2.0]\n"
+             "def loss(lr, scale):\n    return (a * lr - dot(b, b) * scale) ** 2\n",
+}
+SETTINGS = {"sgd": dict(lr=0.03), "momentum": dict(lr=0.03, momentum=0.8),
+            "adam": dict(lr=0.03, beta1=0.9, beta2=0.999, eps=1e-8)}
+
+
+def _batch(name: str, n: int, rng: random.Random) -> list[list[object]]:
+    if name == "seed":
+        return [[[rng.uniform(-2, 2) for _ in range(3)] for _ in range(n)],
+                [rng.choice([-1.0, 1.0]) for _ in range(n)]]
+    if name == "mixed":
+        return [[[[rng.uniform(-2, 2) for _ in range(2)] for _ in range(2)] for _ in range(n)],
+                [rng.uniform(-1, 1) for _ in range(n)]]
+    return [[rng.uniform(-1, 1) for _ in range(n)], [rng.uniform(-1, 1) for _ in range(n)]]
+
+
+def _reference(mod, optimizer, params, state, t, cols, scale):  # type: ignore[no-untyped-def]
+    """One update written from the optimizers' textbook formulas on the summed f_grad."""
+    total, g = 0.0, [0.0] * len(params)
+    for example in zip(*cols):
+        value, grad = mod.loss_grad(params, *example)
+        total += value
+        g = [a + b for a, b in zip(g, grad)]
+    g = [x * scale for x in g]
+    s = SETTINGS[optimizer]
+    if optimizer == "sgd":
+        return total, [p - s["lr"] * d for p, d in zip(params, g)], []
+    if optimizer == "momentum":
+        v = [s["momentum"] * v + d for v, d in zip(state[0], g)]
+        return total, [p - s["lr"] * x for p, x in zip(params, v)], [v]
+    m = [s["beta1"] * a + (1 - s["beta1"]) * d for a, d in zip(state[0], g)]
+    v = [s["beta2"] * a + (1 - s["beta2"]) * d * d for a, d in zip(state[1], g)]
+    mh = [a / (1 - s["beta1"] ** t) for a in m]
+    vh = [a / (1 - s["beta2"] ** t) for a in v]
+    return total, [p - s["lr"] * a / (math.sqrt(b) + s["eps"])
+                   for p, a, b in zip(params, mh, vh)], [m, v]
+
+
+def _close(a: list[float], b: list[float], tol: float = 1e-12) -> bool:
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=tol, abs_tol=tol)
+                                    for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("optimizer", sorted(SETTINGS))
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_steps_apply_the_optimizer_to_the_summed_gradient(name: str, optimizer: str) -> None:
+    n = 5
+    program = program_of(PROGRAMS[name], f"{name}.exg")
+    mod = module_from_code(generate(program, steps=(optimizer,), unroll=n), name,
+                                    f"<{name}>")
+    looped = entry_point(mod, "loss", {"sgd": "step"}.get(optimizer,
+                                                                    f"step_{optimizer}"))
+    unrolled = entry_point(mod, "loss", {"sgd": "step"}.get(
+        optimizer, f"step_{optimizer}") + "_unrolled")
+    rng = random.Random(f"{name}{optimizer}")
+    params = mod.init_params(3)
+    state = [[0.0] * len(params) for _ in range({"sgd": 0, "momentum": 1, "adam": 2}[optimizer])]
+    for t in range(1, 4):
+        cols = _batch(name, n, rng)
+        scale = 1.0 if t != 2 else 1.0 / n  # a mean loss scales the gradient
+        counter = [t] if optimizer == "adam" else []
+        want_loss, want, want_state = _reference(mod, optimizer, params, state, t, cols, scale)
+        for step in (looped, unrolled):
+            loss, new, *new_state = step(params, *state, *counter, *cols,
+                                         *SETTINGS[optimizer].values(), scale)
+            assert math.isclose(loss, want_loss, rel_tol=1e-13)
+            assert _close(new, want), (step.__name__, t)
+            assert all(_close(a, b) for a, b in zip(new_state, want_state))
+            assert len(new_state) == len(want_state)
+        # the loop and the unrolled step do the same operations in the same order
+        assert looped(params, *state, *counter, *cols, *SETTINGS[optimizer].values(), scale) \
+            == unrolled(params, *state, *counter, *cols, *SETTINGS[optimizer].values(), scale)
+        params, state = want, want_state
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_the_sgd_step_descends_along_central_differences(name: str) -> None:
+    program = program_of(PROGRAMS[name], f"{name}.exg")
+    mod = module_from_code(generate(program, unroll=4), name, f"<{name}>")
+    cols = _batch(name, 4, random.Random(name))
+    params = mod.init_params(1)
+    lr = 1e-3
+    for step in (mod.loss_step, mod.loss_step_unrolled):
+        loss, new = step(params, *cols, lr)
+        assert math.isclose(loss, sum(mod.loss(params, *ex) for ex in zip(*cols)),
+                            rel_tol=1e-13)
+        for i in range(len(params)):
+            up, down = list(params), list(params)
+            up[i] += 1e-6
+            down[i] -= 1e-6
+            fd = (sum(mod.loss(up, *ex) for ex in zip(*cols))
+                  - sum(mod.loss(down, *ex) for ex in zip(*cols))) / 2e-6
+            assert math.isclose((params[i] - new[i]) / lr, fd, rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_an_unrolled_step_takes_only_its_batch_size() -> None:
+    mod = module_from_code(generate(program_of(PROGRAMS["seed"], "s.exg"), unroll=4),
+                                    "s", "<s>")
+    cols = _batch("seed", 3, random.Random(0))
+    with pytest.raises(ValueError):
+        mod.loss_step_unrolled(mod.init_params(0), *cols, 0.1)
+    assert "exactly 4 examples" in mod.loss_step_unrolled.__doc__
+
+
+def test_training_through_the_fused_step_matches_a_hand_loop() -> None:
+    """exprgrad.train (now through loss_step_unrolled) gives the losses of the notebook's loop
+    written here over f_grad."""
+    program = program_of((EXAMPLES / "seed_mlp.exg").read_text(), "seed_mlp.exg")
+    result = exprgrad.train(program, steps=30, lr=0.04)
+    mod = exprgrad.load(EXAMPLES / "seed_mlp.exg")
+    xs = program.data["xs"]
+    ys = program.data["ys"]
+    params = mod.init_params(0)
+    losses = []
+    for _ in range(30):
+        total, g = 0.0, [0.0] * len(params)
+        for x, y in zip(xs, ys):
+            value, grad = mod.loss_grad(params, x, y)
+            total += value
+            g = [a + b for a, b in zip(g, grad)]
+        losses.append(total)
+        params = [p - 0.04 * d for p, d in zip(params, g)]
+    assert _close(result.losses, losses, 1e-12)
+    assert _close(result.params, params, 1e-12)
+    # minibatches of a mean loss go through the looped step with scale = 1/batch
+    mean = exprgrad.train(program, steps=5, lr=0.04, batch_size=3, reduce="mean",
+                          optimizer="adam")
+    assert len(mean.losses) == 5 and all(math.isfinite(v) for v in mean.losses)
+
+
+def test_a_non_finite_update_stops_training_and_keeps_the_last_good_parameters() -> None:
+    source = ("param w = 1.0\ndef loss(x):\n    return exp(w * x)\n"
+              "data xs = [709.0, 1.0]\ntrain loss(xs): lr=1.0, steps=5\n")
+    program = program_of(source, "blow.exg")
+    result = exprgrad.train(program)
+    assert result.stopped and result.stopped.startswith("step 1:")
+    assert "not finite" in result.stopped
+    assert result.params == [1.0] and result.losses == []
+
+
+def test_a_def_may_not_take_a_generated_step_name() -> None:
+    with pytest.raises(ExprgradError, match="generated step"):
+        program_of("def f(x):\n    return x\ndef f_step(x):\n    return x\n", "n.exg")
+
+
+def test_compiled_files_carry_the_train_statements_steps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    src = (EXAMPLES / "seed_mlp.exg").read_text().replace("optimizer=sgd", "optimizer=adam")
+    (tmp_path / "a.exg").write_text(src)
+    result = run_cli("compile", str(tmp_path / "a.exg"))
+    assert result.returncode == 0, result.stderr
+    for name in ("loss_step", "loss_step_adam", "loss_step_unrolled", "loss_step_adam_unrolled"):
+        assert f"\ndef {name}(" in result.stdout
+    assert "loss_step_momentum" not in result.stdout
+    # data read from a CSV file at training time: no batch size is known, nothing is unrolled
+    (tmp_path / "b.exg").write_text("net n = MLP(2, [3, 1])\ndef loss(x[2], y):\n"
+                                    "    return (n(x) - y) ** 2\n")
+    result = run_cli("compile", str(tmp_path / "b.exg"))
+    assert "\ndef loss_step(" in result.stdout and "_unrolled" not in result.stdout

@@ -187,3 +187,24 @@ def test_compiled_files_carry_the_train_statements_steps(tmp_path) -> None:  # t
                                     "    return (n(x) - y) ** 2\n")
     result = run_cli("compile", str(tmp_path / "b.exg"))
     assert "\ndef loss_step(" in result.stdout and "_unrolled" not in result.stdout
+
+
+def test_training_with_a_module_made_for_other_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A module compiled for the file's train statement (sgd, unrolled for its 4 examples) still
+    trains with another optimizer and on data of another size, with the right numbers."""
+    from exprgrad.run.training import train
+
+    source = (EXAMPLES / "seed_mlp.exg").read_text()
+    program = program_of(source, "seed_mlp.exg")
+    module = exprgrad.load_source(source, "seed_mlp.exg")
+    assert module.UNROLLED == {"loss": 4} and "step_adam" not in module.ENTRY_POINTS["loss"]
+    csv = tmp_path / "three.csv"
+    csv.write_text("x0,x1,x2,y\n2,3,-1,1\n3,-1,0.5,-1\n0.5,1,1,-1\n")
+    config = exprgrad.run.config.config_from_program(program)
+    config.steps = 3
+    three = train(program, config=config, csv_path=str(csv), module=module)
+    fresh = train(program, config=config, csv_path=str(csv))
+    assert three.losses == fresh.losses and len(three.losses) == 3
+    config.optimizer = "adam"
+    adam = train(program, config=config, module=module)
+    assert adam.losses == train(program, config=config).losses

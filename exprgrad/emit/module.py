@@ -28,7 +28,7 @@ from .names import Namer
 
 #: the module constants every generated module defines
 CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
-             "ENTRY_POINTS", "PARAM_NAMES", "PARAM_TENSORS")
+             "ENTRY_POINTS", "UNROLLED", "PARAM_NAMES", "PARAM_TENSORS")
 
 #: the functions a module with parameters defines to read and write them by tensor name
 #: (checked against this text by exprgrad.emit.verify, like the op helpers)
@@ -155,6 +155,8 @@ class ModuleWriter:
         self.namer = Namer(frozenset(HELPERS))
         self.uses = Uses(float_module)
         self.entries: dict[str, dict[str, str]] = {}
+        #: the batch size of each user function's unrolled training steps, if it has them
+        self.unrolled: dict[str, int] = {}
         self.chunks: list[str] = []
         # every possible function's name is given out before any function is written, so no
         # local of any function can take it; the user's own names first, so that a suffixed
@@ -202,6 +204,8 @@ class ModuleWriter:
         out.append("ENTRY_POINTS = {" + "".join(
             f"\n    {f!r}: {{{', '.join(f'{k!r}: {v!r}' for k, v in kinds.items())}}},"
             for f, kinds in self.entries.items()) + ("\n" if self.entries else "") + "}")
+        out.append("UNROLLED = {" + ", ".join(f"{f!r}: {n!r}" for f, n in self.unrolled.items())
+                   + "}")
         names = program.param_names
         out.append("PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names)
                    + ("\n" if names else "") + ")")

@@ -349,6 +349,7 @@ class ScalarWriter:
             rows = [_unpack_target(names, shape) if shape else names[0] for names in per_example]
             unpack.append(f"    {_tuple(rows)} = {arg}")
         name = self.module.entry(fn.name, STEP_KINDS[optimizer] + "_unrolled")
+        self.module.unrolled[fn.name] = n
         returned = ", ".join([self.printer.expr(results[0][0]),
                               *(self.printer.elems(v, (len(v),)) for v in results[1:])])
         self.module.add("\n".join([

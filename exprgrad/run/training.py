@@ -91,7 +91,8 @@ class FusedStep:
         kind = STEP_KINDS[config.optimizer]
         self.looped = entry_point(module, name, kind)
         found = module.ENTRY_POINTS[name].get(kind + "_unrolled")
-        self.unrolled = getattr(module, found) if found else None
+        self.unrolled = getattr(module, found) if found and module.UNROLLED.get(
+            name) == len(examples) else None
         self.columns = [list(c) for c in zip(*examples)]
         self.everything = list(range(len(examples)))
         self.config = config
@@ -164,11 +165,13 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     if use_numpy:
         batch_grad = numpy_batch_step(program, fn, examples)
     else:
-        module = module or module_from_code(
-            generate(program, steps=(config.optimizer,),
-                     unroll=unroll_size(program, fn, config, len(examples))),
-            "exg_train", f"<exprgrad:{program.filename}>")
-        if STEP_KINDS[config.optimizer] in module.ENTRY_POINTS[fn.name]:
+        wanted = STEP_KINDS[config.optimizer]
+        if module is None or (fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]):
+            module = module_from_code(
+                generate(program, steps=(config.optimizer,),
+                         unroll=unroll_size(program, fn, config, len(examples))),
+                "exg_train", f"<exprgrad:{program.filename}>")
+        if wanted in module.ENTRY_POINTS[fn.name]:
             fused = FusedStep(module, fn.name, examples, config, len(program.param_order))
         else:
             batch_grad = _scalar_batch_step(module, fn.name, examples)

@@ -38,6 +38,7 @@ from ..ir.program import Program
 from ..lower.lowering import compile_program
 from ..run.config import TrainResult, config_from_program, settings_of
 from ..run.progress import Progress
+from ..run.training import module_steps
 from ..run.training import train as run_training
 
 #: the name a cell's compiled program takes when ``%%exprgrad`` names none
@@ -166,7 +167,8 @@ def compile_cell(name: str, text: str) -> CompiledCell:
     """Compile a cell's text as the file ``NAME.exg``; raises ExprgradError for a mistake."""
     filename = f"{name}.exg"
     program = compile_program(text, filename)
-    code = generate(program)
+    steps, unroll = module_steps(program)
+    code = generate(program, steps=steps, unroll=unroll)
     module = module_from_code(code, name, f"<exprgrad:{safe_label(filename)}.py>")
     return CompiledCell(name, program, code, module)
 

@@ -17,6 +17,7 @@ ENTRY_POINTS = {
     'sanity': {'value': 'sanity', 'grad': 'sanity_grad', 'vjp': 'sanity_vjp'},
     'more_ops': {'value': 'more_ops', 'grad': 'more_ops_grad', 'vjp': 'more_ops_vjp'},
 }
+UNROLLED = {}
 PARAM_NAMES = ()
 
 

@@ -17,6 +17,7 @@ FUNCTIONS = {'loss': ('x', 'y')}
 ENTRY_POINTS = {
     'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'step': 'loss_step', 'step_unrolled': 'loss_step_unrolled', 'vjp': 'loss_vjp'},
 }
+UNROLLED = {'loss': 4}
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
     'n.layers.0.neurons.0.w.1',

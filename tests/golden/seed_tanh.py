@@ -17,6 +17,7 @@ ENTRY_POINTS = {
     'seed_tanh': {'value': 'seed_tanh', 'grad': 'seed_tanh_grad', 'vjp': 'seed_tanh_vjp'},
     'fixed_tanh': {'value': 'fixed_tanh', 'grad': 'fixed_tanh_grad', 'vjp': 'fixed_tanh_vjp'},
 }
+UNROLLED = {}
 PARAM_NAMES = ()
 
 

@@ -16,6 +16,7 @@ FUNCTIONS = {'loss': ('x', 'y')}
 ENTRY_POINTS = {
     'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'step': 'loss_step', 'vjp': 'loss_vjp'},
 }
+UNROLLED = {}
 PARAM_NAMES = (
     'n.layers.0.neurons.0.w.0',
     'n.layers.0.neurons.0.w.1',

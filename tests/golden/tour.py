@@ -19,6 +19,7 @@ ENTRY_POINTS = {
     'softmax2': {'value': 'softmax2', 'grad': 'softmax2_grad', 'vjp': 'softmax2_vjp'},
     'h': {'value': 'h', 'grad': 'h_grad', 'vjp': 'h_vjp'},
 }
+UNROLLED = {}
 PARAM_NAMES = ()
 
 

@@ -638,20 +638,22 @@ def reference_step(name: str, params: list[float], xs: list[Any], ys: list[Any],
     return total, [q - lr * d for q, d in zip(params, g)]
 
 
-def check(built: Built, ref_loss: float, ref_params: list[float], dtype: str) -> str | None:
-    """None when one step of ``built`` gives the reference loss and parameters."""
+def check(built: Built, ref_loss: float, ref_params: list[float], dtype: str
+          ) -> tuple[float, str | None]:
+    """One step of ``built``: its loss, and None when the loss and the updated parameters are
+    exprgrad's (else what differs)."""
     tol = TOLERANCE[dtype]
     loss = float(built.step())
     if not math.isclose(loss, ref_loss, rel_tol=tol):
-        return f"first loss {loss!r}, exprgrad's {ref_loss!r} (tolerance {tol:g})"
+        return loss, f"first loss {loss!r}, exprgrad's {ref_loss!r} (tolerance {tol:g})"
     got = built.params()
     if len(got) != len(ref_params):
-        return f"{len(got)} parameters, exprgrad has {len(ref_params)}"
+        return loss, f"{len(got)} parameters, exprgrad has {len(ref_params)}"
     scale = max(abs(v) for v in ref_params)
     for i, (a, b) in enumerate(zip(got, ref_params)):
         if not math.isclose(a, b, rel_tol=tol, abs_tol=tol * scale):
-            return f"updated parameter {i} is {a!r}, exprgrad's {b!r} (tolerance {tol:g})"
-    return None
+            return loss, f"updated parameter {i} is {a!r}, exprgrad's {b!r} (tolerance {tol:g})"
+    return loss, None
 
 
 def prepare(name: str, labels: Sequence[str], lr: float
@@ -667,7 +669,7 @@ def prepare(name: str, labels: Sequence[str], lr: float
         make = functools.partial(contender.make, name, params, xs, ys, lr)
         try:
             built = make()
-            problem = check(built, ref_loss, ref_params, contender.dtype)
+            first, problem = check(built, ref_loss, ref_params, contender.dtype)
         except (ImportError, Unavailable) as err:
             rows[label] = {"skipped": str(err).splitlines()[0]}
             continue
@@ -676,7 +678,8 @@ def prepare(name: str, labels: Sequence[str], lr: float
         if problem:
             rows[label] = {"failed": problem}
             continue
-        rows[label] = {"dtype": contender.dtype, "first_loss": ref_loss}
+        rows[label] = {"dtype": contender.dtype, "first_loss": first,
+                       "reference_loss": ref_loss}
         if built.note:
             rows[label]["note"] = built.note
         makers[label] = make

@@ -2,11 +2,12 @@
 
     python benchmarks/ablation.py [--repeat N] [--budget SECONDS] [--workloads seed,moons,digits]
 
-seed runs on the scalar backend (``loss_grad_sum``), moons and digits on the numpy backend. For
-every variant it reports the median time per training step, measured interleaved with the other
-variants of the same workload over three separately built copies of each (benchmarks/run.py's
-measure_instances), its ratio to "all on", and the
-size of the generated gradient code (scalar lines, or numpy statements). The variants:
+seed runs on the scalar backend (its fused ``loss_step`` when the generated module has one, else
+``loss_grad_sum`` and an update), moons and digits on the numpy backend, with benchmarks/run.py's
+step sizes. For every variant it reports the median time per training step (process CPU time,
+BLAS on one thread), measured interleaved with the other variants of the same workload over
+three separately built copies of each (benchmarks/run.py's measure), its ratio to "all on", and
+the size of the generated gradient code (scalar lines, or numpy statements). The variants:
 
 - fusion off: no inlining of single-use temporaries (scalar backend; codegen.FUSE_LIMIT = 1);
 - simplification off: no constant folding or exact identities (x*1, x+0, --x, x + -y) at build;
@@ -61,13 +62,13 @@ def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
 @contextlib.contextmanager
 def graph_flag(flag: str) -> Iterator[None]:
     """Every graph the frontend builds gets ``flag`` set to False."""
-    original = lower._Lowerer.__init__
+    original = lower.Lowerer.__init__
 
     def init(self: Any, text: str, filename: str) -> None:
         original(self, text, filename)
         setattr(self.graph, flag, False)
 
-    with patched(lower._Lowerer, "__init__", init):
+    with patched(lower.Lowerer, "__init__", init):
         yield
 
 
@@ -116,10 +117,10 @@ def unasked_gradients() -> Iterator[None]:
     original = npgen._Writer.function
 
     def function(self: Any, kind: str, fn: Any, roots: list[Any], doc: str,
-                 param_grads: Any) -> None:
-        if param_grads is not None:
+                 param_grads: Any, *rest: Any) -> None:
+        if kind == "grad" and param_grads is not None:
             roots = roots + grad(self.graph, fn.outputs[0], fn.inputs)
-        original(self, kind, fn, roots, doc, param_grads)
+        original(self, kind, fn, roots, doc, param_grads, *rest)
 
     with patched(npgen._Writer, "function", function):
         yield
@@ -157,7 +158,7 @@ def code_size(workload: str, numpy: bool) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--repeat", type=int, default=15, help="interleaved rounds")
     ap.add_argument("--budget", type=float, default=20.0, help="seconds of rounds per workload")
     ap.add_argument("--workloads", default="seed,moons,digits")
     ap.add_argument("--instances", type=int, default=3,
@@ -168,16 +169,21 @@ def main() -> None:
         contender = run.exprgrad_numpy if numpy else run.exprgrad_scalar
         variants = NUMPY_VARIANTS if numpy else SCALAR_VARIANTS
         xs, ys = run.load_data(workload)
+        lr = run.LEARNING_RATES[workload]
         params = run.exprgrad.load_source(run.SOURCES[workload][0]).init_params(0)
         makers, sizes, first = {}, {}, {}
         for label, make in variants.items():
             with make():
-                built = [contender(workload, params, xs, ys) for _ in range(args.instances)]
+                built = [contender(workload, params, xs, ys, lr)
+                         for _ in range(args.instances)]
                 makers[label] = iter(built).__next__
                 sizes[label] = code_size(workload, numpy)
-                first[label] = contender(workload, params, xs, ys)()
-        seconds = run.measure_instances(makers, args.instances, args.repeat, args.budget)
-        print(f"\n{workload} ({contender.__name__}): median time per training step")
+                first[label] = contender(workload, params, xs, ys, lr).step()
+        with run.one_thread():
+            timings = run.measure(makers, runs=1, rounds=args.repeat, instances=args.instances,
+                                  block=0.02, budget=args.budget)
+        seconds = {label: t.cpu[0] for label, t in timings.items()}
+        print(f"\n{workload} ({contender.__name__}): median process CPU time per training step")
         base = seconds["all on"]
         for label in variants:
             same = abs(first[label] - first["all on"]) <= 1e-9 * abs(first["all on"])

@@ -1,32 +1,58 @@
 """Time per training step (forward over the batch, loss, gradient, SGD update) for exprgrad and
 the tools a user would pick instead, measured in one run from the same initial weights.
 
-    python benchmarks/run.py [--repeat N] [--budget S] [--instances K] [--json OUT.json]
-                             [--workloads seed,moons,digits]
+    python benchmarks/run.py [--quick] [--runs R] [--rounds N] [--instances K] [--json OUT.json]
+                             [--workloads seed,moons,digits] [--straight-w1 PATH]
 
 Workloads: seed (MLP(3, [4, 4, 1]) on the notebook's 4 examples), moons (MLP(2, [16, 16, 1]) on
 100 two-moons points, squared error) and digits (MLP(64, [32, 10]) on scikit-learn's 1,797
-digits, tanh hidden layer, softmax cross-entropy). Contenders, each when installed: exprgrad's
-scalar and numpy backends, the seed notebook's Value engine (tanh corrected), hand-written
-straight-line Python (seed) and hand-written numpy (moons, digits), PyTorch eager on one thread,
-JAX with jit. Every contender's first loss is checked against exprgrad's before timing; then
-three separately built copies of every contender are timed interleaved (see measure_all and
-measure_instances). The table shows medians and each time as a ratio to exprgrad's best backend
-for that workload.
+digits, tanh hidden layer, softmax cross-entropy). Contenders, each when installed and when it
+applies: exprgrad's scalar backend (its fused ``loss_step`` when the generated module has one,
+else ``loss_grad_sum`` and an update) and numpy backend (also in float32 when the backend can
+emit it), the hand-written straight-line seed step of /work/shared/bench/straight_w1.py (loaded
+from there), hand-written Python (seed) and numpy (moons, digits; float64 and float32), the seed
+notebook's Value engine (tanh corrected), CasADi (SX compiled to C with gcc on the seed, MX on
+the moons), SymPy ``lambdify(cse=True)`` (seed), PyTorch eager on one thread (float64 and
+float32) and JAX jit (float64 and float32, in a process of its own).
+
+Method. Before timing, one step of a fresh copy of every contender must give exprgrad's loss and
+exprgrad's updated parameters (relative 1e-9 in float64, 1e-4 in float32, against exprgrad's
+float64 ``loss_grad_sum`` and update); a contender that does not is reported as FAILED and not
+timed. Then ``--instances`` separately built copies of every contender are timed interleaved:
+each round times one block (about ``--block`` seconds of steps) of every copy in a new random
+order, with ``timeit`` (garbage collector off during a block) on the process CPU clock (the
+machine is shared: CPU time does not count the time another process holds the core) and the
+wall clock beside it. Everything runs on one thread (PyTorch's setting, BLAS through
+threadpoolctl, XLA's flags), so CPU time is the cost of a step. A run is ``--rounds`` rounds;
+the whole measurement is repeated ``--runs`` times and each run gives every contender a ratio,
+its time over exprgrad's in the same run (> 1: exprgrad is faster). The table shows the median
+time, the median ratio and the range of the ratio over the runs. JAX runs in a subprocess of
+its own (in a process shared with PyTorch its times are inflated) together with a copy of
+exprgrad's baseline backend, and its ratios are against that copy, timed interleaved with it.
 Nothing here is a test: timings are reported, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import functools
+import importlib.util
+import inspect
 import json
 import math
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import timeit
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +66,8 @@ from exprgrad.emit.load import module_from_code  # noqa: E402
 from exprgrad.emit.scalar import generate  # noqa: E402
 from exprgrad.lower.lowering import compile_program  # noqa: E402
 
-LR = 0.01
+# The careful hand-written seed step (read-only, outside the repository; see its README).
+STRAIGHT_W1 = Path(os.environ.get("EXPRGRAD_STRAIGHT_W1", "/work/shared/bench/straight_w1.py"))
 
 SOURCES = {
     "seed": ("net n = MLP(3, [4, 4, 1])\n"
@@ -51,6 +78,28 @@ SOURCES = {
                "def loss(x[64], y[10]):\n    z = n(x)\n    return logsumexp(z) - dot(y, z)\n",
                (64, [32, 10])),
 }
+# SGD step size on the summed loss: small enough that the network keeps training over the
+# thousands of steps a run takes (digits diverges at 0.01 and its tanh units saturate, which
+# would time a different computation than the first step).
+LEARNING_RATES = {"seed": 0.01, "moons": 0.01, "digits": 0.001}
+LR = 0.01  # kept for callers of the old interface (benchmarks/ablation.py passes lr explicitly)
+
+TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+SLOW = 0.2  # seconds: a contender slower than this per step is timed once a run, one copy
+
+
+class Unavailable(Exception):
+    """The contender is not installed, or does not apply to this workload."""
+
+
+@dataclass
+class Built:
+    """One copy of a contender: ``step()`` takes a training step and returns the summed loss
+    before the update; ``params()`` gives the current parameters flat, in exprgrad's order."""
+
+    step: Callable[[], float]
+    params: Callable[[], list[float]]
+    note: str = ""
 
 
 def load_data(name: str) -> tuple[list[Any], list[Any]]:
@@ -60,7 +109,8 @@ def load_data(name: str) -> tuple[list[Any], list[Any]]:
     if name == "moons":
         import csv
 
-        rows = list(csv.reader(open(ROOT / "examples" / "data" / "moons.csv")))[1:]
+        with open(ROOT / "examples" / "data" / "moons.csv") as f:
+            rows = list(csv.reader(f))[1:]
         return [[float(r[0]), float(r[1])] for r in rows], [float(r[2]) for r in rows]
     from sklearn.datasets import load_digits  # the bundled copy: no download
 
@@ -70,14 +120,15 @@ def load_data(name: str) -> tuple[list[Any], list[Any]]:
     return xs, ys
 
 
-def layers_from_flat(params: list[float], nin: int, sizes: list[int]) -> list[tuple[Any, Any]]:
+def layers_from_flat(params: Sequence[float], nin: int, sizes: list[int]
+                     ) -> list[tuple[Any, Any]]:
     """(W, b) per layer from the flat vector (per neuron: weights, then bias)."""
     out = []
     pos = 0
     for nout in sizes:
         w, b = [], []
         for _ in range(nout):
-            w.append(params[pos:pos + nin])
+            w.append(list(params[pos:pos + nin]))
             b.append(params[pos + nin])
             pos += nin + 1
         out.append((w, b))
@@ -85,70 +136,114 @@ def layers_from_flat(params: list[float], nin: int, sizes: list[int]) -> list[tu
     return out
 
 
+def flat_from_layers(layers: Sequence[tuple[Any, Any]]) -> list[float]:
+    """The inverse of layers_from_flat, for anything numpy can convert (arrays, tensors)."""
+    import numpy as np
+
+    return [float(v) for w, b in layers
+            for v in np.hstack([np.asarray(w), np.asarray(b)[:, None]]).ravel()]
+
+
 # ---- contenders -----------------------------------------------------------------------------
 
 
-def exprgrad_scalar(name: str, params: list[float], xs: list[Any], ys: list[Any]
-                    ) -> Callable[[], float]:
+def exprgrad_scalar(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                    lr: float = LR) -> Built:
     mod = exprgrad.load_source(SOURCES[name][0], f"{name}.exg")
-    loss_grad_sum = mod.loss_grad_sum  # one loop over the batch in generated code
-    state = {"p": list(params)}
+    fused = getattr(mod, "ENTRY_POINTS", {}).get("loss", {}).get("step")
+    state: dict[str, Any] = {"p": list(params)}
+    if fused:
+        loss_step = getattr(mod, fused)  # (params, x, y, lr) -> (loss_sum, new_params)
 
-    def step() -> float:
-        p = state["p"]
-        total, g = loss_grad_sum(p, xs, ys)
-        state["p"] = [q - LR * d for q, d in zip(p, g)]
-        return total
+        def step() -> float:
+            total, state["p"] = loss_step(state["p"], xs, ys, lr)
+            return total
 
-    return step
+        note = f"fused {fused}"
+    else:
+        loss_grad_sum = mod.loss_grad_sum  # one loop over the batch in generated code
+
+        def step() -> float:
+            p = state["p"]
+            total, g = loss_grad_sum(p, xs, ys)
+            state["p"] = [q - lr * d for q, d in zip(p, g)]
+            return total
+
+        note = "loss_grad_sum + update (no fused step in this exprgrad)"
+    return Built(step, lambda: [float(v) for v in state["p"]], note)
 
 
-def exprgrad_numpy(name: str, params: list[float], xs: list[Any], ys: list[Any]
-                   ) -> Callable[[], float]:
+def exprgrad_numpy(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                   lr: float = LR, dtype: str = "float64") -> Built:
     import numpy as np
 
     program = compile_program(SOURCES[name][0], f"{name}.exg")
-    mod = module_from_code(generate_numpy(program), "bench_np", "<bench>")
+    if dtype == "float64":
+        code = generate_numpy(program)
+    elif "dtype" in inspect.signature(generate_numpy).parameters:
+        try:
+            code = generate_numpy(program, dtype=dtype)  # type: ignore[call-arg]
+        except (TypeError, ValueError) as err:
+            raise Unavailable(f"generate_numpy(dtype={dtype!r}) refused: {err}") from err
+    else:
+        raise Unavailable("exprgrad's numpy backend has no dtype parameter (generate_numpy) yet")
+    mod = module_from_code(code, "bench_np", "<bench>")
     loss_grad = mod.loss_grad
-    X, Y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-    state = {"p": np.asarray(params, dtype=np.float64)}
+    X, Y = np.asarray(xs, dtype=dtype), np.asarray(ys, dtype=dtype)
+    state = {"p": np.asarray(params, dtype=dtype)}
 
     def step() -> float:
         values, g = loss_grad(state["p"], X, Y)
-        state["p"] -= LR * g
+        state["p"] -= lr * g
         return float(values.sum())
 
-    return step
+    return Built(step, lambda: state["p"].tolist())
 
 
-def seed_engine(name: str, params: list[float], xs: list[Any], ys: list[Any]
-                ) -> Callable[[], float]:
-    import seed_engine as se
-
-    nin, sizes = SOURCES[name][1]
-    if name == "digits":
-        raise RuntimeError("the Value engine has no log/softmax (and takes minutes per step)")
-    net = se.MLP(nin, sizes)
-    net.set_parameters(params)
-    ps = net.parameters()
+def straight_w1(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                lr: float = LR) -> Built:
+    """/work/shared/bench/straight_w1.py's ``step(params, flat_xs, ys, lr)``, loaded by path."""
+    if name != "seed":
+        raise Unavailable("written for the seed network only")
+    if not STRAIGHT_W1.is_file():
+        raise Unavailable(f"{STRAIGHT_W1} is absent")
+    spec = importlib.util.spec_from_file_location("straight_w1", STRAIGHT_W1)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = module.step
+    _check_straight_order(fn, exprgrad.load_source(SOURCES[name][0], f"{name}.exg").PARAM_NAMES)
+    flat_xs = tuple(v for x in xs for v in x)
+    ys_t = tuple(ys)
+    state: dict[str, Any] = {"p": tuple(params)}
 
     def step() -> float:
-        loss = sum(((net(x) - y) ** 2 for x, y in zip(xs, ys)), se.Value(0.0))
-        for p in ps:
-            p.grad = 0.0
-        loss.backward()
-        for p in ps:
-            p.data -= LR * p.grad
-        return loss.data
+        loss, state["p"] = fn(state["p"], flat_xs, ys_t, lr)
+        return loss
 
-    return step
+    return Built(step, lambda: list(state["p"]))
 
 
-def handwritten_python(name: str, params: list[float], xs: list[Any], ys: list[Any]
-                       ) -> Callable[[], float]:
+def _check_straight_order(fn: Callable[..., Any], names: Sequence[str]) -> None:
+    """straight_w1 unpacks its parameters into w{layer}_{neuron}_{input} and b{layer}_{neuron}
+    (layers from 1); they must come in the order of exprgrad's PARAM_NAMES
+    (n.layers.{layer}.neurons.{neuron}.w.{input}, n.layers.{layer}.neurons.{neuron}.b)."""
+    expected = []
+    for n in names:
+        parts = n.split(".")
+        layer, neuron = int(parts[2]) + 1, parts[4]
+        expected.append(f"w{layer}_{neuron}_{parts[6]}" if parts[5] == "w"
+                        else f"b{layer}_{neuron}")
+    got = list(fn.__code__.co_varnames[4:4 + len(expected)])  # after params, xs, ys, lr
+    if got != expected:
+        raise RuntimeError(f"straight_w1's parameter order differs from PARAM_NAMES: {got[:6]}...")
+
+
+def handwritten_python(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                       lr: float = LR) -> Built:
     """MLP(3, [4, 4, 1]) forward and backward written out by hand, one example at a time."""
     if name != "seed":
-        raise RuntimeError("written for the seed network only")
+        raise Unavailable("written for the seed network only")
     tanh = math.tanh
     data = list(zip(xs, ys))
     state = {"p": list(params)}
@@ -222,19 +317,20 @@ def handwritten_python(name: str, params: list[float], xs: list[Any], ys: list[A
             g[13] += da3 * x1
             g[14] += da3 * x2
             g[15] += da3
-        state["p"] = [q - LR * d for q, d in zip(p, g)]
+        state["p"] = [q - lr * d for q, d in zip(p, g)]
         return total
 
-    return step
+    return Built(step, lambda: list(state["p"]))
 
 
-def handwritten_numpy(name: str, params: list[float], xs: list[Any], ys: list[Any]
-                      ) -> Callable[[], float]:
+def handwritten_numpy(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                      lr: float = LR, dtype: str = "float64") -> Built:
     import numpy as np
 
     nin, sizes = SOURCES[name][1]
-    layers = [(np.asarray(w), np.asarray(b)) for w, b in layers_from_flat(params, nin, sizes)]
-    X, Y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    layers = [(np.asarray(w, dtype=dtype), np.asarray(b, dtype=dtype))
+              for w, b in layers_from_flat(params, nin, sizes)]
+    X, Y = np.asarray(xs, dtype=dtype), np.asarray(ys, dtype=dtype)
     softmax = name == "digits"
 
     def step() -> float:
@@ -260,25 +356,170 @@ def handwritten_numpy(name: str, params: list[float], xs: list[Any], ys: list[An
             gb = d.sum(axis=0)
             if i:
                 d = (d @ w) * (1.0 - acts[i] ** 2)
-            w -= LR * gw
-            b -= LR * gb
+            w -= lr * gw
+            b -= lr * gb
         return loss
 
-    return step
+    return Built(step, lambda: flat_from_layers(layers))
 
 
-def pytorch_eager(name: str, params: list[float], xs: list[Any], ys: list[Any]
-                  ) -> Callable[[], float]:
+def seed_engine(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                lr: float = LR) -> Built:
+    import seed_engine as se
+
+    nin, sizes = SOURCES[name][1]
+    if name == "digits":
+        raise Unavailable("the Value engine has no log/softmax (and takes minutes per step)")
+    net = se.MLP(nin, sizes)
+    net.set_parameters(params)
+    ps = net.parameters()
+
+    def step() -> float:
+        loss = sum(((net(x) - y) ** 2 for x, y in zip(xs, ys)), se.Value(0.0))
+        for p in ps:
+            p.grad = 0.0
+        loss.backward()
+        for p in ps:
+            p.data -= lr * p.grad
+        return loss.data
+
+    return Built(step, lambda: [p.data for p in ps])
+
+
+# CasADi: the network as a CasADi expression graph (matrix operations on SX or MX symbols),
+# differentiated by casadi.gradient, one Function (params, X, Y, lr) -> (loss, new params).
+_CASADI_DIR: list[str] = []
+
+
+def _casadi_step_function(kind: str, name: str, batch: int) -> Any:
+    import casadi as ca
+
+    sym = {"SX": ca.SX, "MX": ca.MX}[kind]
+    nin, sizes = SOURCES[name][1]
+    n = sum((k + 1) * m for k, m in zip([nin] + sizes, sizes))
+    p, X, Y, lr = sym.sym("p", n), sym.sym("X", nin, batch), sym.sym("Y", 1, batch), sym.sym("lr")
+    h, pos, k = X, 0, nin
+    for m in sizes:
+        # rows of the (m, k + 1) block are the layer's neurons: weights, then bias
+        block = ca.reshape(p[pos:pos + m * (k + 1)], k + 1, m).T
+        h = ca.tanh(ca.mtimes(block[:, :k], h) + ca.repmat(block[:, k], 1, batch))
+        pos, k = pos + m * (k + 1), m
+    loss = ca.sumsqr(h - Y)
+    return ca.Function(f"{name}_step", [p, X, Y, lr], [loss, p - lr * ca.gradient(loss, p)])
+
+
+@functools.cache
+def _casadi_compiled(name: str, batch: int) -> Any:
+    """The SX step as C (Function.generate through a CodeGenerator), compiled by gcc -O3 into a
+    shared library and loaded with casadi.external (CasADi's documented Importer route)."""
+    import casadi as ca
+
+    if shutil.which("gcc") is None:
+        raise Unavailable("no gcc to compile CasADi's C code")
+    f = _casadi_step_function("SX", name, batch)
+    if not _CASADI_DIR:
+        _CASADI_DIR.append(tempfile.mkdtemp(prefix="exprgrad-bench-casadi-"))
+        atexit.register(shutil.rmtree, _CASADI_DIR[0], True)
+    cg = ca.CodeGenerator(f"{f.name()}.c")
+    cg.add(f)
+    path = cg.generate(_CASADI_DIR[0] + os.sep)
+    importer = ca.Importer(path, "shell", {"compiler": "gcc", "flags": ["-O3"],
+                                           "directory": _CASADI_DIR[0] + os.sep,
+                                           "cleanup": False})  # the directory goes at exit
+    return ca.external(f.name(), importer)
+
+
+def casadi_sx_c(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                lr: float = LR) -> Built:
+    if name != "seed":
+        raise Unavailable("the SX (compiled to C) contender runs on the seed")
+    import casadi  # noqa: F401  (an ImportError here means: not installed)
+
+    return _casadi_built(_casadi_compiled(name, len(xs)), params, xs, ys, lr)
+
+
+def casadi_mx(name: str, params: list[float], xs: list[Any], ys: list[Any],
+              lr: float = LR) -> Built:
+    if name != "moons":
+        raise Unavailable("the MX contender runs on the moons")
+    import casadi  # noqa: F401
+
+    return _casadi_built(_casadi_step_function("MX", name, len(xs)), params, xs, ys, lr)
+
+
+def _casadi_built(fn: Any, params: list[float], xs: list[Any], ys: list[Any], lr: float
+                  ) -> Built:
+    import casadi as ca
+    import numpy as np
+
+    X, Y = ca.DM(np.asarray(xs).T), ca.DM(np.asarray([ys]))
+    state = {"p": ca.DM(params)}
+
+    def step() -> float:
+        loss, state["p"] = fn(state["p"], X, Y, lr)
+        return float(loss)
+
+    return Built(step, lambda: np.asarray(state["p"]).ravel().tolist())
+
+
+@functools.cache
+def _sympy_step(name: str) -> Callable[..., Any]:
+    """The seed loss built in SymPy over symbols for the parameters and the data, differentiated
+    by sympy.diff, and lambdify'd with cse=True into one function of (params, xs, ys, lr)
+    returning [loss, *new params]. The outputs are a flat list: with a nested list
+    ([loss, [new params]]) lambdify's cse leaves the gradient's repeated subexpressions in
+    place and the step is some 60x slower."""
+    import sympy as sp
+
+    nin, sizes = SOURCES[name][1]
+    xs, _ = load_data(name)
+    n = sum((k + 1) * m for k, m in zip([nin] + sizes, sizes))
+    p = sp.symbols(f"p0:{n}")
+    x = sp.symbols(f"x0:{nin * len(xs)}")
+    y = sp.symbols(f"y0:{len(xs)}")
+    lr = sp.Symbol("lr")
+    loss = sp.Integer(0)
+    for e in range(len(xs)):
+        h, pos, k = list(x[e * nin:(e + 1) * nin]), 0, nin
+        for m in sizes:
+            out = []
+            for _ in range(m):
+                out.append(sp.tanh(sum((p[pos + i] * h[i] for i in range(k)), p[pos + k])))
+                pos += k + 1
+            h, k = out, m
+        loss += (h[0] - y[e]) ** 2
+    new = [q - lr * sp.diff(loss, q) for q in p]
+    return sp.lambdify([p, x, y, lr], [loss, *new], modules="math", cse=True)
+
+
+def sympy_lambdify(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                   lr: float = LR) -> Built:
+    if name != "seed":
+        raise Unavailable("an expression per example: built for the seed only")
+    fn = _sympy_step(name)
+    flat_xs = [v for x in xs for v in x]
+    state: dict[str, Any] = {"p": list(params)}
+
+    def step() -> float:
+        loss, *state["p"] = fn(state["p"], flat_xs, ys, lr)
+        return loss
+
+    return Built(step, lambda: [float(v) for v in state["p"]])
+
+
+def pytorch_eager(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                  lr: float = LR, dtype: str = "float64") -> Built:
     import torch
 
     torch.set_num_threads(1)
+    tdtype = getattr(torch, dtype)
     nin, sizes = SOURCES[name][1]
     tensors = []
     for w, b in layers_from_flat(params, nin, sizes):
-        tensors.append(torch.tensor(w, dtype=torch.float64, requires_grad=True))
-        tensors.append(torch.tensor(b, dtype=torch.float64, requires_grad=True))
-    X = torch.tensor(xs, dtype=torch.float64)
-    Y = torch.tensor(ys, dtype=torch.float64)
+        tensors.append(torch.tensor(w, dtype=tdtype, requires_grad=True))
+        tensors.append(torch.tensor(b, dtype=tdtype, requires_grad=True))
+    X = torch.tensor(xs, dtype=tdtype)
+    Y = torch.tensor(ys, dtype=tdtype)
     softmax = name == "digits"
 
     def step() -> float:
@@ -296,22 +537,28 @@ def pytorch_eager(name: str, params: list[float], xs: list[Any], ys: list[Any]
         with torch.no_grad():
             for t in tensors:
                 assert t.grad is not None
-                t -= LR * t.grad
+                t -= lr * t.grad
         return float(loss.detach())
 
-    return step
+    def flat() -> list[float]:
+        pairs = [(tensors[i].detach().numpy(), tensors[i + 1].detach().numpy())
+                 for i in range(0, len(tensors), 2)]
+        return flat_from_layers(pairs)
+
+    return Built(step, flat)
 
 
-def jax_jit(name: str, params: list[float], xs: list[Any], ys: list[Any]
-            ) -> Callable[[], float]:
+def jax_jit(name: str, params: list[float], xs: list[Any], ys: list[Any],
+            lr: float = LR, dtype: str = "float64") -> Built:
     import jax
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
     nin, sizes = SOURCES[name][1]
-    layers = [(jnp.asarray(w), jnp.asarray(b)) for w, b in layers_from_flat(params, nin, sizes)]
-    X, Y = jnp.asarray(xs), jnp.asarray(ys)
+    layers = [(jnp.asarray(w, dtype=dtype), jnp.asarray(b, dtype=dtype))
+              for w, b in layers_from_flat(params, nin, sizes)]
+    X, Y = jnp.asarray(xs, dtype=dtype), jnp.asarray(ys, dtype=dtype)
     softmax = name == "digits"
 
     def loss_fn(ls: Any) -> Any:
@@ -326,7 +573,7 @@ def jax_jit(name: str, params: list[float], xs: list[Any], ys: list[Any]
     @jax.jit
     def update(ls: Any) -> Any:
         loss, grads = jax.value_and_grad(loss_fn)(ls)
-        return loss, [(w - LR * gw, b - LR * gb) for (w, b), (gw, gb) in zip(ls, grads)]
+        return loss, [(w - lr * gw, b - lr * gb) for (w, b), (gw, gb) in zip(ls, grads)]
 
     state = {"l": layers}
 
@@ -334,109 +581,292 @@ def jax_jit(name: str, params: list[float], xs: list[Any], ys: list[Any]
         loss, state["l"] = update(state["l"])
         return float(loss)
 
-    return step
+    return Built(step, lambda: flat_from_layers(state["l"]))
 
 
-CONTENDERS: dict[str, Callable[..., Callable[[], float]]] = {
-    "exprgrad (scalar)": exprgrad_scalar,
-    "exprgrad (numpy)": exprgrad_numpy,
-    "hand-written Python": handwritten_python,
-    "hand-written numpy": handwritten_numpy,
-    "seed Value engine": seed_engine,
-    "PyTorch eager (1 thread)": pytorch_eager,
-    "JAX jit": jax_jit,
-}
+def _float32_only(make: Callable[..., Built]) -> Callable[..., Built]:
+    """``make`` in float32, on the batched workloads."""
+
+    def build(name: str, params: list[float], xs: list[Any], ys: list[Any],
+              lr: float = LR) -> Built:
+        if name == "seed":
+            raise Unavailable("float32 rows are for moons and digits")
+        return make(name, params, xs, ys, lr, dtype="float32")
+
+    return build
 
 
-def measure_all(steps: dict[str, Callable[[], float]], repeat: int, budget: float
-                ) -> dict[str, float]:
-    """Median seconds per step for each contender, measured interleaved.
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    make: Callable[..., Built]
+    dtype: str = "float64"
+    own_process: bool = False  # timed in a subprocess of its own (JAX)
 
-    Each contender gets a block size worth about 20 ms of steps and two warm-up blocks; then
-    rounds time one block of every contender in turn (in a new random order each round), so a
-    slow drift of the machine's speed, or what one contender leaves behind (threads still
-    spinning, a cold cache), affects all of them alike. Rounds stop after ``repeat``,
-    or after ``budget`` seconds once there are three. A contender slower than 0.2 s per step
-    is timed in the first three rounds only.
+
+EXPRGRAD_SCALAR, EXPRGRAD_NUMPY, EXPRGRAD_NUMPY32 = (
+    "exprgrad (scalar)", "exprgrad (numpy)", "exprgrad (numpy, float32)")
+CONTENDERS = [
+    Contender(EXPRGRAD_SCALAR, exprgrad_scalar),
+    Contender(EXPRGRAD_NUMPY, exprgrad_numpy),
+    Contender("straight_w1.py (hand-written)", straight_w1),
+    Contender("hand-written Python", handwritten_python),
+    Contender("hand-written numpy", handwritten_numpy),
+    Contender("seed Value engine", seed_engine),
+    Contender("CasADi SX -> C (gcc -O3)", casadi_sx_c),
+    Contender("CasADi MX", casadi_mx),
+    Contender("SymPy lambdify (cse)", sympy_lambdify),
+    Contender("PyTorch eager (1 thread)", pytorch_eager),
+    Contender("JAX jit", jax_jit, own_process=True),
+    Contender(EXPRGRAD_NUMPY32, _float32_only(exprgrad_numpy), "float32"),
+    Contender("hand-written numpy float32", _float32_only(handwritten_numpy), "float32"),
+    Contender("PyTorch eager float32", _float32_only(pytorch_eager), "float32"),
+    Contender("JAX jit float32", _float32_only(jax_jit), "float32", own_process=True),
+]
+BY_LABEL = {c.label: c for c in CONTENDERS}
+
+
+# ---- correctness before timing ----------------------------------------------------------------
+
+
+def reference_step(name: str, params: list[float], xs: list[Any], ys: list[Any], lr: float
+                   ) -> tuple[float, list[float]]:
+    """exprgrad's float64 loss and updated parameters from loss_grad_sum (not the fused step,
+    which is checked like every other contender)."""
+    mod = exprgrad.load_source(SOURCES[name][0], f"{name}.exg")
+    total, g = mod.loss_grad_sum(params, xs, ys)
+    return total, [q - lr * d for q, d in zip(params, g)]
+
+
+def check(built: Built, ref_loss: float, ref_params: list[float], dtype: str
+          ) -> tuple[float, str | None]:
+    """One step of ``built``: its loss, and None when the loss and the updated parameters are
+    exprgrad's (else what differs)."""
+    tol = TOLERANCE[dtype]
+    loss = float(built.step())
+    if not math.isclose(loss, ref_loss, rel_tol=tol):
+        return loss, f"first loss {loss!r}, exprgrad's {ref_loss!r} (tolerance {tol:g})"
+    got = built.params()
+    if len(got) != len(ref_params):
+        return loss, f"{len(got)} parameters, exprgrad has {len(ref_params)}"
+    scale = max(abs(v) for v in ref_params)
+    for i, (a, b) in enumerate(zip(got, ref_params)):
+        if not math.isclose(a, b, rel_tol=tol, abs_tol=tol * scale):
+            return loss, f"updated parameter {i} is {a!r}, exprgrad's {b!r} (tolerance {tol:g})"
+    return loss, None
+
+
+def prepare(name: str, labels: Sequence[str], lr: float
+            ) -> tuple[dict[str, dict[str, Any]], dict[str, Callable[[], Built]]]:
+    """A row per contender (skipped, FAILED its check, or checked) and a maker per checked one."""
+    xs, ys = load_data(name)
+    params = exprgrad.load_source(SOURCES[name][0], f"{name}.exg").init_params(0)
+    ref_loss, ref_params = reference_step(name, params, xs, ys, lr)
+    rows: dict[str, dict[str, Any]] = {}
+    makers: dict[str, Callable[[], Built]] = {}
+    for label in labels:
+        contender = BY_LABEL[label]
+        make = functools.partial(contender.make, name, params, xs, ys, lr)
+        try:
+            built = make()
+            first, problem = check(built, ref_loss, ref_params, contender.dtype)
+        except (ImportError, Unavailable) as err:
+            rows[label] = {"skipped": str(err).splitlines()[0]}
+            continue
+        except Exception as err:  # a contender that breaks is reported, not hidden
+            problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if problem:
+            rows[label] = {"failed": problem}
+            continue
+        rows[label] = {"dtype": contender.dtype, "first_loss": first,
+                       "reference_loss": ref_loss}
+        if built.note:
+            rows[label]["note"] = built.note
+        makers[label] = make
+    return rows, makers
+
+
+# ---- timing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """Seconds per step, one entry per run: median over the run's rounds, then over copies."""
+
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+
+
+def measure(makers: dict[str, Callable[[], Built]], *, runs: int, rounds: int, instances: int,
+            block: float, budget: float, progress: str = "") -> dict[str, Timing]:
+    """Time ``instances`` copies of every contender interleaved, ``runs`` times.
+
+    Every copy gets a block size worth about ``block`` seconds of steps and two blocks of
+    warm-up. A run is up to ``rounds`` rounds (at least two, then until ``budget`` seconds have
+    passed); a round times one block of every copy, in a new random order (no contender always
+    runs right after the same other one, and a slow drift of the machine's speed affects all
+    alike). A block is timed by ``timeit`` on the process CPU clock, with the wall clock around
+    it. A contender slower than SLOW per step has one copy, timed once a run.
     """
-    inner: dict[str, int] = {}
+    timers: dict[tuple[str, int], tuple[timeit.Timer, int]] = {}
     slow: set[str] = set()
-    for label, step in steps.items():
-        start = time.perf_counter()
-        step()
-        one = time.perf_counter() - start
-        inner[label] = max(1, min(1000, int(0.02 / max(one, 1e-7))))
-        if one > 0.2:
-            slow.add(label)
-        for _ in range(0 if one > 0.2 else 2 * inner[label]):
-            step()
-    samples: dict[str, list[float]] = {label: [] for label in steps}
-    labels = list(steps)
+    for label, make in makers.items():
+        for i in range(instances):
+            step = make().step
+            step()  # the first call (JAX compiles here)
+            timer = timeit.Timer(step, timer=time.process_time)
+            one = min(timer.timeit(1) for _ in range(1 if label in slow else 3))
+            if one > SLOW:
+                slow.add(label)
+                timers[(label, i)] = (timer, 1)
+                break
+            n = max(1, min(10_000, int(block / max(one, 1e-7))))
+            timer.timeit(2 * n)
+            timers[(label, i)] = (timer, n)
+    keys = list(timers)
     order = random.Random(0)
-    deadline = time.perf_counter() + budget
-    for r in range(repeat):
-        order.shuffle(labels)  # no contender always runs right after the same other one
-        for label in labels:
-            if label in slow and r >= 3:
-                continue
-            step, n = steps[label], inner[label]
-            t = time.perf_counter()
-            for _ in range(n):
-                step()
-            samples[label].append((time.perf_counter() - t) / n)
-        if time.perf_counter() > deadline and r >= 2:
-            break
-    return {label: statistics.median(v) for label, v in samples.items()}
+    out = {label: Timing() for label in makers}
+    for run_index in range(runs):
+        if progress:
+            print(f"{progress}: run {run_index + 1}/{runs}", file=sys.stderr, flush=True)
+        samples: dict[tuple[str, int], list[tuple[float, float]]] = {key: [] for key in keys}
+        deadline = time.perf_counter() + budget
+        for r in range(rounds):
+            order.shuffle(keys)
+            for key in keys:
+                if key[0] in slow and r:
+                    continue
+                timer, n = timers[key]
+                wall = time.perf_counter()
+                cpu = timer.timeit(n)
+                wall = time.perf_counter() - wall
+                samples[key].append((cpu / n, wall / n))
+            if r >= 1 and time.perf_counter() > deadline:
+                break
+        for label in makers:
+            copies = [s for key, s in samples.items() if key[0] == label]
+            out[label].cpu.append(statistics.median(
+                statistics.median(c for c, _ in s) for s in copies))
+            out[label].wall.append(statistics.median(
+                statistics.median(w for _, w in s) for s in copies))
+    return out
 
 
-def measure_instances(makers: dict[str, Callable[[], Callable[[], float]]], instances: int,
-                      repeat: int, budget: float) -> dict[str, float]:
-    """Like measure_all, over ``instances`` separately built copies of each contender (their
-    arrays land at different addresses, which moves small-array numpy code by 10-15 %); a
-    contender's figure is the median of its copies' medians."""
-    steps = {f"{label}#{i}": make() for label, make in makers.items() for i in range(instances)}
-    seconds = measure_all(steps, repeat, budget)
-    return {label: statistics.median(seconds[f"{label}#{i}"] for i in range(instances))
-            for label in makers}
+def one_thread() -> Any:
+    """BLAS on one thread (numpy's matrix products), like PyTorch's and XLA's settings here."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
-def run(workloads: list[str], repeat: int, budget: float, instances: int = 3
-        ) -> dict[str, Any]:
+# ---- one workload -----------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    runs: int = 5
+    rounds: int = 5
+    instances: int = 3
+    block: float = 0.02
+    budget: float = 15.0
+
+    def as_args(self) -> list[str]:
+        return ["--runs", str(self.runs), "--rounds", str(self.rounds), "--instances",
+                str(self.instances), "--block", str(self.block), "--budget", str(self.budget)]
+
+
+def run_workload(name: str, settings: Settings) -> dict[str, Any]:
+    lr = LEARNING_RATES[name]
+    here = [c.label for c in CONTENDERS if not c.own_process]
+    rows, makers = prepare(name, here, lr)
+    with one_thread():
+        timings = measure(makers, runs=settings.runs, rounds=settings.rounds,
+                          instances=settings.instances, block=settings.block,
+                          budget=settings.budget, progress=name)
+    exprgrad64 = [k for k in (EXPRGRAD_SCALAR, EXPRGRAD_NUMPY) if k in timings]
+    if not exprgrad64:
+        raise SystemExit(f"{name}: no exprgrad contender passed its check; nothing to compare")
+    base64 = min(exprgrad64, key=lambda k: statistics.median(timings[k].cpu))
+    base32 = EXPRGRAD_NUMPY32 if EXPRGRAD_NUMPY32 in timings else None
+    for label, timing in timings.items():
+        rows[label].update(_summary(timing, timings[_base(label, base64, base32)]))
+        rows[label]["vs"] = _base(label, base64, base32)
+    own = [c.label for c in CONTENDERS if c.own_process]
+    baselines = [base64] + ([base32] if base32 else [])
+    worker = own_process(name, own, baselines, settings)
+    worker_base: dict[str, float] = {}
+    for label in own:
+        row = worker["rows"].get(label, {"failed": "the subprocess gave no result"})
+        rows[label] = row
+        if label in worker["timings"]:
+            mine = Timing(**worker["timings"][label])
+            base = _base(label, base64, base32)
+            row.update(_summary(mine, Timing(**worker["timings"][base])))
+            row["vs"] = f"{base}, timed in the same process"
+            row["process"] = "own"
+            worker_base[base] = statistics.median(worker["timings"][base]["cpu"])
+    return {"examples": len(load_data(name)[0]), "lr": lr, "baseline": base64,
+            "baseline_float32": base32, "contenders": rows,
+            "own_process_baseline_cpu_seconds": worker_base}
+
+
+def _base(label: str, base64: str, base32: str | None) -> str:
+    return base32 if BY_LABEL[label].dtype == "float32" and base32 else base64
+
+
+def _summary(t: Timing, base: Timing) -> dict[str, Any]:
+    ratios = [a / b for a, b in zip(t.cpu, base.cpu)]
+    wall_ratios = [a / b for a, b in zip(t.wall, base.wall)]
+    return {"seconds": statistics.median(t.cpu), "wall_seconds": statistics.median(t.wall),
+            "ratio_to_exprgrad": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "wall_ratio_to_exprgrad": statistics.median(wall_ratios),
+            "runs_seconds": t.cpu, "runs_wall_seconds": t.wall}
+
+
+def own_process(name: str, own: list[str], baselines: list[str], settings: Settings
+                ) -> dict[str, Any]:
+    """Check and time the contenders ``own`` on ``name`` in a fresh Python process, interleaved
+    with exprgrad's ``baselines`` (see worker())."""
+    labels = own + baselines
+    env = dict(os.environ)
+    # XLA on one thread, as PyTorch (set_num_threads(1)) and BLAS (threadpoolctl) are here
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                        " intra_op_parallelism_threads=1").strip()
+    spec = json.dumps({"workload": name, "labels": labels, "own": own})
+    proc = subprocess.run([sys.executable, __file__, "--worker", spec, *settings.as_args()],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"rows": {label: {"failed": f"subprocess exit {proc.returncode}: {tail}"}
+                         for label in labels}, "timings": {}}
+    return json.loads(proc.stdout)
+
+
+def worker(spec: dict[str, Any], settings: Settings) -> None:
+    """The subprocess side of own_process: the same checks and measurement, JSON on stdout."""
+    name = spec["workload"]
+    rows, makers = prepare(name, spec["labels"], LEARNING_RATES[name])
+    if not any(label in makers for label in spec["own"]):
+        makers = {}  # nothing of its own passed: no timing
+    with one_thread():
+        timings = measure(makers, runs=settings.runs, rounds=settings.rounds,
+                          instances=settings.instances, block=settings.block,
+                          budget=settings.budget, progress=f"{name} (own process)")
+    json.dump({"rows": rows, "timings": {k: {"cpu": t.cpu, "wall": t.wall}
+                                         for k, t in timings.items()}}, sys.stdout)
+
+
+def run(workloads: list[str], settings: Settings) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in workloads:
         try:
-            xs, ys = load_data(name)
+            load_data(name)
         except ImportError as err:
             print(f"{name}: skipped ({err})")
             continue
-        mod = exprgrad.load_source(SOURCES[name][0], f"{name}.exg")
-        params = mod.init_params(0)
-        reference = None
-        rows: dict[str, dict[str, Any]] = {}
-        fresh: dict[str, Callable[[], Callable[[], float]]] = {}
-        for label, make in CONTENDERS.items():
-            try:
-                step = make(name, params, xs, ys)
-            except (ImportError, RuntimeError) as err:
-                rows[label] = {"skipped": str(err).splitlines()[0]}
-                continue
-            first = step()
-            if reference is None:
-                reference = first
-            if not math.isclose(first, reference, rel_tol=1e-9):
-                rows[label] = {"skipped": f"first loss {first} != {reference}"}
-                continue
-            fresh[label] = functools.partial(make, name, params, xs, ys)
-            rows[label] = {"first_loss": first}
-        for label, seconds in measure_instances(fresh, instances, repeat, budget).items():
-            rows[label]["seconds"] = seconds
-        timed = {k: v["seconds"] for k, v in rows.items() if "seconds" in v}
-        base = min(timed.get("exprgrad (scalar)", math.inf), timed.get("exprgrad (numpy)",
-                                                                            math.inf))
-        for row in rows.values():
-            if "seconds" in row:
-                row["ratio_to_exprgrad"] = row["seconds"] / base
-        results[name] = {"examples": len(xs), "contenders": rows}
+        results[name] = run_workload(name, settings)
     return results
 
 
@@ -468,11 +898,9 @@ def _count(code: str, fname: str) -> int:
                if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call, ast.IfExp)))
 
 
-
-
-def compile_times() -> dict[str, Any]:
+def compile_times(quick: bool = False) -> dict[str, Any]:
     out = {}
-    for n in (10_000, 100_000):
+    for n in (10_000,) if quick else (10_000, 100_000):
         src = "def f(x):\n" + "    x = sin(x) * x\n" * (n // 3) + "    return x\n"
         t = time.perf_counter()
         program = compile_program(src, "chain.exg")
@@ -499,26 +927,80 @@ def compile_times() -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--instances", type=int, default=3,
-                    help="separately built copies of each contender")
-    ap.add_argument("--budget", type=float, default=30.0,
-                    help="seconds of timing rounds per workload")
-    ap.add_argument("--workloads", default="seed,moons,digits")
-    ap.add_argument("--json", help="also write the results to this JSON file")
-    args = ap.parse_args()
-    results = run(args.workloads.split(","), args.repeat, args.budget, args.instances)
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:,.2f} ms"
+
+
+def _ratio(r: float) -> str:
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def report(results: dict[str, Any], settings: Settings) -> list[str]:
+    """Print the tables; returns the contenders that failed their check."""
+    failed = []
+    print(f"process CPU time per training step, median of {settings.runs} runs; ratio ="
+          " contender / exprgrad in the same run (> 1: exprgrad is faster), median"
+          " [min-max over the runs]; wall-clock time beside")
     for name, res in results.items():
-        print(f"\n{name} ({res['examples']} examples): median time per training step")
+        print(f"\n{name} ({res['examples']} examples, lr {res['lr']}), ratios against"
+              f" {res['baseline']}" + (f" (float32 rows: {res['baseline_float32']})"
+                                      if res["baseline_float32"] else ""))
         for label, row in res["contenders"].items():
             if "seconds" in row:
-                print(f"  {label:<26} {row['seconds'] * 1e6:>12.1f} us   "
-                      f"{row['ratio_to_exprgrad']:>8.2f}x exprgrad")
+                spread = ("" if row["vs"] == label else
+                          f"[{_ratio(row['ratio_min'])}-{_ratio(row['ratio_max'])}]")
+                extra = [row["note"]] if "note" in row else []
+                if row.get("process") == "own":
+                    extra.append(f"own process, vs {row['vs']}")
+                elif BY_LABEL[label].dtype == "float32" and row["vs"] != label \
+                        and BY_LABEL[row["vs"]].dtype != "float32":
+                    extra.append(f"vs float64 {row['vs']}")
+                ratio = _ratio(row["ratio_to_exprgrad"])
+                print(f"  {label:<31} {_time(row['seconds']):>11} {ratio:>8} {spread:<17}"
+                      f" wall {_time(row['wall_seconds']):>11}"
+                      + (f"   ({'; '.join(extra)})" if extra else ""))
+            elif "failed" in row:
+                failed.append(f"{name}: {label}")
+                print(f"  {label:<31} FAILED its check, not timed: {row['failed']}")
             else:
-                print(f"  {label:<26} skipped: {row['skipped']}")
-    compiled = compile_times()
+                print(f"  {label:<31} skipped: {row['skipped']}")
+        for base, seconds in res["own_process_baseline_cpu_seconds"].items():
+            print(f"  ({base} measured {_time(seconds)} in the JAX process)")
+    return failed
+
+
+def main() -> None:
+    global STRAIGHT_W1
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="repetitions of the whole measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds in a run")
+    ap.add_argument("--instances", type=int, default=3,
+                    help="separately built copies of each contender")
+    ap.add_argument("--block", type=float, default=0.02, help="seconds of steps in one block")
+    ap.add_argument("--budget", type=float, default=15.0,
+                    help="seconds after which a run stops adding rounds (two at least)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: 2 runs of 2 rounds, one copy, short blocks")
+    ap.add_argument("--workloads", default="seed,moons,digits")
+    ap.add_argument("--straight-w1", type=Path, default=STRAIGHT_W1,
+                    help="the hand-written seed step (default: %(default)s)")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    STRAIGHT_W1 = args.straight_w1
+    settings = Settings(args.runs, args.rounds, args.instances, args.block, args.budget)
+    if args.quick:
+        settings = Settings(runs=2, rounds=2, instances=1, block=0.002, budget=1.0)
+    if args.worker:
+        worker(json.loads(args.worker), settings)
+        return
+    for name in args.workloads.split(","):
+        if name not in SOURCES:
+            ap.error(f"unknown workload {name!r} (one of {', '.join(SOURCES)})")
+    started = time.perf_counter()
+    results = run(args.workloads.split(","), settings)
+    failed = report(results, settings)
+    compiled = compile_times(quick=args.quick)
     print("\ncompile statistics")
     for label, row in compiled.items():
         print(f"  {label:<22} " + ", ".join(f"{k} {v}" for k, v in row.items()))
@@ -526,9 +1008,15 @@ def main() -> None:
     print("\narithmetic operations, gradient function / forward function (scalar backend)")
     for label, row in ops.items():
         print(f"  {label:<40} {row['gradient']:>6} / {row['forward']:<6} = {row['ratio']}")
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
     if args.json:
-        Path(args.json).write_text(json.dumps({"steps": results, "compile": compiled,
-                                               "operations": ops}, indent=2))
+        settings_out = {**settings.__dict__, "quick": args.quick, "cpus": os.cpu_count()}
+        Path(args.json).write_text(json.dumps({"settings": settings_out, "steps": results,
+                                               "compile": compiled, "operations": ops},
+                                              indent=2))
+    if failed:
+        print("\nFAILED their correctness check: " + ", ".join(failed))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ from exprgrad.emit.arrays import generate_numpy  # noqa: E402
 from exprgrad.emit.load import module_from_code  # noqa: E402
 from exprgrad.emit.scalar import generate  # noqa: E402
 from exprgrad.lower.lowering import compile_program  # noqa: E402
+from exprgrad.run.training import UNROLL_EXAMPLES  # noqa: E402
 
 # The careful hand-written seed step (read-only, outside the repository; see its README).
 STRAIGHT_W1 = Path(os.environ.get("EXPRGRAD_STRAIGHT_W1", "/work/shared/bench/straight_w1.py"))
@@ -149,8 +150,13 @@ def flat_from_layers(layers: Sequence[tuple[Any, Any]]) -> list[float]:
 
 def exprgrad_scalar(name: str, params: list[float], xs: list[Any], ys: list[Any],
                     lr: float = LR) -> Built:
-    mod = exprgrad.load_source(SOURCES[name][0], f"{name}.exg")
-    fused = getattr(mod, "ENTRY_POINTS", {}).get("loss", {}).get("step")
+    # as `exprgrad train` does: a full batch of at most UNROLL_EXAMPLES goes through the step
+    # unrolled for it, a larger one through the step that loops over the batch
+    unroll = len(xs) if len(xs) <= UNROLL_EXAMPLES else 0
+    mod = module_from_code(generate(compile_program(SOURCES[name][0], f"{name}.exg"),
+                                    unroll=unroll), "bench_scalar", "<bench>")
+    entries = getattr(mod, "ENTRY_POINTS", {}).get("loss", {})
+    fused = entries.get("step_unrolled") or entries.get("step")
     state: dict[str, Any] = {"p": list(params)}
     if fused:
         loss_step = getattr(mod, fused)  # (params, x, y, lr) -> (loss_sum, new_params)

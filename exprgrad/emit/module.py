@@ -29,8 +29,8 @@ from .names import Namer
 ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_hess",
                "vjp": "_vjp"}
 
-#: the module constants every generated module defines
-CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
+#: the module constants every generated module defines (``DTYPE``: numpy modules only)
+CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "DTYPE", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
              "ENTRY_POINTS", "PARAM_NAMES", "PARAM_TENSORS")
 
 #: the functions a module with parameters defines to read and write them by tensor name
@@ -152,9 +152,11 @@ class Unrecorded(Uses):
 class ModuleWriter:
     """Collects the functions of one generated module and prints it (see module docstring)."""
 
-    def __init__(self, program: Any, backend: str, float_module: str) -> None:
+    def __init__(self, program: Any, backend: str, float_module: str,
+                 dtype: str | None = None) -> None:
         self.program = program
         self.backend = backend
+        self.dtype = dtype  # the numpy float type's name, printed as DTYPE (numpy modules)
         self.namer = Namer(frozenset(HELPERS))
         self.uses = Uses(float_module)
         self.entries: dict[str, dict[str, str]] = {}
@@ -198,6 +200,8 @@ class ModuleWriter:
         out.append("")
         out.append(f"EXPRGRAD_VERSION = {__version__!r}")
         out.append(f"BACKEND = {self.backend!r}")
+        if self.dtype is not None:
+            out.append(f"DTYPE = {self.dtype!r}")
         out.append(f"SOURCE = {label!r}")
         out.append(f"SOURCE_SHA256 = {digest!r}")
         funcs = ", ".join(f"{n!r}: {tuple(f.arg_names)!r}" for n, f in program.functions.items())

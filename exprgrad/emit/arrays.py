@@ -48,11 +48,17 @@ SHARE_SOFTMAX = True
 DTYPES = {"float64": "np.float64", "float32": "np.float32"}
 
 
-def check_dtype(dtype: str) -> str:
-    """``dtype`` if it is one of :data:`DTYPES`; else a user error naming them."""
+def check_dtype(dtype: str, backend: str = "numpy") -> str:
+    """``dtype`` if it is one of :data:`DTYPES` and ``backend`` computes in it; else a user
+    error (the python backend computes with Python floats: float64 only)."""
     if dtype not in DTYPES:
         raise ExprgradValueError(f"no dtype {dtype!r}",
                                  hint="dtypes: float64 (the default), float32 (numpy backend)")
+    if dtype != "float64" and backend != "numpy":
+        raise ExprgradValueError(
+            f"dtype {dtype} needs the numpy backend; the {backend} backend computes with Python "
+            "floats (float64)", hint="choose the numpy backend: --backend numpy on the command "
+            "line, backend='numpy' in Python, backend=numpy in a train statement")
     return dtype
 
 

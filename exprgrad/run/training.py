@@ -109,8 +109,12 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
     examples = examples_from(program, fn, config, csv_path)
     use_numpy = _use_numpy(config, len(examples))
+    if config.dtype != "float64" and not use_numpy:
+        raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend, and "
+                                 f"backend=auto chose python for batches under {NUMPY_BATCH} "
+                                 "examples", hint="set backend=numpy (--backend numpy)")
     if use_numpy:
-        batch_grad = numpy_batch_step(program, fn, examples)
+        batch_grad = numpy_batch_step(program, fn, examples, config.dtype)
     else:
         module = module or module_from_code(generate(program), "exg_train",
                                             f"<exprgrad:{program.filename}>")
@@ -126,7 +130,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     if use_numpy:  # updated as whole arrays
         import numpy as np
 
-        params = np.asarray(params, dtype=np.float64)  # type: ignore[assignment]
+        params = np.asarray(params, dtype=config.dtype)  # type: ignore[assignment]
     opt = Optimizer(config, params)
     losses: list[float] = []
     stopped = None
@@ -175,7 +179,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         progress.close()
     params = [float(p) for p in params]
     return TrainResult(losses, params, program.param_names, len(losses), seconds, config,
-                       stopped, "numpy" if use_numpy else "python")
+                       stopped, "numpy" if use_numpy else "python", dtype=config.dtype)
 
 
 def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],

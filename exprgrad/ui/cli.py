@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "per simplification); what it leaves unchecked is reported as 'not checked' "
                    "(finite differences always run)")
     k.add_argument("--hessian", action="store_true", help="also check Hessians")
+    k.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="float32: also check the float32 numpy module's gradients against the "
+                   "same float64 central differences (tolerance 1e-3)")
     k.set_defaults(run=cmd_check)
 
     t = command("train", "train a network as the file's 'train' statement says",

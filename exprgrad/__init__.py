@@ -16,7 +16,8 @@ from .version import __version__
 
 def train(source, *, progress=None, **settings):  # type: ignore[no-untyped-def]
     """Train a program (a .exg path, or a Program) as its 'train' statement says; keyword
-    arguments override the settings (steps, lr, optimizer, seed, batch_size, reduce, backend).
+    arguments override the settings (steps, lr, optimizer, seed, batch_size, reduce, backend,
+    dtype: "float32" trains in float32 on the numpy backend).
     Returns a TrainResult: ``.losses`` (one per step), ``.params`` and ``.names``. ``progress``:
     a progress bar (default: in Jupyter and on a terminal); Ctrl-C ends training after the last
     whole step, and the result says so (``.stopped``)."""
@@ -45,16 +46,18 @@ def draw(source, function=None, *, at=None, backward=False, collapse=False, para
     return make(source, function, at=at, backward=backward, collapse=collapse, params=params)
 
 
-def check(source, *functions, budget=60.0, seed=0, hessian=False):  # type: ignore[no-untyped-def]
+def check(source, *functions, budget=60.0, seed=0, hessian=False, dtype="float64"):  # type: ignore[no-untyped-def]
     """Check every gradient of a program (a .exg path, or a Program) against sympy and central
-    differences; returns a Report (``.ok``, ``.lines``, ``.unchecked``)."""
+    differences; returns a Report (``.ok``, ``.lines``, ``.unchecked``). ``dtype="float32"``
+    also checks the float32 numpy module's gradients (lines of method ``float32``)."""
     from .api import program_of
     from .ir.program import Program
     from .ui.check_cmd import check_program
 
     program = source if isinstance(source, Program) else program_of(source)
     names = [f for item in functions for f in ([item] if isinstance(item, str) else item)]
-    return check_program(program, names, budget=budget, seed=seed, hessian=hessian)
+    return check_program(program, names, budget=budget, seed=seed, hessian=hessian,
+                         dtype=dtype)
 
 
 def predict(source, params, inputs=None):  # type: ignore[no-untyped-def]

@@ -12,6 +12,12 @@ array operation per IR node, so a layer is one matrix product, not one statement
   per-example gradient array per argument.
 
 Parameters are read from the flat vector through views (slices and reshapes), never copied.
+``dtype`` (``"float64"``, the default, or ``"float32"``) is the module's one float type, recorded
+as its ``DTYPE`` constant: every function converts its arguments and parameters with
+``np.asarray(x, np.float32)``, every array the module creates (``np.ones``, ``np.empty``,
+``np.full``, 0/1 indicators, a stack or broadcast of a constant) takes it, and scalar constants in
+arithmetic are Python floats, which numpy 2 (NEP 50) never lets upcast an array; so a float32
+module computes in float32 throughout, with no float64 temporary.
 Numbers follow the numeric policy of :mod:`exprgrad.ir.ops` through numpy's IEEE arithmetic (numpy
 may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.emit.verify`.
 """
@@ -23,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import ExprgradValueError
 from ..ir.derive import derivatives, vjp
 from ..ir.graph import no_gc
 from ..ir.node import Node, reachable
@@ -37,6 +44,22 @@ from .verify import verify_module
 REUSE_BUFFERS = True
 #: compute logsumexp's gradient from its forward exponentials (likewise)
 SHARE_SOFTMAX = True
+#: the float types a numpy module may compute in, with the numpy expression naming each
+DTYPES = {"float64": "np.float64", "float32": "np.float32"}
+
+
+def check_dtype(dtype: str, backend: str = "numpy") -> str:
+    """``dtype`` if it is one of :data:`DTYPES` and ``backend`` computes in it; else a user
+    error (the python backend computes with Python floats: float64 only)."""
+    if dtype not in DTYPES:
+        raise ExprgradValueError(f"no dtype {dtype!r}",
+                                 hint="dtypes: float64 (the default), float32 (numpy backend)")
+    if dtype != "float64" and backend != "numpy":
+        raise ExprgradValueError(
+            f"dtype {dtype} needs the numpy backend; the {backend} backend computes with Python "
+            "floats (float64)", hint="choose the numpy backend: --backend numpy on the command "
+            "line, backend='numpy' in Python, backend=numpy in a train statement")
+    return dtype
 
 
 def _layout(positions: list[int], shape: tuple[int, ...], total: int) -> str | None:
@@ -138,10 +161,11 @@ class _Writer:
     """The module's functions, written into the shared module writer; temporaries are numbered
     across the module."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, dtype: str) -> None:
         self.program = program
         self.graph = program.graph
-        self.module = ModuleWriter(program, "numpy", "np")
+        self.dtype = DTYPES[dtype]  # the numpy expression of the module's float type
+        self.module = ModuleWriter(program, "numpy", "np", dtype=dtype)
         self.uses = self.module.uses
         self.uses["np"]  # every function converts its inputs with np.asarray
 
@@ -179,7 +203,7 @@ class _Function:
         self.sig = [self.scope.fresh(a) for a in fn.arg_names]
         for node, arg, pyname in zip(fn.inputs, fn.arg_names, self.sig):
             local = self.scope.fresh(f"_{ident_part(arg)}")
-            self.head.append(Assign(local, f"np.asarray({pyname}, np.float64)"))
+            self.head.append(Assign(local, f"np.asarray({pyname}, {writer.dtype})"))
             self.env[node.id] = (local, True)
         self.batch = bool(fn.inputs)
         self.B = self.scope.fresh("_B")  # the batch size
@@ -196,7 +220,7 @@ class _Function:
         key = str(n)
         if key not in self.ones:
             self.ones[key] = self.scope.fresh("_onesB" if key == self.B else f"_ones{key}")
-            self.head.append(Assign(self.ones[key], f"np.ones({key})"))
+            self.head.append(Assign(self.ones[key], f"np.ones({key}, {self.w.dtype})"))
         return self.ones[key]
 
     def fresh(self, hint: str | None) -> str:
@@ -206,7 +230,7 @@ class _Function:
         """A view of the flat ``params`` per parameter tensor (a gather where none exists)."""
         program = self.w.program
         self.p = self.scope.fresh("_p")
-        self.head.append(Assign(self.p, f"np.asarray({params}, np.float64)"))
+        self.head.append(Assign(self.p, f"np.asarray({params}, {self.w.dtype})"))
         where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
                                        for t in program.params}
         for pos, (t, i) in enumerate(program.param_order):
@@ -248,7 +272,8 @@ class _Function:
             return f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
         if self.param_grads is None:
             return value
-        self.body.append(Assign(self.g, f"np.empty({len(self.w.program.param_order)})"))
+        self.body.append(Assign(self.g, f"np.empty({len(self.w.program.param_order)}, "
+                                f"{self.w.dtype})"))
         for t, g in zip(self.w.program.params, self.param_grads):
             self.body.append(self._gradient(g, self.layouts[t], g.id in outer_grads))
         return f"{value}, {self.g}"
@@ -268,7 +293,7 @@ class _Function:
                     local = self.fresh(None)
                     dims = ", ".join(map(str, node.shape))
                     self.body.append(Assign(local, f"np.full(({dims},), "
-                                            f"{self.w.uses.const(number)})"))
+                                            f"{self.w.uses.const(number)}, {self.w.dtype})"))
                     env[node.id] = (local, False)
                 continue
             if node.op == "custom":
@@ -309,8 +334,10 @@ class _Function:
                      for t, b, a in zip(texts, batched, node.args)]
         consts = [float(a.attr) if a.op == "const" and a.shape == () else None
                   for a in node.args]
+        if not op.elementwise:  # a constant that a tensor op makes an array of: typed
+            texts = [t if k is None else f"{self.w.dtype}({t})" for t, k in zip(texts, consts)]
         ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, self.B, consts,
-                    self.ones_of)
+                    self.ones_of, self.w.dtype)
         if op.np_into is not None and node.id in self.batched and REUSE_BUFFERS:
             target = None
             if op.elementwise:  # an argument that dies here can take the result in place
@@ -391,7 +418,8 @@ class _Function:
         text, batched = self.env[node.id]
         if batched or not self.batch:
             return text
-        return f"np.full(({', '.join([self.B, *map(str, node.shape)])},), {text})"
+        return f"np.full(({', '.join([self.B, *map(str, node.shape)])},), {text}, " \
+            f"{self.w.dtype})"
 
 
 def _softmax_of_lse(order: list[Node]) -> dict[int, Node]:
@@ -428,10 +456,12 @@ def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:
     return out
 
 
-def generate_numpy(program: Program, *, verify: bool = True) -> str:
-    """The numpy-backend module for a program (see the module docstring)."""
+def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float64") -> str:
+    """The numpy-backend module for a program (see the module docstring), computing in
+    ``dtype`` (``"float64"`` or ``"float32"``; anything else is an ExprgradValueError)."""
+    check_dtype(dtype)
     with no_gc():
-        writer = _Writer(program)
+        writer = _Writer(program, dtype)
         for fname, fn in program.functions.items():
             writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
             v = vjp(program, fn)
@@ -466,16 +496,18 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
         return code
 
 
-def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]]):  # type: ignore[no-untyped-def]
-    """A ``(params, indices) -> (summed loss, flat gradient list)`` function for training."""
+def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]],  # type: ignore[no-untyped-def]
+                     dtype: str = "float64"):
+    """A ``(params, indices) -> (summed loss, flat gradient array)`` function for training; the
+    data and the arithmetic are in ``dtype``."""
     import numpy as np
 
 
     only = replace(program, functions={fn.name: fn})
-    module = module_from_code(generate_numpy(only), "exg_numpy",
+    module = module_from_code(generate_numpy(only, dtype=dtype), "exg_numpy",
                               f"<exprgrad-numpy:{Path(program.filename).name}>")
     loss_grad = entry_point(module, fn.name, "grad")
-    columns = [np.asarray([ex[i] for ex in examples], dtype=np.float64)
+    columns = [np.asarray([ex[i] for ex in examples], dtype=dtype)
                for i in range(len(fn.arg_names))]
     everything = list(range(len(examples)))
 

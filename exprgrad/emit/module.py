@@ -26,8 +26,8 @@ from ..ir.program import ENTRY_KINDS
 from ..version import __version__
 from .names import Namer
 
-#: the module constants every generated module defines
-CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
+#: the module constants every generated module defines (``DTYPE``: numpy modules only)
+CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "DTYPE", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
              "ENTRY_POINTS", "UNROLLED", "PARAM_NAMES", "PARAM_TENSORS")
 
 #: the functions a module with parameters defines to read and write them by tensor name
@@ -149,9 +149,11 @@ class Unrecorded(Uses):
 class ModuleWriter:
     """Collects the functions of one generated module and prints it (see module docstring)."""
 
-    def __init__(self, program: Any, backend: str, float_module: str) -> None:
+    def __init__(self, program: Any, backend: str, float_module: str,
+                 dtype: str | None = None) -> None:
         self.program = program
         self.backend = backend
+        self.dtype = dtype  # the numpy float type's name, printed as DTYPE (numpy modules)
         self.namer = Namer(frozenset(HELPERS))
         self.uses = Uses(float_module)
         self.entries: dict[str, dict[str, str]] = {}
@@ -197,6 +199,8 @@ class ModuleWriter:
         out.append("")
         out.append(f"EXPRGRAD_VERSION = {__version__!r}")
         out.append(f"BACKEND = {self.backend!r}")
+        if self.dtype is not None:
+            out.append(f"DTYPE = {self.dtype!r}")
         out.append(f"SOURCE = {label!r}")
         out.append(f"SOURCE_SHA256 = {digest!r}")
         funcs = ", ".join(f"{n!r}: {tuple(f.arg_names)!r}" for n, f in program.functions.items())

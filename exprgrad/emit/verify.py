@@ -31,9 +31,9 @@ class UnsafeCodeError(ExprgradError):
 
 #: the numpy functions the numpy backend (exprgrad.emit.arrays) writes itself, beyond the op
 #: table's ``np_calls``
-OWN_NUMPY_CALLS = frozenset({"asarray", "float64", "ones", "full", "empty", "reshape", "divide",
-                             "ascontiguousarray", "subtract", "exp", "log", "add", "matmul",
-                             "inf", "nan"})
+OWN_NUMPY_CALLS = frozenset({"asarray", "float64", "float32", "ones", "full", "empty",
+                             "reshape", "divide", "ascontiguousarray", "subtract", "exp", "log",
+                             "add", "matmul", "inf", "nan"})
 
 _MODULES = {"math", "random", "numpy"}
 _CONSTANT_NAMES = set(CONSTANTS)

@@ -7,7 +7,9 @@ Contract:
 - :func:`check_function` compares every partial derivative exprgrad produces for one function with
   ``sympy.diff`` of the forward expression (symbolically when ``sympy.simplify`` settles it within
   the time budget, else numerically at random points in 30-digit precision), and the generated
-  Python with central differences. :func:`check_rules` verifies user-written ``grad`` rules
+  Python with central differences; given a float32 numpy module, also that module's gradient
+  with the same (float64) central differences, at :data:`FLOAT32_TOL`. :func:`check_rules`
+  verifies user-written ``grad`` rules
   against sympy's derivative of the body. :func:`check_hessian` compares ``f_hess`` with
   ``sympy.hessian``. Each returns :class:`Line` records; nothing here raises on a mismatch.
 """
@@ -18,6 +20,7 @@ import functools
 import math
 import random
 import signal
+import struct
 import threading
 import time
 import types
@@ -45,6 +48,11 @@ DEFAULT_BUDGET = 60.0
 
 #: differences with more operations than this are compared numerically without trying simplify
 SYMBOLIC_OPS = 400
+
+#: finite differences: the largest error ``|a - fd| / max(1, |a|, |fd|)`` accepted for the float64
+#: generated gradient, and for a float32 module's (see docs/numerics.md)
+FLOAT64_TOL = 1e-4
+FLOAT32_TOL = 1e-3
 
 
 class SymAlgebra:
@@ -83,7 +91,7 @@ class Line:
     function: str
     partial: str
     status: str  # "ok" or "mismatch" or "skipped"
-    method: str  # "symbolic", "numeric", "finite-diff", "rule", "hessian"
+    method: str  # "symbolic", "numeric", "finite-diff", "float32", "rule", "hessian"
     detail: str = ""
     span: Span | None = None
 
@@ -363,9 +371,10 @@ def _variables(program: Program, fn: Function) -> tuple[list[Node], dict[int, li
 
 
 def check_function(program: Program, module: types.ModuleType, fname: str, *,
-                   budget: Budget | None = None, seed: int = 0) -> Report:
+                   budget: Budget | None = None, seed: int = 0,
+                   float32: types.ModuleType | None = None) -> Report:
     """Every partial of one function: sympy (symbolic or numeric, within the budget) and
-    central differences."""
+    central differences; with ``float32`` (a float32 numpy module), its gradient too."""
     budget = budget or Budget(DEFAULT_BUDGET)
     fn = program.functions[fname]
     report = Report()
@@ -392,7 +401,11 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *,
                 _compare, fname, label, converted[1][flat[j]], converted[0], symbol, all_symbols,
                 rng, budget))
             report.lines.append(line or Line(fname, label, "skipped", "sympy", budget.spent()))
-    report.lines.extend(finite_difference_lines(program, module, fn, rng))
+    if float32 is not None and "grad" not in float32.ENTRY_POINTS.get(fname, {}):
+        report.notes.append(f"{fname}: the numpy module has no {fname}_grad (docs/generated.md), "
+                            "so only its float64 gradient was checked")
+        float32 = None
+    report.lines.extend(finite_difference_lines(program, module, fn, rng, float32=float32))
     return report
 
 
@@ -456,18 +469,29 @@ def _split(flat: list[float], shapes: Sequence[tuple[int, ...]]) -> list[Any]:
 
 
 def finite_difference_lines(program: Program, module: types.ModuleType, fn: Function,
-                            rng: random.Random, points: int = 2) -> list[Line]:
+                            rng: random.Random, points: int = 2,
+                            float32: types.ModuleType | None = None) -> list[Line]:
     """Central differences of the generated forward function (of the sum of a tensor output's
-    elements) vs the generated gradient; a partial with no finite sample is 'not checked'."""
+    elements) vs the generated gradient; a partial with no finite sample is 'not checked'.
+
+    With ``float32`` (a float32 numpy module with ``f_grad``), the sample points are rounded to
+    float32 (so both modules see the same numbers) and that module's gradient is compared with
+    the same float64 central differences, at :data:`FLOAT32_TOL`: lines of method ``float32``.
+    """
     forward = entry_point(module, fn.name, "value")
     backward = entry_point(module, fn.name, "grad")
     n_out = len(fn.outputs)
     worst: dict[str, tuple[float, str]] = {}
+    worst32: dict[str, tuple[float, str]] = {}
     every: list[str] = []
     for _ in range(points):
         args = _random_args(fn, rng)
+        if float32 is not None:
+            args = [_to_float32(a) for a in args]
         if fn.uses_params:
             base = [rng.uniform(-1, 1) for _ in program.param_order]
+            if float32 is not None:
+                base = _to_float32(base)
             labels = program.param_names
             evaluate = functools.partial(_eval_params, forward, args, n_out)
             _, grads = backward(base, *args)
@@ -481,22 +505,53 @@ def finite_difference_lines(program: Program, module: types.ModuleType, fn: Func
             _, grads = backward(*args)
             rows = [[x for g in row for x in flatten_values(g)]
                     for row in (grads if n_out > 1 else [grads])]
+        low = None if float32 is None else _float32_gradient(float32, fn, base, args)
         for k, row in enumerate(rows):
             for i, label in enumerate(labels):
                 fd = _central(functools.partial(_output, evaluate, k), base, i)
                 shown = label if n_out == 1 else f"{label} (output {k})"
                 every.append(shown)
                 _record(worst, shown, row[i], fd)
+                if low is not None:
+                    _record(worst32, shown, low[i], fd)
+    lines = _fd_lines(fn.name, every, worst, "finite-diff", FLOAT64_TOL)
+    if float32 is not None:
+        lines.extend(_fd_lines(fn.name, every, worst32, "float32", FLOAT32_TOL))
+    return lines
+
+
+def _fd_lines(fname: str, every: list[str], worst: dict[str, tuple[float, str]], method: str,
+              tol: float) -> list[Line]:
     lines = []
     for label in dict.fromkeys(every):
         if label not in worst:
-            lines.append(Line(fn.name, label, "skipped", "finite-diff",
+            lines.append(Line(fname, label, "skipped", method,
                               "not checked: not finite at the sample points"))
             continue
         err, detail = worst[label]
-        status = "ok" if err <= 1e-4 else "mismatch"
-        lines.append(Line(fn.name, label, status, "finite-diff", detail if status != "ok" else ""))
+        status = "ok" if err <= tol else "mismatch"
+        lines.append(Line(fname, label, status, method, detail if status != "ok" else ""))
     return lines
+
+
+def _to_float32(value: Any) -> Any:
+    """A number, or nested lists of numbers, rounded to the nearest float32 (as Python floats)."""
+    if isinstance(value, list):
+        return [_to_float32(v) for v in value]
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _float32_gradient(module: types.ModuleType, fn: Function, base: list[float],
+                      args: list[Any]) -> list[float]:
+    """The flat gradient (aligned with the finite differences' labels) from a float32 numpy
+    module's ``f_grad``, for one example (a batch of one)."""
+    grad = entry_point(module, fn.name, "grad")
+    batch = [[a] for a in args]  # the batch axis
+    if fn.uses_params:
+        _, g = grad(base, *batch)
+        return [float(x) for x in g.reshape(-1)]
+    _, grads = grad(*batch)
+    return [float(x) for g in grads for x in g.reshape(-1)]
 
 
 def _eval_params(forward: Callable[..., Any], args: list[Any], n_out: int, v: list[float]

@@ -688,6 +688,9 @@ class NpCtx:
     batch: str  # the expression for the batch size
     consts: Sequence[float | None] = ()  # per argument: its value when it is a scalar constant
     ones: Callable[[int], str] = lambda n: f"np.ones({n})"  # a vector of n ones (hoisted)
+    #: the module's float type (``np.float64`` or ``np.float32``): every array an emitter
+    #: creates from numbers alone takes it, so a float32 module never makes a float64 array
+    dtype: str = "np.float64"
 
 
 def np_t(text: str) -> str:
@@ -954,8 +957,10 @@ def _template(text: str) -> PyEmitter:
 
 
 def _np_template(text: str) -> Callable[[Sequence[str], Any, NpCtx], str]:
+    """``{0}``, ``{1}``: the arguments; ``{dtype}``: the module's float type (NpCtx.dtype)."""
+
     def emit(a: Sequence[str], attr: Any, ctx: NpCtx) -> str:
-        return text.format(*a)
+        return text.format(*a, dtype=ctx.dtype)
 
     return emit
 
@@ -1076,11 +1081,11 @@ _register(
             mp=lambda *v: min(v, key=_mpmath().re), domain=lambda a, b: a != b),
     _binary("pick_max", "pick", _vjp_none, lambda a, b: 1.0 if a >= b or a != a else 0.0,
             "1.0 if {0} >= {1} or {0} != {0} else 0.0",
-            "np.where(({0} >= {1}) | np.isnan({0}), 1.0, 0.0)",
+            "np.asarray(({0} >= {1}) | np.isnan({0}), {dtype})",
             lambda a, b: _sym().Heaviside(a - b, 1), domain=lambda a, b: a != b),
     _binary("pick_min", "pick", _vjp_none, lambda a, b: 1.0 if a <= b or a != a else 0.0,
             "1.0 if {0} <= {1} or {0} != {0} else 0.0",
-            "np.where(({0} <= {1}) | np.isnan({0}), 1.0, 0.0)",
+            "np.asarray(({0} <= {1}) | np.isnan({0}), {dtype})",
             lambda a, b: _sym().Heaviside(b - a, 1), domain=lambda a, b: a != b),
     _binary("atan2", "atan2", _vjp_atan2, math.atan2, "{math}.atan2({0}, {1})", "np.arctan2",
             lambda a, b: _sym().atan2(a, b), builtin="atan2",
@@ -1138,7 +1143,7 @@ _register(
     _unary("softplus", _vjp_softplus, _h("_softplus"), "{_softplus}({0})",
            "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a))),
     _unary("step", _vjp_none, lambda a: 1.0 if a > 0.0 else 0.0, "1.0 if {0} > 0.0 else 0.0",
-           "np.where({0} > 0.0, 1.0, 0.0)", lambda a: _sym().Heaviside(a, 0),
+           "np.asarray({0} > 0.0, {dtype})", lambda a: _sym().Heaviside(a, 0),
            mp=lambda a, h0=None: _heaviside(a, h0),
            kink=0.0),
     _unary("sign", _vjp_none, _ref_sign,

@@ -23,7 +23,7 @@ MAX_STEPS = 100_000_000
 _OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "optimizer": str, "lr": float, "steps": int, "reduce": str, "batch_size": int, "seed": int,
     "momentum": float, "beta1": float, "beta2": float, "eps": float, "backend": str,
-    "predict": str, "batch": int,
+    "predict": str, "batch": int, "dtype": str,
 }
 
 
@@ -46,6 +46,7 @@ class TrainConfig:
     eps: float = 1e-8
     backend: str = "auto"
     predict: str | None = None
+    dtype: str = "float64"  # float32: parameters, data and arithmetic (numpy backend only)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class TrainResult:
     stopped: str | None = None  # why training stopped early (a non-finite loss), else None
     backend: str = "python"
     extra: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float64"  # what training computed in; params are Python floats either way
 
     @property
     def final_loss(self) -> float:
@@ -68,7 +70,8 @@ class TrainResult:
         """One line: steps, first and final loss, optimizer, backend, number of parameters."""
         first = f"{self.losses[0]:.6g}" if self.losses else "nan"
         text = (f"{self.steps} steps, loss {first} -> {self.final_loss:.6g}, "
-                f"{self.config.optimizer} (lr {self.config.lr:g}), backend {self.backend}, "
+                f"{self.config.optimizer} (lr {self.config.lr:g}), backend {self.backend}"
+                f"{'' if self.dtype == 'float64' else ' ' + self.dtype}, "
                 f"{len(self.params)} parameters")
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
@@ -154,3 +157,9 @@ def validate_config(config: TrainConfig, span: Span | None = None) -> None:
         raise ExprgradValueError("batch_size must be at least 0 (0: the whole data set)", span)
     if config.backend not in ("python", "numpy", "auto"):
         raise ExprgradValueError("backend is 'python', 'numpy' or 'auto'", span)
+    if config.dtype not in ("float64", "float32"):
+        raise ExprgradValueError("dtype is 'float64' (the default) or 'float32'", span)
+    if config.dtype != "float64" and config.backend == "python":
+        raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend; the python "
+                                 "backend computes with Python floats (float64)", span,
+                                 hint="set backend=numpy (--backend numpy)")

@@ -24,8 +24,8 @@ class Optimizer:
 
             self.sqrt: Callable[[Any], Any] = np.sqrt
             self.finite: Callable[[Any], bool] = lambda g: bool(np.isfinite(g).all())
-            self.v: Any = np.zeros(len(params))
-            self.m: Any = np.zeros(len(params))
+            self.v: Any = np.zeros_like(params)  # the parameters' dtype (float32 stays float32)
+            self.m: Any = np.zeros_like(params)
         else:
             self.sqrt = math.sqrt
             self.finite = lambda g: all(map(math.isfinite, g))

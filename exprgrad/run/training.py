@@ -161,9 +161,13 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
     examples = examples_from(program, fn, config, csv_path)
     use_numpy = _use_numpy(config, len(examples))
+    if config.dtype != "float64" and not use_numpy:
+        raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend, and "
+                                 f"backend=auto chose python for batches under {NUMPY_BATCH} "
+                                 "examples", hint="set backend=numpy (--backend numpy)")
     fused: FusedStep | None = None
     if use_numpy:
-        batch_grad = numpy_batch_step(program, fn, examples)
+        batch_grad = numpy_batch_step(program, fn, examples, config.dtype)
     else:
         wanted = STEP_KINDS[config.optimizer]
         if module is None or (fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]):
@@ -186,7 +190,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     if use_numpy:  # updated as whole arrays
         import numpy as np
 
-        params = np.asarray(params, dtype=np.float64)  # type: ignore[assignment]
+        params = np.asarray(params, dtype=config.dtype)  # type: ignore[assignment]
     opt = Optimizer(config, params)
     losses: list[float] = []
     stopped = None
@@ -249,7 +253,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         progress.close()
     params = [float(p) for p in params]
     return TrainResult(losses, params, program.param_names, len(losses), seconds, config,
-                       stopped, "numpy" if use_numpy else "python")
+                       stopped, "numpy" if use_numpy else "python", dtype=config.dtype)
 
 
 def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Sequence
 
+from ..emit.arrays import check_dtype, generate_numpy
 from ..emit.load import module_from_code
 from ..emit.scalar import generate
 from ..errors import CheckFailure, ExprgradValueError
@@ -23,10 +24,12 @@ from ..lower.lowering import program_of
 
 
 def check_program(program: Program, functions: Sequence[str] = (), *, budget: float = 60.0,
-                  seed: int = 0, hessian: bool = False) -> Report:
+                  seed: int = 0, hessian: bool = False, dtype: str = "float64") -> Report:
     """Every gradient of the named defs (all by default) against sympy and central
     differences, within ``budget`` seconds of sympy work; the Report's ``ok`` is False on a
-    mismatch or a partial no method could check."""
+    mismatch or a partial no method could check. ``dtype="float32"``: the float32 numpy
+    module's gradients too, against the same float64 central differences."""
+    check_dtype(dtype)
     if not (math.isfinite(budget) and 0 < budget <= 1e6):
         raise ExprgradValueError(f"--budget {budget:g}: the time budget is a positive number "
                                  "of seconds, at most 1000000")
@@ -35,11 +38,14 @@ def check_program(program: Program, functions: Sequence[str] = (), *, budget: fl
         if name not in program.functions:
             raise ExprgradValueError(f"{program.filename} has no function '{name}'")
     module = module_from_code(generate(program), "exg_check", f"<exprgrad:{program.filename}>")
+    float32 = None if dtype == "float64" else module_from_code(
+        generate_numpy(program, dtype=dtype), "exg_check32",
+        f"<exprgrad-numpy:{program.filename}>")
     spent = Budget(budget)
     report = Report()
     for name in names:
         report.lines.extend(check_rules(program, name, spent, seed))
-        sub = check_function(program, module, name, budget=spent, seed=seed)
+        sub = check_function(program, module, name, budget=spent, seed=seed, float32=float32)
         report.lines.extend(sub.lines)
         report.notes.extend(sub.notes)
         if hessian:
@@ -54,7 +60,7 @@ def check_program_cli(args: argparse.Namespace) -> int:
     program = program_of(args.file)
     start = time.perf_counter()
     report = check_program(program, args.functions, budget=args.budget, seed=args.seed,
-                           hessian=args.hessian)
+                           hessian=args.hessian, dtype=args.dtype)
     seconds = time.perf_counter() - start
     if args.json:
         print(json.dumps({
@@ -71,7 +77,7 @@ def check_program_cli(args: argparse.Namespace) -> int:
         bad = sum(1 for x in report.lines if x.status == "mismatch")
         skipped = sum(1 for x in report.lines if x.status == "skipped")
         counts = {m: sum(1 for x in report.lines if x.method.startswith(m))
-                  for m in ("symbolic", "numeric", "finite-diff", "rule", "hessian")}
+                  for m in ("symbolic", "numeric", "finite-diff", "float32", "rule", "hessian")}
         summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         not_checked = f", {skipped} not checked" if skipped else ""
         print(f"{len(report.lines) - bad - skipped} ok, {bad} mismatched{not_checked} ({summary}) "

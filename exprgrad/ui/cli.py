@@ -58,6 +58,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    from ..emit.arrays import check_dtype
     from ..emit.scalar import generate
     from ..lower.lowering import compile_program, read_source
     from ..run.files import check_output, write_output
@@ -65,13 +66,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.hessian and args.backend == "numpy":
         raise ExprgradValueError("--hessian is for the python backend: the numpy backend writes "
                                  "no f_hess", hint="compile with --backend python (the default)")
+    check_dtype(args.dtype, args.backend)
     if args.output not in (None, "-"):
         check_output(args.output, force=args.force)  # before any work
     program = compile_program(read_source(args.file), args.file)
     if args.backend == "numpy":
         from ..emit.arrays import generate_numpy
 
-        code = generate_numpy(program, verify=not args.no_verify)
+        code = generate_numpy(program, verify=not args.no_verify, dtype=args.dtype)
     else:
         from ..run.training import module_steps
 
@@ -161,11 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = command("compile", "compile a .exg file to a Python module",
                 ["exprgrad compile examples/tour.exg -o tour.py",
-                 "exprgrad compile examples/moons.exg --backend numpy -o moons.py"])
+                 "exprgrad compile examples/moons.exg --backend numpy -o moons.py",
+                 "exprgrad compile examples/moons.exg --backend numpy --dtype float32"])
     c.add_argument("file", help="the .exg file")
     c.add_argument("-o", "--output", help="output .py file (default: standard output)")
     c.add_argument("--backend", choices=["python", "numpy"], default="python",
                    help="python: scalar code needing only math (default); numpy: batched arrays")
+    c.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="the numpy backend's float type (default float64; float32 needs "
+                   "--backend numpy)")
     c.add_argument("--hessian", action="store_true", help="also emit f_hess for scalar functions")
     c.add_argument("--force", action="store_true", help="overwrite a file exprgrad did not write")
     c.add_argument("--no-verify", action="store_true",
@@ -197,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "per simplification); what it leaves unchecked is reported as 'not checked' "
                    "(finite differences always run)")
     k.add_argument("--hessian", action="store_true", help="also check Hessians")
+    k.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="float32: also check the float32 numpy module's gradients against the "
+                   "same float64 central differences (tolerance 1e-3)")
     k.set_defaults(run=cmd_check)
 
     t = command("train", "train a network as the file's 'train' statement says",
@@ -214,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="a CSV file to use instead of the file's data")
     t.add_argument("--backend", choices=["python", "numpy", "auto"], default=None,
                    help="auto (default): numpy for batches of 32 examples or more")
+    t.add_argument("--dtype", choices=["float64", "float32"], default=None,
+                   help="float type of the parameters, data and arithmetic (default float64; "
+                   "float32 needs the numpy backend)")
     t.add_argument("--save", help="write the trained parameters to this JSON file")
     t.add_argument("--load", help="start from parameters saved by --save")
     t.add_argument("--plot", help="draw the loss curve to this .png, .svg or .pdf file")

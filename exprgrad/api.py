@@ -34,11 +34,11 @@ def compile_source(text: str, filename: str = "<string>", *, hessians: bool = Fa
         raise ExprgradValueError(f"no backend {backend!r}", hint="backends: python, numpy")
     check_dtype(dtype, backend)
     program = compile_program(text, filename)
+    steps, unroll = module_steps(program)
     if backend == "numpy":
         if hessians:
             raise ExprgradValueError("the numpy backend writes no Hessians")
-        return generate_numpy(program, dtype=dtype)
-    steps, unroll = module_steps(program)
+        return generate_numpy(program, dtype=dtype, steps=steps)
     return generate(program, hessians=hessians, steps=steps, unroll=unroll)
 
 

@@ -22,7 +22,7 @@ from exprgrad.emit.arrays import generate_numpy
 from exprgrad.emit.load import module_from_code
 from exprgrad.errors import ExprgradError
 from exprgrad.lower.lowering import compile_program
-from exprgrad.run import optimizer
+from exprgrad.run import training
 
 SOURCES = {**PROGRAMS, **{f"random{s}": _random_program(s) for s in range(0, 60, 3)}}
 
@@ -125,16 +125,17 @@ def test_float64_is_the_default_and_unchanged() -> None:
 
 
 def _record_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
-    """Every optimizer step's dtypes of parameters, gradient, state and result."""
+    """Every training step's dtypes of parameters, optimizer state and result (training goes
+    through the generated fused step, exprgrad.run.training.FusedStep)."""
     seen: list[set[str]] = []
-    step = optimizer.Optimizer.step
+    call = training.FusedStep.__call__
 
-    def recording(self: Any, params: Any, grads: Any) -> Any:
-        out = step(self, params, grads)
-        seen.append({str(a.dtype) for a in (params, grads, self.m, self.v, out)})
-        return out
+    def recording(self: Any, params: Any, idx: Any) -> Any:
+        loss, new = call(self, params, idx)
+        seen.append({str(a.dtype) for a in (params, *self.state, *self.columns, new)})
+        return loss, new
 
-    monkeypatch.setattr(optimizer.Optimizer, "step", recording)
+    monkeypatch.setattr(training.FusedStep, "__call__", recording)
     return seen
 
 

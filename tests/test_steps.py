@@ -208,3 +208,40 @@ def test_training_with_a_module_made_for_other_settings(tmp_path) -> None:  # ty
     config.optimizer = "adam"
     adam = train(program, config=config, module=module)
     assert adam.losses == train(program, config=config).losses
+
+
+@pytest.mark.parametrize("optimizer", sorted(SETTINGS))
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_numpy_steps_apply_the_same_update(name: str, optimizer: str) -> None:
+    """The numpy backend's steps (the update on whole arrays) against the same reference."""
+    import numpy as np
+
+    from exprgrad.emit.arrays import generate_numpy
+
+    program = program_of(PROGRAMS[name], f"{name}.exg")
+    scalar = module_from_code(generate(program), name, f"<{name}>")
+    batched = module_from_code(generate_numpy(program, steps=(optimizer,)), name, f"<{name}>")
+    step = entry_point(batched, "loss", {"sgd": "step"}.get(optimizer, f"step_{optimizer}"))
+    rng = random.Random(f"np{name}{optimizer}")
+    params = scalar.init_params(5)
+    state = [[0.0] * len(params) for _ in range({"sgd": 0, "momentum": 1, "adam": 2}[optimizer])]
+    for t in range(1, 4):
+        cols = _batch(name, 6, rng)
+        scale = 1.0 if t != 2 else 1.0 / 6
+        counter = [t] if optimizer == "adam" else []
+        want_loss, want, want_state = _reference(scalar, optimizer, params, state, t, cols, scale)
+        loss, new, *new_state = step(np.asarray(params), *map(np.asarray, state), *counter,
+                                     *map(np.asarray, cols), *SETTINGS[optimizer].values(),
+                                     scale)
+        assert math.isclose(loss, want_loss, rel_tol=1e-12)
+        assert _close(list(new), want, 1e-10)
+        assert len(new_state) == len(want_state)
+        assert all(_close(list(a), b, 1e-10) for a, b in zip(new_state, want_state))
+        assert isinstance(new, np.ndarray) and new is not params
+        params, state = want, want_state
+    f32 = module_from_code(generate_numpy(program, steps=(optimizer,), dtype="float32"), name,
+                           f"<{name}>")
+    out = entry_point(f32, "loss", {"sgd": "step"}.get(optimizer, f"step_{optimizer}"))(
+        np.asarray(params, np.float32), *(np.asarray(s, np.float32) for s in state), *counter,
+        *map(np.asarray, _batch(name, 6, rng)), *SETTINGS[optimizer].values(), 0.5)
+    assert {str(a.dtype) for a in out} == {"float32"}

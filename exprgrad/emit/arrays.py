@@ -38,6 +38,8 @@ from ..ir.program import Function, Program
 from .load import entry_point, module_from_code
 from .module import ModuleWriter
 from .names import Scope, ident_part
+from .scalar import _step_doc
+from .steps import SETTINGS, STATE, STEP_KINDS, update
 from .verify import verify_module
 
 #: write results into dead temporaries (off only to measure what it saves: benchmarks/ablation.py)
@@ -182,6 +184,66 @@ class _Writer:
         name = self.module.entry(fn.name, kind)
         self.module.add("\n".join([f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""',
                                    *_print(f.head), *_print(f.body), f"    return {ret}"]))
+
+
+    def step(self, fn: Function, roots: list[Node], grads: list[Node], optimizer: str) -> None:
+        """The training step of ``optimizer`` for the loss ``fn`` (see
+        :mod:`exprgrad.emit.steps`): ``f_grad``'s statements, then the update on whole arrays,
+        written by the optimizers' one formula through :class:`_ArrayAlgebra`."""
+        f = _Function(self, fn, roots, grads)
+        f.build(per_example_grads=False)
+        alg = _ArrayAlgebra(f)
+        names = {n: f.scope.fresh(n) for n in (*STATE[optimizer], *SETTINGS[optimizer], "scale")}
+        alg.scalars.update(names.values())
+        state: dict[str, Any] = {}
+        for n in STATE[optimizer]:
+            if n == "t":
+                state[n] = names[n]
+            else:
+                local = f.fresh(n)
+                f.head.append(Assign(local, f"np.asarray({names[n]}, {self.dtype})"))
+                state[n] = [local]
+        new, new_state = update(alg, optimizer, [f.p], [f.g], state,
+                                {n: names[n] for n in SETTINGS[optimizer]}, names["scale"])
+        sig = [f.sig[0], *(names[n] for n in STATE[optimizer]), *f.sig[1:],
+               *(names[n] for n in SETTINGS[optimizer]), f"{names['scale']}=1.0"]
+        returned = [f"{f._per_example(fn.outputs[0])}.sum()", new[0], *(v[0] for v in new_state)]
+        name = self.module.entry(fn.name, STEP_KINDS[optimizer])
+        doc = _step_doc(fn.name, optimizer).replace("(one sequence per argument)",
+                                                    "(arrays with the batch first)")
+        self.module.add("\n".join([f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
+                                   *_print(f.head), *_print(f.body),
+                                   f"    return {', '.join(returned)}"]))
+
+
+class _ArrayAlgebra:
+    """The element algebra of :func:`exprgrad.emit.steps.update` over whole arrays: an "element"
+    is a flat vector (the parameters, the gradient, a state vector) or a Python number (a
+    setting, ``t``); each operation is one statement, printed by the op table's numpy emitter
+    for arrays and its Python emitter for numbers (so a number never becomes a numpy scalar,
+    which would make float32 arrays float64)."""
+
+    def __init__(self, f: _Function) -> None:
+        self.f = f
+        self.scalars: set[str] = set()  # the names holding Python numbers
+
+    def scalar(self, op: str, args: Sequence[Any]) -> str:
+        uses = self.f.w.uses
+        texts = [a if isinstance(a, str) else uses.const(a) for a in args]
+        spec = OPS[op]
+        local = self.f.fresh(None)
+        if all(isinstance(a, float) or a in self.scalars for a in args):
+            assert spec.py is not None, f"{op} has no Python emitter"
+            text = spec.py(texts, [a if isinstance(a, float) else None for a in args], uses)
+            self.scalars.add(local)
+        else:
+            assert spec.np is not None, f"{op} has no numpy emitter"
+            ctx = NpCtx([False] * len(args), [()] * len(args), (), self.f.B,
+                        [a if isinstance(a, float) else None for a in args], self.f.ones_of,
+                        self.f.w.dtype)
+            text = spec.np(texts, None, ctx)
+        self.f.body.append(Assign(local, text))
+        return local
 
 
 class _Function:
@@ -456,9 +518,11 @@ def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:
     return out
 
 
-def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float64") -> str:
+def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float64",
+                   steps: Sequence[str] = ("sgd",)) -> str:
     """The numpy-backend module for a program (see the module docstring), computing in
-    ``dtype`` (``"float64"`` or ``"float32"``; anything else is an ExprgradValueError)."""
+    ``dtype`` (``"float64"`` or ``"float32"``; anything else is an ExprgradValueError); every
+    loss of parameters and arguments gets the training step of each optimizer in ``steps``."""
     check_dtype(dtype)
     with no_gc():
         writer = _Writer(program, dtype)
@@ -486,6 +550,9 @@ def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float
                 grads = derived.grads[0]
                 writer.function("grad", fn, [*fn.outputs, *grads],
                                 f"(values, gradient summed over the batch) of {fname}.", grads)
+                if fn.inputs:
+                    for optimizer in steps:
+                        writer.step(fn, [*fn.outputs, *grads], grads, optimizer)
             else:
                 writer.function("grad", fn, [*fn.outputs, *derived.grads[0]],
                                 f"(values, per-example gradients) of {fname}.", None)

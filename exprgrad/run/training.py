@@ -17,9 +17,10 @@ import time
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from ..emit.arrays import numpy_batch_step
+from ..emit.arrays import generate_numpy, numpy_batch_step
 from ..emit.load import entry_point, module_from_code
 from ..emit.scalar import generate
 from ..emit.steps import STATE, STEP_KINDS
@@ -82,36 +83,44 @@ def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
 
 class FusedStep:
     """Training through a generated step (:mod:`exprgrad.emit.steps`): ``(params, indices) ->
-    (summed loss, new params)``, the optimizer's state kept here. The full batch of
-    :data:`UNROLL_EXAMPLES` or fewer examples goes through the unrolled step when the module
-    has one."""
+    (summed loss, new params)``, the optimizer's state kept here. ``columns`` holds one sequence
+    per argument (lists for the python backend, arrays for numpy), ``select`` takes a minibatch
+    out of one, ``zeros`` makes a state vector and ``finite`` says whether new parameters are
+    all finite. The full batch goes through the module's unrolled step when it has one for
+    that many examples."""
 
-    def __init__(self, module: Any, name: str, examples: list[list[Any]],
-                 config: TrainConfig, n_params: int) -> None:
+    def __init__(self, module: Any, name: str, columns: list[Any], n_examples: int,
+                 config: TrainConfig, zeros: Callable[[], Any],
+                 select: Callable[[Any, list[int]], Any], finite: Callable[[Any], bool]) -> None:
         kind = STEP_KINDS[config.optimizer]
         self.looped = entry_point(module, name, kind)
         found = module.ENTRY_POINTS[name].get(kind + "_unrolled")
-        self.unrolled = getattr(module, found) if found and module.UNROLLED.get(
-            name) == len(examples) else None
-        self.columns = [list(c) for c in zip(*examples)]
-        self.everything = list(range(len(examples)))
+        self.unrolled = getattr(module, found) if found and getattr(
+            module, "UNROLLED", {}).get(name) == n_examples else None
+        self.columns, self.select, self.finite = columns, select, finite
+        self.everything = list(range(n_examples))
         self.config = config
-        self.state: list[Any] = [[0.0] * n_params for n in STATE[config.optimizer] if n != "t"]
+        self.state: list[Any] = [zeros() for n in STATE[config.optimizer] if n != "t"]
         self.t = 0
         c = config
         self.settings = {"sgd": (c.lr,), "momentum": (c.lr, c.momentum),
                          "adam": (c.lr, c.beta1, c.beta2, c.eps)}[c.optimizer]
 
-    def __call__(self, params: list[float], idx: list[int]) -> tuple[float, list[float]]:
+    def __call__(self, params: Any, idx: list[int]) -> tuple[float, Any]:
         whole = idx == self.everything
         step = self.unrolled if whole and self.unrolled is not None else self.looped
-        columns = self.columns if whole else [[c[i] for i in idx] for c in self.columns]
+        columns = self.columns if whole else [self.select(c, idx) for c in self.columns]
         scale = 1.0 / len(idx) if self.config.reduce == "mean" else 1.0
         self.t += 1
         counter = (self.t,) if self.config.optimizer == "adam" else ()
         loss, new, *self.state = step(params, *self.state, *counter, *columns, *self.settings,
                                       scale)
-        return loss, new
+        return float(loss), new
+
+
+def _finite_list(values: list[float]) -> bool:
+    # (a sum of finite numbers may overflow: then each is looked at)
+    return math.isfinite(sum(values)) or all(map(math.isfinite, values))
 
 
 def unroll_size(program: Program, fn: Function, config: TrainConfig, n_examples: int) -> int:
@@ -166,8 +175,22 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                                  f"backend=auto chose python for batches under {NUMPY_BATCH} "
                                  "examples", hint="set backend=numpy (--backend numpy)")
     fused: FusedStep | None = None
+    n = len(program.param_order)
     if use_numpy:
-        batch_grad = numpy_batch_step(program, fn, examples, config.dtype)
+        import numpy as np
+
+        if fn.inputs:
+            only = replace(program, functions={fn.name: fn})
+            module_np = module_from_code(
+                generate_numpy(only, dtype=config.dtype, steps=(config.optimizer,)),
+                "exg_numpy", f"<exprgrad-numpy:{Path(program.filename).name}>")
+            columns = [np.asarray([ex[i] for ex in examples], dtype=config.dtype)
+                       for i in range(len(fn.arg_names))]
+            fused = FusedStep(module_np, fn.name, columns, len(examples), config,
+                              lambda: np.zeros(n, dtype=config.dtype), operator.getitem,
+                              lambda v: bool(np.isfinite(v).all()))
+        else:  # a loss of no arguments: its gradient, and the optimizer on arrays
+            batch_grad = numpy_batch_step(program, fn, examples, config.dtype)
     else:
         wanted = STEP_KINDS[config.optimizer]
         if module is None or (fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]):
@@ -176,7 +199,9 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                          unroll=unroll_size(program, fn, config, len(examples))),
                 "exg_train", f"<exprgrad:{program.filename}>")
         if wanted in module.ENTRY_POINTS[fn.name]:
-            fused = FusedStep(module, fn.name, examples, config, len(program.param_order))
+            fused = FusedStep(module, fn.name, [list(c) for c in zip(*examples)], len(examples),
+                              config, lambda: [0.0] * n,
+                              lambda c, idx: [c[i] for i in idx], _finite_list)
         else:
             batch_grad = _scalar_batch_step(module, fn.name, examples)
 
@@ -208,9 +233,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                     value, updated = fused(params, idx)
                     if config.reduce == "mean":
                         value *= 1.0 / len(idx)
-                    # (a sum of finite numbers may overflow: then each is looked at)
-                    if not math.isfinite(value) or not (math.isfinite(sum(updated)) or all(
-                            map(math.isfinite, updated))):
+                    if not (math.isfinite(value) and fused.finite(updated)):
                         stopped = (f"step {step}: the loss, its gradient or the update is not "
                                    f"finite (loss = {value}); kept the parameters from before "
                                    "this step")

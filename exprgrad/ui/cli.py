@@ -62,6 +62,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from ..emit.scalar import generate
     from ..lower.lowering import compile_program, read_source
     from ..run.files import check_output, write_output
+    from ..run.training import module_steps
 
     if args.hessian and args.backend == "numpy":
         raise ExprgradValueError("--hessian is for the python backend: the numpy backend writes "
@@ -70,14 +71,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output not in (None, "-"):
         check_output(args.output, force=args.force)  # before any work
     program = compile_program(read_source(args.file), args.file)
+    steps, unroll = module_steps(program)
     if args.backend == "numpy":
         from ..emit.arrays import generate_numpy
 
-        code = generate_numpy(program, verify=not args.no_verify, dtype=args.dtype)
+        code = generate_numpy(program, verify=not args.no_verify, dtype=args.dtype,
+                              steps=steps)
     else:
-        from ..run.training import module_steps
-
-        steps, unroll = module_steps(program)
         code = generate(program, hessians=args.hessian, verify=not args.no_verify, steps=steps,
                         unroll=unroll)
     if args.output in (None, "-"):

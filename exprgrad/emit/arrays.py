@@ -460,7 +460,7 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
                 writer.function("grad", fn, [*fn.outputs, *derived.grads[0]],
                                 f"(values, per-example gradients) of {fname}.", None)
         code = writer.module.render(
-            "Batched numpy forward and gradient code compiled from {label} by exprgrad.", None)
+            "Batched numpy forward and gradient code compiled from {label} by exprgrad.")
         if verify:
             verify_module(code)
         return code

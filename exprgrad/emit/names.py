@@ -25,7 +25,8 @@ import re
 MODULE_NAMES = frozenset({"math", "random", "np", "numpy", "init_params", "PARAM_NAMES",
                           "FUNCTIONS", "ENTRY_POINTS", "SOURCE", "SOURCE_SHA256",
                           "EXPRGRAD_VERSION", "BACKEND", "PARAM_TENSORS", "params_by_name",
-                          "params_from_names"})
+                          "params_from_names", "PARAM_COUNT", "PARAM_INIT", "param_names",
+                          "_param_positions"})
 
 _PYTHON_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(
     keyword.softkwlist)

@@ -492,7 +492,7 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> st
             roots = [outs[0], *first, *[x for row in second for x in row]]
             writer.emit("hess", fn, roots, _hess_render(n),
                         f"(value, gradient, Hessian) of {fname}.", False)
-    code = writer.module.render(_DOCSTRING, _init_params(program, writer.module.uses))
+    code = writer.module.render(_DOCSTRING)
     if verify:
         verify_module(code)
     return code
@@ -570,24 +570,3 @@ def _vjp_render(program: Program, fn: Function, n_out: int, values: Render) -> R
         return f"{value}, {p.elems(flat, (len(flat),))}, {args}"
 
     return render
-
-
-def _init_params(program: Program, uses: Uses) -> str:
-    lines = ["def init_params(seed=0):",
-             '    """Initial parameter values, in PARAM_NAMES order; the same seed gives the same '
-             'values."""']
-    if not program.params:
-        lines.append("    return []")
-        return "\n".join(lines)
-    lines.append(f"    rng = {uses['random']}.Random(seed)")
-    lines.append("    return [")
-    for tensor, index in program.param_order:
-        kind, a, b = program.params[tensor].init[index]
-        if kind == "uniform":
-            lines.append(f"        rng.uniform({uses.const(a)}, {uses.const(b)}),")
-        elif kind == "normal":
-            lines.append(f"        rng.gauss({uses.const(a)}, {uses.const(b)}),")
-        else:
-            lines.append(f"        {uses.const(a)},")
-    lines.append("    ]")
-    return "\n".join(lines)

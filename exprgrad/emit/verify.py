@@ -3,12 +3,14 @@
 Contract: :func:`verify_module` parses generated source with :mod:`ast` and raises
 :class:`UnsafeCodeError` unless every statement and expression is one the code generators emit:
 imports of ``math``, ``random`` and ``numpy``; module constants that are strings, numbers and
-tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ir.ops.HELPERS` spells them;
-``init_params``; and functions whose bodies are a docstring, assignments to plain local names
-(possibly inside a ``for ... in zip(<the function's arguments>)`` loop) and one ``return``, over
-arithmetic, comparisons, conditional expressions, numbers, and calls of ``math``/``numpy``
-functions and the helpers (numpy ufuncs may write into an array the function made). Names
-containing ``__`` never pass. It is run on every module exprgrad loads, so nothing a ``.exg``
+tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ir.ops.HELPERS` spells them
+and the parameter helpers (``init_params``, ``param_names``, ...) exactly as
+:data:`exprgrad.emit.module.PARAM_HELPERS` does; and functions whose bodies are a docstring,
+assignments to plain local names (possibly inside a ``for ... in zip(<the function's
+arguments>)`` loop) and one ``return``, over arithmetic, comparisons, conditional expressions,
+numbers, and calls of ``math``/``numpy`` functions and the helpers (numpy ufuncs may write into
+an array the function made). Names containing ``__`` never pass (the helpers are compared as
+text). It is run on every module exprgrad loads, so nothing a ``.exg``
 file says can make compiled code do anything but arithmetic.
 """
 
@@ -261,38 +263,6 @@ def verify_module(code: str) -> None:
                     raise _fail(stmt, f"helper {stmt.name} differs from exprgrad's")
                 continue
             _check_name(stmt, stmt.name)
-            if stmt.name == "init_params":
-                _init_params(stmt)
-                continue
             _function(stmt, callables)
         else:
             raise _fail(stmt, f"{type(stmt).__name__} at module level")
-
-
-def _init_params(fn: ast.FunctionDef) -> None:
-    """``rng = random.Random(seed)`` and a list of rng.uniform/rng.gauss calls and numbers."""
-    body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body
-    for stmt in body:
-        if isinstance(stmt, ast.Assign):
-            value = stmt.value
-            ok = (len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
-                  and stmt.targets[0].id == "rng" and isinstance(value, ast.Call)
-                  and isinstance(value.func, ast.Attribute) and value.func.attr == "Random"
-                  and isinstance(value.func.value, ast.Name) and value.func.value.id == "random"
-                  and len(value.args) == 1 and isinstance(value.args[0], ast.Name)
-                  and value.args[0].id == "seed")
-            if not ok:
-                raise _fail(stmt, "init_params assigns something other than the generator")
-        elif isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.List):
-            for item in stmt.value.elts:
-                if isinstance(item, ast.Call):
-                    f = item.func
-                    if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
-                            and f.value.id == "rng" and f.attr in ("uniform", "gauss")):
-                        raise _fail(item, "init_params calls something other than rng")
-                    for arg in item.args:
-                        _literal(arg)
-                else:
-                    _expression(item, set())
-        else:
-            raise _fail(stmt, "unexpected statement in init_params")

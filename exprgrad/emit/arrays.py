@@ -18,7 +18,7 @@ may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from ..ir.node import Node, reachable
 from ..ir.ops import OPS, NpCtx, np_t
 from ..ir.program import Function, Program
 from .load import entry_point, module_from_code
-from .module import ModuleWriter
+from .module import ENTRY_KINDS, ModuleWriter
 from .names import Scope, ident_part
 from .verify import verify_module
 
@@ -428,26 +428,19 @@ def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:
     return out
 
 
-def generate_numpy(program: Program, *, verify: bool = True) -> str:
-    """The numpy-backend module for a program (see the module docstring)."""
+def generate_numpy(program: Program, *, verify: bool = True,
+                   kinds: Collection[str] | None = None) -> str:
+    """The numpy-backend module for a program (see the module docstring); ``kinds`` (default:
+    all) names the generated functions wanted for each def (``value``, ``grad``, ``vjp``)."""
+    wanted = set(ENTRY_KINDS if kinds is None else kinds)
     with no_gc():
         writer = _Writer(program)
         for fname, fn in program.functions.items():
-            writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
-            v = vjp(program, fn)
-            n_tensors = len(program.params) if fn.uses_params else 0
-            douts = ["dout"] if len(fn.outputs) == 1 else [
-                f"dout{k + 1}" for k in range(len(fn.outputs))]
-            with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
-                                 arg_names=[*fn.arg_names, *douts],
-                                 arg_shapes=[*fn.arg_shapes, *(o.shape for o in fn.outputs)])
-            summed = "parameter cotangent summed over the batch, " if n_tensors else ""
-            writer.function("vjp", with_douts, [*fn.outputs, *v.cotangents],
-                            f"(values, {summed}per-example argument cotangents) of {fname} for "
-                            f"the per-example output cotangent {', '.join(douts)}.",
-                            v.cotangents[:n_tensors] if n_tensors else None,
-                            len(v.cotangents) - n_tensors)
-            if len(fn.outputs) != 1:
+            if "value" in wanted:
+                writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
+            if "vjp" in wanted:
+                _vjp_function(writer, program, fn)
+            if len(fn.outputs) != 1 or "grad" not in wanted:
                 continue  # gradients are for functions of one output
             derived = derivatives(program, fn)
             if fn.uses_params:
@@ -466,13 +459,31 @@ def generate_numpy(program: Program, *, verify: bool = True) -> str:
         return code
 
 
+def _vjp_function(writer: _Writer, program: Program, fn: Function) -> None:
+    """``f_vjp``: values, the parameter cotangent summed over the batch, per-example argument
+    cotangents."""
+    v = vjp(program, fn)
+    n_tensors = len(program.params) if fn.uses_params else 0
+    douts = ["dout"] if len(fn.outputs) == 1 else [
+        f"dout{k + 1}" for k in range(len(fn.outputs))]
+    with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
+                         arg_names=[*fn.arg_names, *douts],
+                         arg_shapes=[*fn.arg_shapes, *(o.shape for o in fn.outputs)])
+    summed = "parameter cotangent summed over the batch, " if n_tensors else ""
+    writer.function("vjp", with_douts, [*fn.outputs, *v.cotangents],
+                    f"(values, {summed}per-example argument cotangents) of {fn.name} for "
+                    f"the per-example output cotangent {', '.join(douts)}.",
+                    v.cotangents[:n_tensors] if n_tensors else None,
+                    len(v.cotangents) - n_tensors)
+
+
 def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]]):  # type: ignore[no-untyped-def]
     """A ``(params, indices) -> (summed loss, flat gradient list)`` function for training."""
     import numpy as np
 
 
     only = replace(program, functions={fn.name: fn})
-    module = module_from_code(generate_numpy(only), "exg_numpy",
+    module = module_from_code(generate_numpy(only, kinds=("grad",)), "exg_numpy",
                               f"<exprgrad-numpy:{Path(program.filename).name}>")
     loss_grad = entry_point(module, fn.name, "grad")
     columns = [np.asarray([ex[i] for ex in examples], dtype=np.float64)

@@ -22,7 +22,7 @@ the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,11 +30,11 @@ from ..errors import ExprgradLimitError
 from ..ir.derive import derivatives, second_derivatives, vjp
 from ..ir.graph import Graph, no_gc
 from ..ir.interpret import interpret
-from ..ir.node import Node
+from ..ir.node import Node, reachable
 from ..ir.ops import OPS
 from ..ir.program import Function, Program
 from ..limits import MAX_SCALAR_PARAMS, MAX_SCALAR_STATEMENTS
-from .module import ModuleWriter, Unrecorded, Uses
+from .module import ENTRY_KINDS, ModuleWriter, Unrecorded, Uses
 from .names import Scope, ident_part
 from .verify import verify_module
 
@@ -109,10 +109,9 @@ class PyAlgebra:
         self.stmts.append(Assign(target, Op(op, list(args)), self.line))
         if len(self.stmts) > self.budget:
             raise ExprgradLimitError(
-                f"the scalar backend would write more than {self.budget} statements for this "
-                "function (exprgrad.limits.MAX_SCALAR_STATEMENTS)",
-                hint="compile with --backend numpy, which writes one array operation per "
-                "tensor op, or make the network smaller")
+                "the scalar backend would write more statements than the limit for one module "
+                f"({MAX_SCALAR_STATEMENTS}, exprgrad.limits.MAX_SCALAR_STATEMENTS)",
+                hint=NUMPY_HINT)
         return target
 
     def zero(self) -> Elem:
@@ -207,8 +206,9 @@ def _tuple(items: list[str]) -> str:
 class ScalarWriter:
     """Writes the functions of one scalar-backend module into a :class:`ModuleWriter`."""
 
-    def __init__(self, program: Program, budget: int) -> None:
+    def __init__(self, program: Program, budget: int, hint: str = "") -> None:
         self.program = program
+        self.hint = hint
         self.graph: Graph = program.graph
         self.module = ModuleWriter(program, "python", "math")
         self.printer = Printer(self.module.uses)
@@ -219,7 +219,7 @@ class ScalarWriter:
         self.vjp_statements = 0
 
     def emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
-             with_params: bool, summed: Picker | None = None) -> None:
+             with_params: bool, summed: Picker | None = None, write: bool = True) -> None:
         """Emit the function of ``kind`` for ``fn``, computing ``roots``; ``returns`` prints the
         return value from the roots' elements.
 
@@ -228,14 +228,15 @@ class ScalarWriter:
         batch, accumulating the value and the gradient.
         """
         try:
-            self._emit(kind, fn, roots, returns, doc, with_params, summed)
+            self._emit(kind, fn, roots, returns, doc, with_params, summed, write)
         except ExprgradLimitError as err:
             err.span = err.span or fn.span
+            err.hint = self.hint or err.hint
             err.lineno, err.offset = err.span.line, err.span.col
             raise err.with_source(self.program.filename, self.program.source) from None
 
     def _emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
-              with_params: bool, summed: Picker | None) -> None:
+              with_params: bool, summed: Picker | None, write: bool) -> None:
         scope = self.module.namer.scope()
         alg = PyAlgebra(scope, self.budget - (self.vjp_statements if kind == "vjp"
                                               else self.statements))
@@ -268,12 +269,21 @@ class ScalarWriter:
             return elems
 
         elems = interpret(roots, env, alg, before=before, after=after)
-        sig = ([params] if params else []) + arg_sig
+        if write:
+            self._write(kind, fn, alg, elems, returns, doc, [params] if params else [],
+                        arg_sig, unpack, prologue)
+        if summed is not None and params is not None:
+            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack)
+
+    def _write(self, kind: str, fn: Function, alg: PyAlgebra, elems: list[Any], returns: Render,
+               doc: str, params: list[str], arg_sig: list[str], unpack: list[str],
+               prologue: list[str]) -> None:
+        """Print the function of ``kind`` from its recorded statements."""
         name = self.module.entry(fn.name, kind)
         returned = returns(elems, self.printer)
         live = [e for root in elems for e in root if isinstance(e, Var)]
         body = _fuse(_dce(alg.stmts, live), live)
-        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
+        lines = [f"def {name}({', '.join(params + arg_sig)}):", f'    """{doc}"""',
                  *(f"    {u}" for u in unpack), *(f"    {p}" for p in prologue),
                  *self._body_lines(body, "    ")]
         lines.append("    return " + returned)
@@ -282,8 +292,6 @@ class ScalarWriter:
             self.vjp_statements += len(body)
         else:
             self.statements += len(body)
-        if summed is not None and params is not None:
-            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack)
 
     def _param_elements(self, scope: Scope, env: dict[int, list[Any]]) -> list[str]:
         """A local per parameter element, named after it (``_w_0``, ``_m_1_2``)."""
@@ -438,64 +446,139 @@ Render = Callable[[list[list[Elem]], Printer], str]
 Picker = Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]]
 
 
+#: the hint of the statement and parameter limits (callers that offer no numpy backend give
+#: their own)
+NUMPY_HINT = ("use the numpy backend (--backend numpy), which writes one array operation per "
+              "tensor op, or make the network smaller")
+
+
 def generate(program: Program, *, hessians: bool = False,
-             budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True) -> str:
+             budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True,
+             kinds: Collection[str] | None = None, hint: str = NUMPY_HINT) -> str:
     """The scalar-backend module for a program (see the module docstring).
 
-    With ``verify`` (the default) the text is checked against the allowlist of
-    :mod:`exprgrad.emit.verify` before it is returned.
+    ``kinds`` (default: all) names the generated functions wanted for each def (``value``,
+    ``grad``, ``grad_sum``, ``vjp``, ``hess``): the others are not derived nor written. A program
+    over the limits is refused before any statement is written, with ``hint``. With ``verify``
+    (the default) the text is checked against the allowlist of :mod:`exprgrad.emit.verify`
+    before it is returned.
     """
     with no_gc():
-        return _generate(program, hessians, budget, verify)
+        return _generate(program, hessians, budget, verify,
+                         set(ENTRY_KINDS if kinds is None else kinds), hint)
 
 
-def _generate(program: Program, hessians: bool, budget: int, verify: bool) -> str:
+@dataclass
+class _Job:
+    """One generated function to write: ScalarWriter.emit's arguments."""
+
+    kind: str
+    fn: Function
+    roots: list[Node]
+    returns: Render
+    doc: str
+    with_params: bool
+    summed: Picker | None = None
+    write: bool = True  # False: only its grad_sum is wanted
+
+
+def _generate(program: Program, hessians: bool, budget: int, verify: bool, kinds: set[str],
+              hint: str) -> str:
     if len(program.param_order) > MAX_SCALAR_PARAMS:
         raise ExprgradLimitError(
             f"the scalar backend writes out every parameter element; this program has "
             f"{len(program.param_order)}, the limit is {MAX_SCALAR_PARAMS} "
-            "(exprgrad.limits.MAX_SCALAR_PARAMS)", filename=program.filename,
-            hint="compile with --backend numpy")
-    writer = ScalarWriter(program, budget)
-    for fname, fn in program.functions.items():
-        args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")
-                             for a, s in zip(fn.arg_names, fn.arg_shapes))
-        outs = fn.outputs
-        n_out = len(outs)
-        values = _values_render([o.shape for o in outs])
-        writer.emit("value", fn, outs, values, f"{fname}({args_doc}) from line {fn.span.line}.",
-                    fn.uses_params)
+            "(exprgrad.limits.MAX_SCALAR_PARAMS)", filename=program.filename, hint=hint)
+    jobs = [job for fn in program.functions.values() for job in _jobs(program, fn, kinds,
+                                                                      hessians)]
+    _check_estimate(program, jobs, budget, hint)
+    writer = ScalarWriter(program, budget, hint)
+    for job in jobs:
+        writer.emit(job.kind, job.fn, job.roots, job.returns, job.doc, job.with_params,
+                    job.summed, job.write)
+    code = writer.module.render(_DOCSTRING)
+    if verify:
+        verify_module(code)
+    return code
+
+
+def _jobs(program: Program, fn: Function, kinds: set[str], hessians: bool) -> list[_Job]:
+    """The generated functions of ``kinds`` for one def, in the order they are written."""
+    fname = fn.name
+    args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")
+                         for a, s in zip(fn.arg_names, fn.arg_shapes))
+    outs = fn.outputs
+    n_out = len(outs)
+    values = _values_render([o.shape for o in outs])
+    jobs = []
+    if "value" in kinds:
+        jobs.append(_Job("value", fn, outs, values,
+                         f"{fname}({args_doc}) from line {fn.span.line}.", fn.uses_params))
+    if kinds & {"grad", "grad_sum", "hess"}:
         derived = derivatives(program, fn)
         summed = None
-        if fn.uses_params and n_out == 1 and outs[0].shape == () and fn.inputs:
+        if fn.uses_params and n_out == 1 and outs[0].shape == () and fn.inputs and \
+                "grad_sum" in kinds:
             summed = _grad_picker(program, len(derived.wrt))
-        writer.emit("grad", fn, [*outs, *derived.flat], _grad_render(program, fn, n_out,
-                                                                      len(derived.wrt), values),
-                    f"(value, gradient with respect to "
-                    f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
-                    fn.uses_params, summed)
+        if "grad" in kinds or summed is not None:
+            jobs.append(_Job("grad", fn, [*outs, *derived.flat],
+                             _grad_render(program, fn, n_out, len(derived.wrt), values),
+                             f"(value, gradient with respect to "
+                             f"{'the parameters' if fn.uses_params else 'each argument'}) of "
+                             f"{fname}.", fn.uses_params, summed, "grad" in kinds))
+    if "vjp" in kinds:
         v = vjp(program, fn)
         douts = ["dout"] if n_out == 1 else [f"dout{k + 1}" for k in range(n_out)]
         with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
                              arg_names=[*fn.arg_names, *douts],
                              arg_shapes=[*fn.arg_shapes, *(o.shape for o in outs)])
-        writer.emit("vjp", with_douts, [*outs, *v.cotangents],
-                    _vjp_render(program, fn, n_out, values),
-                    f"(value, {'parameter cotangent, ' if fn.uses_params else ''}cotangent of "
-                    f"each argument) of {fname} for the output cotangent "
-                    f"{', '.join(douts)}.", fn.uses_params)
-        if hessians and not fn.uses_params and n_out == 1 and outs[0].shape == () and all(
-                s == () for s in fn.arg_shapes):
-            n = len(fn.inputs)
-            first = derived.grads[0]
-            second = second_derivatives(program, fn)
-            roots = [outs[0], *first, *[x for row in second for x in row]]
-            writer.emit("hess", fn, roots, _hess_render(n),
-                        f"(value, gradient, Hessian) of {fname}.", False)
-    code = writer.module.render(_DOCSTRING)
-    if verify:
-        verify_module(code)
-    return code
+        jobs.append(_Job("vjp", with_douts, [*outs, *v.cotangents],
+                         _vjp_render(program, fn, n_out, values),
+                         f"(value, {'parameter cotangent, ' if fn.uses_params else ''}cotangent "
+                         f"of each argument) of {fname} for the output cotangent "
+                         f"{', '.join(douts)}.", fn.uses_params))
+    if hessians and "hess" in kinds and not fn.uses_params and n_out == 1 and \
+            outs[0].shape == () and all(s == () for s in fn.arg_shapes):
+        n = len(fn.inputs)
+        second = second_derivatives(program, fn)
+        roots = [outs[0], *derived.grads[0], *[x for row in second for x in row]]
+        jobs.append(_Job("hess", fn, roots, _hess_render(n),
+                         f"(value, gradient, Hessian) of {fname}.", False))
+    return jobs
+
+
+#: ops that only move elements: the scalar backend writes no statement for them
+_MOVES = frozenset({"custom", "transpose", "stack", "index", "scatter", "broadcast"})
+
+
+def estimate_statements(roots: Sequence[Node]) -> int:
+    """About how many scalar statements computing ``roots`` takes, read from the IR before any
+    is written (a slight underestimate): one per element of each operation, or per element of
+    its largest argument for a reduction or a product (a multiply-add each); none for inputs,
+    parameters, constants and ops that only move elements."""
+    total = 0
+    for node in reachable(roots):
+        spec = OPS[node.op]
+        if not node.args or node.op in _MOVES:
+            continue
+        total += node.size if spec.elementwise else max(node.size, *(a.size for a in node.args))
+    return total
+
+
+def _check_estimate(program: Program, jobs: list[_Job], budget: int, hint: str) -> None:
+    """Refuse at once a module whose statements (estimated) exceed the budget: the f_vjp
+    functions have a budget of their own, every other function shares one."""
+    for vjps in (False, True):
+        chosen = [job for job in jobs if (job.kind == "vjp") == vjps]
+        estimate = sum(estimate_statements(job.roots) * (job.write + (job.summed is not None))
+                       for job in chosen)
+        if estimate > budget:
+            what = "f_vjp functions" if vjps else "functions"
+            raise ExprgradLimitError(
+                f"the scalar backend would write about {estimate} statements for the "
+                f"{what} of this module; the limit is {budget} "
+                "(exprgrad.limits.MAX_SCALAR_STATEMENTS)",
+                chosen[0].fn.span, hint=hint).with_source(program.filename, program.source)
 
 
 _DOCSTRING = """Straight-line forward and gradient code compiled from {label} by exprgrad.

@@ -16,13 +16,13 @@ import random
 import time
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from ..emit.arrays import numpy_batch_step
-from ..emit.load import entry_point, module_from_code
-from ..emit.scalar import generate
-from ..errors import ExprgradTypeError, ExprgradValueError
+from ..emit.build import module_of
+from ..emit.load import entry_point
+from ..emit.module import initial_params
+from ..errors import ExprgradLimitError, ExprgradTypeError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.nn import call_net
 from .config import TrainConfig, TrainResult, config_from_program, validate_config
@@ -39,20 +39,26 @@ def _batches(n: int, config: TrainConfig, rng: random.Random) -> list[list[int]]
     return [order[i:i + config.batch_size] for i in range(0, n, config.batch_size)]
 
 
-def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
-    if config.backend == "numpy":
-        try:
-            import numpy  # noqa: F401
-        except ImportError:
-            raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
-                                     hint="pip install numpy, or train with backend=python") \
-                from None
-        return True
-    if config.backend == "python":
-        return False
+#: the hint of a scalar limit when training
+_TRAIN_HINT = ("train with the numpy backend (--backend numpy, or backend=numpy in the train "
+               "statement), or make the network smaller")
+
+
+def _numpy_installed() -> bool:
     try:
         import numpy  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
+    if config.backend == "numpy":
+        if not _numpy_installed():
+            raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
+                                     hint="pip install numpy, or train with backend=python")
+        return True
+    if config.backend == "python" or not _numpy_installed():
         return False
     return n_examples * max(1, config.batch_size and min(config.batch_size, n_examples)) >= 0 and (
         (config.batch_size or n_examples) >= NUMPY_BATCH)
@@ -109,20 +115,21 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
     examples = examples_from(program, fn, config, csv_path)
     use_numpy = _use_numpy(config, len(examples))
+    if not use_numpy:
+        try:
+            module = module or module_of(program, [fn], ("grad_sum",) if fn.inputs else
+                                         ("grad",), hint=_TRAIN_HINT)
+        except ExprgradLimitError:
+            if config.backend == "python" or not _numpy_installed():
+                raise
+            use_numpy = True  # backend=auto: too large for the scalar backend, not for numpy
     if use_numpy:
         batch_grad = numpy_batch_step(program, fn, examples)
     else:
-        module = module or module_from_code(generate(program), "exg_train",
-                                            f"<exprgrad:{program.filename}>")
         batch_grad = _scalar_batch_step(module, fn.name, examples)
 
     rng = random.Random(config.seed)
-    if init is not None:
-        params = list(init)
-    else:
-        init_module = module or module_from_code(generate(program), "exg_init",
-                                                 f"<exprgrad:{program.filename}>")
-        params = list(init_module.init_params(config.seed))
+    params = list(init) if init is not None else initial_params(program, config.seed)
     if use_numpy:  # updated as whole arrays
         import numpy as np
 
@@ -180,14 +187,32 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
 
 def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],
                module: types.ModuleType) -> float:
-    """The batch loss of the final parameters over all examples (sum or mean, as trained)."""
-    loss = entry_point(module, result.config.loss, "value")
-    values = [loss(result.params, *ex) for ex in examples]
+    """The batch loss of the final parameters over all examples (sum or mean, as trained);
+    ``module`` has the loss's value function (on either backend)."""
+    fn = program.functions[result.config.loss]
+    values = values_of(module, fn, result.params, examples)
     try:
         total = math.fsum(values)
     except (OverflowError, ValueError):  # inf - inf, or a sum beyond the largest float
         total = sum(values)
     return total / len(examples) if result.config.reduce == "mean" else total
+
+
+def values_of(module: types.ModuleType, fn: Function, params: Sequence[float],
+              rows: list[list[Any]]) -> list[Any]:
+    """``fn``'s value (through ``module``'s value function, on its backend) for each row of
+    arguments (a row may hold more, such as a target, after them): floats or lists."""
+    f = entry_point(module, fn.name, "value")
+    n_args = len(fn.arg_names)
+    head = [params] if fn.uses_params else []
+    if module.BACKEND != "numpy":
+        return [f(*head, *row[:n_args]) for row in rows]
+    import numpy as np
+
+    if not n_args:  # nothing to batch: the same value for every row
+        return [np.asarray(f(*head)).tolist()] * len(rows)
+    columns = [np.asarray([row[i] for row in rows], dtype=np.float64) for i in range(n_args)]
+    return np.asarray(f(*head, *columns)).tolist()  # type: ignore[no-any-return]
 
 
 def predictor(program: Program, config: TrainConfig) -> Function | None:
@@ -236,10 +261,23 @@ def accuracy(preds: list[Any], targets: list[Any]) -> float | None:
 
 
 def predictions(program: Program, fn: Function, params: list[float],
-                inputs: list[list[Any]]) -> list[Any]:
+                inputs: list[list[Any]], backend: str = "auto") -> list[Any]:
+    """``fn``'s value for each row of ``inputs`` on ``backend``: "python", "numpy", or "auto"
+    (numpy for 32 rows or more, or for a program too large for the scalar backend, when numpy
+    is installed)."""
+    use_numpy = backend == "numpy" or (backend == "auto" and _numpy_installed()
+                                       and len(inputs) >= NUMPY_BATCH)
+    module = None
+    if not use_numpy:
+        try:
+            module = module_of(program, [fn], ("value",), hint=_PREDICT_HINT)
+        except ExprgradLimitError:
+            if backend == "python" or not _numpy_installed():
+                raise
+    if module is None:
+        module = module_of(program, [fn], ("value",), "numpy")
+    return values_of(module, fn, params, inputs)
 
-    extra = replace(program, functions={fn.name: fn})
-    module = module_from_code(generate(extra), "exg_predict", f"<exprgrad:{program.filename}>")
-    f = entry_point(module, fn.name, "value")
-    n_args = len(fn.arg_names)
-    return [f(params, *ex[:n_args]) for ex in inputs]
+
+#: the hint of a scalar limit when predicting
+_PREDICT_HINT = "predict with the numpy backend (backend=numpy in the train statement)"

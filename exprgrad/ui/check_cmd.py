@@ -14,12 +14,14 @@ import math
 import time
 from collections.abc import Sequence
 
-from ..emit.load import module_from_code
-from ..emit.scalar import generate
+from ..emit.build import module_of
 from ..errors import CheckFailure, ExprgradValueError
 from ..gradcheck.checker import Budget, Report, check_function, check_hessian, check_rules
 from ..ir.program import Program
 from ..lower.lowering import program_of
+
+#: the hint of a scalar limit when checking: the checker calls the scalar backend's code
+CHECK_HINT = "check a smaller program: 'exprgrad check' runs the scalar backend's code"
 
 
 def check_program(program: Program, functions: Sequence[str] = (), *, budget: float = 60.0,
@@ -34,7 +36,8 @@ def check_program(program: Program, functions: Sequence[str] = (), *, budget: fl
     for name in names:
         if name not in program.functions:
             raise ExprgradValueError(f"{program.filename} has no function '{name}'")
-    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{program.filename}>")
+    module = module_of(program, [program.functions[n] for n in dict.fromkeys(names)],
+                       ("value", "grad"), hint=CHECK_HINT)
     spent = Budget(budget)
     report = Report()
     for name in names:

@@ -24,7 +24,7 @@ may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,9 @@ from ..ir.node import Node, reachable
 from ..ir.ops import OPS, NpCtx, np_t
 from ..ir.program import Function, Program
 from .load import entry_point, module_from_code
-from .module import ModuleWriter
+from .module import ENTRY_KINDS, ModuleWriter
 from .names import Scope, ident_part
-from .scalar import _step_doc
-from .steps import SETTINGS, STATE, STEP_KINDS, update
+from .steps import SETTINGS, STATE, STEP_KINDS, step_doc, update
 from .verify import verify_module
 
 #: write results into dead temporaries (off only to measure what it saves: benchmarks/ablation.py)
@@ -209,7 +208,7 @@ class _Writer:
                *(names[n] for n in SETTINGS[optimizer]), f"{names['scale']}=1.0"]
         returned = [f"{f._per_example(fn.outputs[0])}.sum()", new[0], *(v[0] for v in new_state)]
         name = self.module.entry(fn.name, STEP_KINDS[optimizer])
-        doc = _step_doc(fn.name, optimizer).replace("(one sequence per argument)",
+        doc = step_doc(fn.name, optimizer).replace("(one sequence per argument)",
                                                     "(arrays with the batch first)")
         self.module.add("\n".join([f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
                                    *_print(f.head), *_print(f.body),
@@ -519,48 +518,62 @@ def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:
 
 
 def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float64",
-                   steps: Sequence[str] = ("sgd",)) -> str:
+                   kinds: Collection[str] | None = None, steps: Sequence[str] = ("sgd",)) -> str:
     """The numpy-backend module for a program (see the module docstring), computing in
-    ``dtype`` (``"float64"`` or ``"float32"``; anything else is an ExprgradValueError); every
-    loss of parameters and arguments gets the training step of each optimizer in ``steps``."""
+    ``dtype`` (``"float64"`` or ``"float32"``; anything else is an ExprgradValueError).
+    ``kinds`` (default: all) names the generated functions wanted for each def (``value``,
+    ``grad``, ``vjp``, ``step``...); every loss of parameters and arguments gets the training
+    step of each optimizer in ``steps`` whose kind is wanted."""
     check_dtype(dtype)
+    wanted = set(ENTRY_KINDS if kinds is None else kinds)
     with no_gc():
         writer = _Writer(program, dtype)
         for fname, fn in program.functions.items():
-            writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
-            v = vjp(program, fn)
-            n_tensors = len(program.params) if fn.uses_params else 0
-            douts = ["dout"] if len(fn.outputs) == 1 else [
-                f"dout{k + 1}" for k in range(len(fn.outputs))]
-            with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
-                                 arg_names=[*fn.arg_names, *douts],
-                                 arg_shapes=[*fn.arg_shapes, *(o.shape for o in fn.outputs)])
-            summed = "parameter cotangent summed over the batch, " if n_tensors else ""
-            writer.function("vjp", with_douts, [*fn.outputs, *v.cotangents],
-                            f"(values, {summed}per-example argument cotangents) of {fname} for "
-                            f"the per-example output cotangent {', '.join(douts)}.",
-                            v.cotangents[:n_tensors] if n_tensors else None,
-                            len(v.cotangents) - n_tensors)
-            if len(fn.outputs) != 1:
+            if "value" in wanted:
+                writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)
+            if "vjp" in wanted:
+                _vjp_function(writer, program, fn)
+            looped = [o for o in steps if STEP_KINDS[o] in wanted]
+            if len(fn.outputs) != 1 or not ("grad" in wanted or looped):
                 continue  # gradients are for functions of one output
             derived = derivatives(program, fn)
             if fn.uses_params:
                 if fn.outputs[0].shape != ():
                     continue  # parameter gradients are for scalar losses
                 grads = derived.grads[0]
-                writer.function("grad", fn, [*fn.outputs, *grads],
-                                f"(values, gradient summed over the batch) of {fname}.", grads)
+                if "grad" in wanted:
+                    writer.function("grad", fn, [*fn.outputs, *grads],
+                                    f"(values, gradient summed over the batch) of {fname}.",
+                                    grads)
                 if fn.inputs:
-                    for optimizer in steps:
+                    for optimizer in looped:
                         writer.step(fn, [*fn.outputs, *grads], grads, optimizer)
-            else:
+            elif "grad" in wanted:
                 writer.function("grad", fn, [*fn.outputs, *derived.grads[0]],
                                 f"(values, per-example gradients) of {fname}.", None)
         code = writer.module.render(
-            "Batched numpy forward and gradient code compiled from {label} by exprgrad.", None)
+            "Batched numpy forward and gradient code compiled from {label} by exprgrad.")
         if verify:
             verify_module(code)
         return code
+
+
+def _vjp_function(writer: _Writer, program: Program, fn: Function) -> None:
+    """``f_vjp``: values, the parameter cotangent summed over the batch, per-example argument
+    cotangents."""
+    v = vjp(program, fn)
+    n_tensors = len(program.params) if fn.uses_params else 0
+    douts = ["dout"] if len(fn.outputs) == 1 else [
+        f"dout{k + 1}" for k in range(len(fn.outputs))]
+    with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
+                         arg_names=[*fn.arg_names, *douts],
+                         arg_shapes=[*fn.arg_shapes, *(o.shape for o in fn.outputs)])
+    summed = "parameter cotangent summed over the batch, " if n_tensors else ""
+    writer.function("vjp", with_douts, [*fn.outputs, *v.cotangents],
+                    f"(values, {summed}per-example argument cotangents) of {fn.name} for "
+                    f"the per-example output cotangent {', '.join(douts)}.",
+                    v.cotangents[:n_tensors] if n_tensors else None,
+                    len(v.cotangents) - n_tensors)
 
 
 def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]],  # type: ignore[no-untyped-def]
@@ -571,7 +584,7 @@ def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]], 
 
 
     only = replace(program, functions={fn.name: fn})
-    module = module_from_code(generate_numpy(only, dtype=dtype), "exg_numpy",
+    module = module_from_code(generate_numpy(only, dtype=dtype, kinds=("grad",)), "exg_numpy",
                               f"<exprgrad-numpy:{Path(program.filename).name}>")
     loss_grad = entry_point(module, fn.name, "grad")
     columns = [np.asarray([ex[i] for ex in examples], dtype=dtype)

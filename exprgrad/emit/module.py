@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,19 +29,56 @@ from .names import Namer
 
 #: the module constants every generated module defines (``DTYPE``: numpy modules only)
 CONSTANTS = ("EXPRGRAD_VERSION", "BACKEND", "DTYPE", "SOURCE", "SOURCE_SHA256", "FUNCTIONS",
-             "ENTRY_POINTS", "UNROLLED", "PARAM_NAMES", "PARAM_TENSORS")
+             "ENTRY_POINTS", "UNROLLED", "PARAM_COUNT", "PARAM_TENSORS", "PARAM_INIT")
 
-#: the functions a module with parameters defines to read and write them by tensor name
-#: (checked against this text by exprgrad.emit.verify, like the op helpers)
+#: the functions every module defines to describe, initialise, read and write its parameters
+#: from the per-tensor tables PARAM_TENSORS and PARAM_INIT (checked against this text by
+#: exprgrad.emit.verify, like the op helpers; :func:`param_helpers` runs the same text in
+#: exprgrad itself). ``params_by_name`` and ``params_from_names`` only with parameters.
 PARAM_HELPERS = {
+    "_param_positions": '''def _param_positions(shape, offset, strides):
+    """(flat position, index) of each element of a tensor, in row-major order."""
+    if len(shape) == 0:
+        return [(offset, ())]
+    if len(shape) == 1:
+        return [(offset + i * strides[0], (i,)) for i in range(shape[0])]
+    return [(offset + i * strides[0] + j * strides[1], (i, j))
+            for i in range(shape[0]) for j in range(shape[1])]''',
+    "param_names": '''def param_names():
+    """Each element of the flat parameter list by name, in order (PARAM_TENSORS gives each
+    tensor's shape, offset and strides in the flat list, and its elements' name pattern)."""
+    names = [""] * PARAM_COUNT
+    for shape, offset, strides, pattern in PARAM_TENSORS.values():
+        for i, index in _param_positions(shape, offset, strides):
+            names[i] = pattern.format(*index)
+    return names''',
+    "__getattr__": '''def __getattr__(name):
+    """PARAM_NAMES, the tuple of param_names(), is computed when first read."""
+    if name == "PARAM_NAMES":
+        names = globals()["PARAM_NAMES"] = tuple(param_names())
+        return names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")''',
+    "init_params": '''def init_params(seed=0):
+    """Initial parameter values, in param_names() order; the same seed gives the same values:
+    one random.Random(seed) draws PARAM_INIT's runs (count, kind, a, b) in order."""
+    rng = random.Random(seed)
+    draw = {"uniform": rng.uniform, "normal": rng.gauss}
+    values = []
+    for count, kind, a, b in PARAM_INIT:
+        a, b = float(a), float(b)
+        if kind == "const":
+            values.extend([a] * count)
+        else:
+            values.extend([draw[kind](a, b) for _ in range(count)])
+    return values''',
     "params_by_name": '''def params_by_name(params):
     """The flat parameters as {tensor name: its values}: a number, a list or a list of rows
-    (PARAM_TENSORS gives each tensor's shape and positions in the flat list)."""
-    if len(params) != len(PARAM_NAMES):
-        raise ValueError(f"expected {len(PARAM_NAMES)} parameters, got {len(params)}")
+    (PARAM_TENSORS gives each tensor's shape and place in the flat list)."""
+    if len(params) != PARAM_COUNT:
+        raise ValueError(f"expected {PARAM_COUNT} parameters, got {len(params)}")
     out = {}
-    for name, (shape, positions) in PARAM_TENSORS.items():
-        values = [float(params[i]) for i in positions]
+    for name, (shape, offset, strides, _) in PARAM_TENSORS.items():
+        values = [float(params[i]) for i, _ in _param_positions(shape, offset, strides)]
         if len(shape) == 0:
             values = values[0]
         elif len(shape) == 2:
@@ -48,13 +86,13 @@ PARAM_HELPERS = {
         out[name] = values
     return out''',
     "params_from_names": '''def params_from_names(tensors):
-    """The flat parameter list (PARAM_NAMES order) from {tensor name: values} shaped as
+    """The flat parameter list (param_names() order) from {tensor name: values} shaped as
     params_by_name returns them; every tensor must be given, with its shape."""
     unknown = sorted(set(tensors) - set(PARAM_TENSORS))
     if unknown:
         raise KeyError(f"no parameter tensor {unknown[0]!r}")
-    flat = [0.0] * len(PARAM_NAMES)
-    for name, (shape, positions) in PARAM_TENSORS.items():
+    flat = [0.0] * PARAM_COUNT
+    for name, (shape, offset, strides, _) in PARAM_TENSORS.items():
         values = tensors[name]
         rows = [values] if len(shape) < 2 else values
         if len(shape) == 2 and (isinstance(values, (str, bytes, dict)) or not hasattr(
@@ -66,7 +104,7 @@ PARAM_HELPERS = {
                 ok = not hasattr(row, "__len__")
                 row = [row]
             else:
-                ok = hasattr(row, "__len__") and not isinstance(row, (str, bytes, dict)) and \
+                ok = hasattr(row, "__len__") and not isinstance(row, (str, bytes, dict)) and \\
                     len(row) == shape[-1]
             if not ok:
                 wanted = "a number" if len(shape) == 0 else f"{shape[-1]} values"
@@ -74,12 +112,51 @@ PARAM_HELPERS = {
                     wanted = f"{shape[0]} rows of {shape[1]} values"
                 raise ValueError(f"{name} needs {wanted}")
             items.extend(row)
-        for i, v in zip(positions, items):
+        for (i, _), v in zip(_param_positions(shape, offset, strides), items):
             if hasattr(v, "__len__"):
                 raise ValueError(f"{name} holds numbers, not {type(v).__name__} values")
             flat[i] = float(v)
     return flat''',
 }
+
+#: the parameter helpers a module without parameters leaves out
+_ONLY_WITH_PARAMS = ("params_by_name", "params_from_names")
+
+
+def param_tables(program: Any) -> dict[str, Any]:
+    """The values of a program's ``PARAM_COUNT``, ``PARAM_TENSORS`` (tensor name -> (shape,
+    offset, strides, element name pattern)) and ``PARAM_INIT`` (runs of (count, kind, a, b) in
+    flat order; a non-finite number as the string float() reads): per tensor and per run, never
+    per element, so a module's size does not grow with its weights."""
+    layout = program.param_layout()
+    tensors = {t: (tuple(pt.node.shape), *layout[t], pt.name_format)
+               for t, pt in program.params.items()}
+    runs = tuple((count, kind, _number(a), _number(b))
+                 for count, kind, a, b in program.init_runs())
+    return {"PARAM_COUNT": len(program.param_order), "PARAM_TENSORS": tensors,
+            "PARAM_INIT": runs}
+
+
+def _number(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def param_helpers(program: Any) -> dict[str, Any]:
+    """The parameter helpers (``init_params``, ``param_names``, ...) of a program's generated
+    modules, run in exprgrad itself: the same text over the same tables, so what they return is
+    what a generated module's functions return (bit for bit), without generating a module."""
+    namespace: dict[str, Any] = {"random": random, **param_tables(program)}
+    exec(compile(_HELPER_TEXT, "<exprgrad:parameter helpers>", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+_HELPER_TEXT = "\n\n".join(PARAM_HELPERS.values()) + "\n"
+
+
+def initial_params(program: Any, seed: int = 0) -> list[float]:
+    """``init_params(seed)`` of the program's generated modules (see :func:`param_helpers`)."""
+    return param_helpers(program)["init_params"](seed)  # type: ignore[no-any-return]
+
 
 #: how a module is imported, by the name generated code uses for it
 _IMPORTS = {"math": "import math", "random": "import random", "np": "import numpy as np"}
@@ -185,8 +262,9 @@ class ModuleWriter:
     def add(self, text: str) -> None:
         self.chunks.append(text)
 
-    def render(self, docstring: str, init_params: str | None) -> str:
+    def render(self, docstring: str) -> str:
         program = self.program
+        self.uses["random"]  # init_params draws from random.Random
         label = safe_label(program.filename)
         digest = hashlib.sha256(program.source.encode("utf-8")).hexdigest()
         out = [
@@ -210,30 +288,21 @@ class ModuleWriter:
             for f, kinds in self.entries.items()) + ("\n" if self.entries else "") + "}")
         out.append("UNROLLED = {" + ", ".join(f"{f!r}: {n!r}" for f, n in self.unrolled.items())
                    + "}")
-        names = program.param_names
-        out.append("PARAM_NAMES = (" + "".join(f"\n    {n!r}," for n in names)
-                   + ("\n" if names else "") + ")")
-        if names:
-            where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
-                                           for t in program.params}
-            for pos, (t, i) in enumerate(program.param_order):
-                where[t][i] = pos
-            out.append("PARAM_TENSORS = {" + "".join(
-                f"\n    {t!r}: ({tuple(program.params[t].node.shape)!r}, {tuple(where[t])!r}),"
-                for t in program.params) + "\n}")
+        tables = param_tables(program)
+        out.append(f"PARAM_COUNT = {tables['PARAM_COUNT']!r}")
+        out.append("PARAM_TENSORS = {" + "".join(
+            f"\n    {t!r}: {entry!r}," for t, entry in tables["PARAM_TENSORS"].items())
+                   + ("\n" if program.params else "") + "}")
+        out.append("PARAM_INIT = (" + "".join(f"\n    {run!r}," for run in tables["PARAM_INIT"])
+                   + ("\n" if program.params else "") + ")")
         out.append("")
         if self.uses.helpers:
             out.append("")
             for name in sorted(self.uses.helpers):
                 out.append(HELPERS[name])
-        if init_params is not None:
-            out.append("")
-            out.append(init_params)
-        if names:
-            for helper in PARAM_HELPERS.values():
-                out.append("")
-                out.append("")
-                out.append(helper)
+        for k, (name, helper) in enumerate(PARAM_HELPERS.items()):
+            if program.params or name not in _ONLY_WITH_PARAMS:
+                out.extend(["", helper] if k == 0 else ["", "", helper])
         for chunk in self.chunks:
             out.append("")
             out.append("")

@@ -24,8 +24,9 @@ import re
 #: module-level names the generated modules define or import themselves
 MODULE_NAMES = frozenset({"math", "random", "np", "numpy", "init_params", "PARAM_NAMES",
                           "FUNCTIONS", "ENTRY_POINTS", "SOURCE", "SOURCE_SHA256",
-                          "EXPRGRAD_VERSION", "BACKEND", "DTYPE", "PARAM_TENSORS",
-                          "params_by_name", "params_from_names"})
+                          "EXPRGRAD_VERSION", "BACKEND", "DTYPE", "UNROLLED", "PARAM_TENSORS",
+                          "params_by_name", "params_from_names", "PARAM_COUNT", "PARAM_INIT",
+                          "param_names", "_param_positions"})
 
 _PYTHON_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(
     keyword.softkwlist)

@@ -22,7 +22,7 @@ the statement count is bounded by :data:`exprgrad.limits.MAX_SCALAR_STATEMENTS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,9 +34,9 @@ from ..ir.node import Node, reachable
 from ..ir.ops import OPS
 from ..ir.program import Function, Program
 from ..limits import MAX_SCALAR_PARAMS, MAX_SCALAR_STATEMENTS
-from .module import ModuleWriter, Unrecorded, Uses
+from .module import ENTRY_KINDS, ModuleWriter, Unrecorded, Uses
 from .names import Scope, ident_part
-from .steps import SETTINGS, STATE, STEP_KINDS, update
+from .steps import SETTINGS, STATE, STEP_KINDS, step_doc, update
 from .verify import verify_module
 
 
@@ -110,10 +110,9 @@ class PyAlgebra:
         self.stmts.append(Assign(target, Op(op, list(args)), self.line))
         if len(self.stmts) > self.budget:
             raise ExprgradLimitError(
-                f"the scalar backend would write more than {self.budget} statements for this "
-                "function (exprgrad.limits.MAX_SCALAR_STATEMENTS)",
-                hint="compile with --backend numpy, which writes one array operation per "
-                "tensor op, or make the network smaller")
+                "the scalar backend would write more statements than the limit for one module "
+                f"({MAX_SCALAR_STATEMENTS}, exprgrad.limits.MAX_SCALAR_STATEMENTS)",
+                hint=NUMPY_HINT)
         return target
 
     def zero(self) -> Elem:
@@ -208,7 +207,8 @@ def _tuple(items: list[str]) -> str:
 class ScalarWriter:
     """Writes the functions of one scalar-backend module into a :class:`ModuleWriter`."""
 
-    def __init__(self, program: Program, budget: int) -> None:
+    def __init__(self, program: Program, budget: int, hint: str = "") -> None:
+        self.hint = hint
         self.program = program
         self.graph: Graph = program.graph
         self.module = ModuleWriter(program, "python", "math")
@@ -220,24 +220,29 @@ class ScalarWriter:
         self.vjp_statements = 0
 
     def emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
-             with_params: bool, summed: Picker | None = None, steps: Sequence[str] = ()) -> None:
+             with_params: bool, summed: Picker | None = None, steps: Sequence[str] = (),
+             write: bool = True, write_sum: bool = True) -> None:
         """Emit the function of ``kind`` for ``fn``, computing ``roots``; ``returns`` prints the
         return value from the roots' elements.
 
         With ``summed`` (which picks the value and the flat gradient out of the roots'
         elements), also emit the ``grad_sum`` function: the same statements in a loop over a
         batch, accumulating the value and the gradient; and for each optimizer of ``steps`` its
-        training step (:mod:`exprgrad.emit.steps`): that loop, then the update.
+        training step (:mod:`exprgrad.emit.steps`): that loop, then the update. ``write`` and
+        ``write_sum`` say whether the function itself and ``grad_sum`` are wanted.
         """
         try:
-            self._emit(kind, fn, roots, returns, doc, with_params, summed, steps)
+            self._emit(kind, fn, roots, returns, doc, with_params, summed, steps, write,
+                       write_sum)
         except ExprgradLimitError as err:
             err.span = err.span or fn.span
+            err.hint = self.hint or err.hint
             err.lineno, err.offset = err.span.line, err.span.col
             raise err.with_source(self.program.filename, self.program.source) from None
 
     def _emit(self, kind: str, fn: Function, roots: list[Node], returns: Render, doc: str,
-              with_params: bool, summed: Picker | None, steps: Sequence[str]) -> None:
+              with_params: bool, summed: Picker | None, steps: Sequence[str], write: bool,
+              write_sum: bool) -> None:
         scope = self.module.namer.scope()
         alg = PyAlgebra(scope, self.budget - (self.vjp_statements if kind == "vjp"
                                               else self.statements))
@@ -258,12 +263,22 @@ class ScalarWriter:
             prologue.append(f"{_unpack_target(pnames, (-1,))} = {params}")
         before, after = self._hooks(alg, scope)
         elems = interpret(roots, env, alg, before=before, after=after)
-        sig = ([params] if params else []) + arg_sig
+        if write:
+            self._write(kind, fn, alg, elems, returns, doc, [params] if params else [],
+                        arg_sig, unpack, prologue)
+        if summed is not None and params is not None:
+            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack,
+                         [Var(n, temp=False) for n in pnames], steps, write_sum)
+
+    def _write(self, kind: str, fn: Function, alg: PyAlgebra, elems: list[Any], returns: Render,
+               doc: str, params: list[str], arg_sig: list[str], unpack: list[str],
+               prologue: list[str]) -> None:
+        """Print the function of ``kind`` from its recorded statements."""
         name = self.module.entry(fn.name, kind)
         returned = returns(elems, self.printer)
         live = [e for root in elems for e in root if isinstance(e, Var)]
         body = _fuse(_dce(alg.stmts, live), live)
-        lines = [f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
+        lines = [f"def {name}({', '.join(params + arg_sig)}):", f'    """{doc}"""',
                  *(f"    {u}" for u in unpack), *(f"    {p}" for p in prologue),
                  *self._body_lines(body, "    ")]
         lines.append("    return " + returned)
@@ -272,9 +287,6 @@ class ScalarWriter:
             self.vjp_statements += len(body)
         else:
             self.statements += len(body)
-        if summed is not None and params is not None:
-            self._summed(fn, alg, scope, summed(elems), params, arg_sig, prologue, unpack,
-                         [Var(n, temp=False) for n in pnames], steps)
 
     def _hooks(self, alg: PyAlgebra, scope: Scope) -> tuple[Callable[[Node], None],
                                                             Callable[[Node, list[Any]], list[Any]]]:
@@ -354,7 +366,7 @@ class ScalarWriter:
                               *(self.printer.elems(v, (len(v),)) for v in results[1:])])
         self.module.add("\n".join([
             f"def {name}({', '.join(names_.signature(optimizer, params, arg_sig))}):",
-            f'    """{_step_doc(fn.name, optimizer)} For batches of exactly {n} examples."""',
+            f'    """{step_doc(fn.name, optimizer)} For batches of exactly {n} examples."""',
             *unpack, *names_.unpack(optimizer, len(pvars)),
             *self._body_lines(body, "    "), f"    return {returned}"]))
         return True
@@ -377,9 +389,9 @@ class ScalarWriter:
     def _summed(self, fn: Function, alg: PyAlgebra, scope: Scope,
                 picked: tuple[Elem, list[Elem]], params: str, arg_sig: list[str],
                 prologue: list[str], unpack: list[str], pvars: list[Var],
-                steps: Sequence[str]) -> None:
-        """``grad_sum``: the body of ``grad`` in a loop over the examples, accumulating; then the
-        training steps of ``steps``: the same loop, then the update."""
+                steps: Sequence[str], write_sum: bool) -> None:
+        """``grad_sum`` (with ``write_sum``): the body of ``grad`` in a loop over the examples,
+        accumulating; then the training steps of ``steps``: the same loop, then the update."""
         value, flat = picked
         line_of = {id(s.target): s.line for s in alg.stmts}
         stmts = list(alg.stmts)
@@ -398,13 +410,14 @@ class ScalarWriter:
         looped = [f"    {' = '.join(a.name for a in accs)} = 0.0",
                   f"    for {target} in zip({loop}):",
                   *(f"        {u}" for u in unpack), *self._body_lines(body, "        ")]
-        name = self.module.entry(fn.name, "grad_sum")
-        lines = [f"def {name}({', '.join([params, *arg_sig])}):",
-                 f'    """(sum of {fn.name}, gradient of that sum with respect to the parameters) '
-                 f'over a batch: each argument holds one value per example."""',
-                 *(f"    {p}" for p in prologue), *looped,
-                 f"    return {accs[0].name}, [{', '.join(a.name for a in accs[1:])}]"]
-        self.module.add("\n".join(lines))
+        if write_sum:
+            name = self.module.entry(fn.name, "grad_sum")
+            lines = [f"def {name}({', '.join([params, *arg_sig])}):",
+                     f'    """(sum of {fn.name}, gradient of that sum with respect to the '
+                     f'parameters) over a batch: each argument holds one value per example."""',
+                     *(f"    {p}" for p in prologue), *looped,
+                     f"    return {accs[0].name}, [{', '.join(a.name for a in accs[1:])}]"]
+            self.module.add("\n".join(lines))
         names = _StepNames(scope)
         for optimizer in steps:
             tail = PyAlgebra(scope, self.budget - self.statements)
@@ -417,7 +430,7 @@ class ScalarWriter:
                                                   for v in results)])
             self.module.add("\n".join([
                 f"def {name}({', '.join(names.signature(optimizer, params, arg_sig))}):",
-                f'    """{_step_doc(fn.name, optimizer)}"""',
+                f'    """{step_doc(fn.name, optimizer)}"""',
                 *(f"    {p}" for p in prologue), *names.unpack(optimizer, len(pvars)),
                 *looped, *self._body_lines(after, "    "), f"    return {returned}"]))
 
@@ -483,15 +496,6 @@ class _StepNames:
         settings = {n: Var(self.arg(n), temp=False) for n in SETTINGS[optimizer]}
         return update(alg, optimizer, params, grads, state, settings,  # type: ignore[no-any-return]
                       Var(self.arg("scale"), temp=False))
-
-
-def _step_doc(fname: str, optimizer: str) -> str:
-    state = STATE[optimizer]
-    returned = ", ".join(["summed loss", "new params", *(f"new {n}" for n in state if n != "t")])
-    taken = ", ".join(["params", *state, "batch (one sequence per argument)",
-                       *SETTINGS[optimizer], "scale=1.0"])
-    return (f"One {optimizer} step on {fname} summed over a batch: ({taken}) -> ({returned}); "
-            "the gradient is multiplied by scale (1/batch size for a mean loss).")
 
 
 #: the most statements an unrolled training step may hold (beyond it, steps loop over the batch)
@@ -599,75 +603,159 @@ Render = Callable[[list[list[Elem]], Printer], str]
 Picker = Callable[[list[list[Elem]]], tuple[Elem, list[Elem]]]
 
 
+#: the hint of the statement and parameter limits (callers that offer no numpy backend give
+#: their own)
+NUMPY_HINT = ("use the numpy backend (--backend numpy), which writes one array operation per "
+              "tensor op, or make the network smaller")
+
+
 def generate(program: Program, *, hessians: bool = False,
              budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True,
+             kinds: Collection[str] | None = None, hint: str = NUMPY_HINT,
              steps: Sequence[str] = ("sgd",), unroll: int = 0) -> str:
     """The scalar-backend module for a program (see the module docstring).
 
-    Every loss (a scalar function of parameters and arguments) gets the training step of each
-    optimizer in ``steps`` (``f_step``, ``f_step_momentum``, ``f_step_adam``: see
-    :mod:`exprgrad.emit.steps`). With ``verify`` (the default) the text is checked against the
-    allowlist of :mod:`exprgrad.emit.verify` before it is returned. With ``unroll`` = n > 0,
-    each of those steps also gets a variant for batches of exactly n examples, unrolled
-    (``f_step_unrolled``...; see :meth:`ScalarWriter.unrolled`), where it stays small enough.
+    ``kinds`` (default: all) names the generated functions wanted for each def (``value``,
+    ``grad``, ``grad_sum``, ``vjp``, ``hess``, ``step``...): the others are not derived nor
+    written. Every loss (a scalar function of parameters and arguments) gets the training step
+    of each optimizer in ``steps`` whose kind is wanted (``f_step``, ``f_step_momentum``,
+    ``f_step_adam``: see :mod:`exprgrad.emit.steps`); with ``unroll`` = n > 0, also their
+    variants for batches of exactly n examples, unrolled (``f_step_unrolled``...; see
+    :meth:`ScalarWriter.unrolled`), where they stay small enough. A program over the limits is
+    refused before any statement is written, with ``hint``. With ``verify`` (the default) the
+    text is checked against the allowlist of :mod:`exprgrad.emit.verify` before it is
+    returned.
     """
     unknown = set(steps) - set(STEP_KINDS)
     assert not unknown, f"no training step for {sorted(unknown)}"
     with no_gc():
-        return _generate(program, hessians, budget, verify, steps, unroll)
+        return _generate(program, hessians, budget, verify,
+                         set(ENTRY_KINDS if kinds is None else kinds), hint, steps, unroll)
 
 
-def _generate(program: Program, hessians: bool, budget: int, verify: bool,
-              steps: Sequence[str], unroll: int) -> str:
+@dataclass
+class _Job:
+    """One generated function to write: ScalarWriter.emit's arguments."""
+
+    kind: str
+    fn: Function
+    roots: list[Node]
+    returns: Render
+    doc: str
+    with_params: bool
+    summed: Picker | None = None
+    write: bool = True  # False: only its grad_sum or steps are wanted
+    write_sum: bool = False  # grad_sum is wanted
+    steps: Sequence[str] = ()  # the optimizers whose training steps are wanted
+    unrolled: Sequence[str] = ()  # ... and whose unrolled steps are
+
+
+def _generate(program: Program, hessians: bool, budget: int, verify: bool, kinds: set[str],
+              hint: str, steps: Sequence[str], unroll: int) -> str:
     if len(program.param_order) > MAX_SCALAR_PARAMS:
         raise ExprgradLimitError(
             f"the scalar backend writes out every parameter element; this program has "
             f"{len(program.param_order)}, the limit is {MAX_SCALAR_PARAMS} "
-            "(exprgrad.limits.MAX_SCALAR_PARAMS)", filename=program.filename,
-            hint="compile with --backend numpy")
-    writer = ScalarWriter(program, budget)
-    for fname, fn in program.functions.items():
-        args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")
-                             for a, s in zip(fn.arg_names, fn.arg_shapes))
-        outs = fn.outputs
-        n_out = len(outs)
-        values = _values_render([o.shape for o in outs])
-        writer.emit("value", fn, outs, values, f"{fname}({args_doc}) from line {fn.span.line}.",
-                    fn.uses_params)
+            "(exprgrad.limits.MAX_SCALAR_PARAMS)", filename=program.filename, hint=hint)
+    jobs = [job for fn in program.functions.values()
+            for job in _jobs(program, fn, kinds, hessians, steps)]
+    _check_estimate(program, jobs, budget, hint)
+    writer = ScalarWriter(program, budget, hint)
+    for job in jobs:
+        writer.emit(job.kind, job.fn, job.roots, job.returns, job.doc, job.with_params,
+                    job.summed, job.steps, job.write, job.write_sum)
+        if unroll and job.summed is not None:
+            for optimizer in job.unrolled:
+                writer.unrolled(job.fn, job.roots, job.summed, unroll, optimizer)
+    code = writer.module.render(_DOCSTRING)
+    if verify:
+        verify_module(code)
+    return code
+
+
+def _jobs(program: Program, fn: Function, kinds: set[str], hessians: bool,
+          steps: Sequence[str]) -> list[_Job]:
+    """The generated functions of ``kinds`` for one def, in the order they are written."""
+    fname = fn.name
+    args_doc = ", ".join(a + (f"[{','.join(map(str, s))}]" if s else "")
+                         for a, s in zip(fn.arg_names, fn.arg_shapes))
+    outs = fn.outputs
+    n_out = len(outs)
+    values = _values_render([o.shape for o in outs])
+    jobs = []
+    if "value" in kinds:
+        jobs.append(_Job("value", fn, outs, values,
+                         f"{fname}({args_doc}) from line {fn.span.line}.", fn.uses_params))
+    if kinds & {"grad", "grad_sum", "hess", *STEP_KINDS.values(),
+                *(k + "_unrolled" for k in STEP_KINDS.values())}:
         derived = derivatives(program, fn)
         summed = None
-        if fn.uses_params and n_out == 1 and outs[0].shape == () and fn.inputs:
+        looped = [o for o in steps if STEP_KINDS[o] in kinds]
+        unrolled = [o for o in steps if STEP_KINDS[o] + "_unrolled" in kinds]
+        if fn.uses_params and n_out == 1 and outs[0].shape == () and fn.inputs and (
+                "grad_sum" in kinds or looped or unrolled):
             summed = _grad_picker(program, len(derived.wrt))
-        writer.emit("grad", fn, [*outs, *derived.flat], _grad_render(program, fn, n_out,
-                                                                      len(derived.wrt), values),
-                    f"(value, gradient with respect to "
-                    f"{'the parameters' if fn.uses_params else 'each argument'}) of {fname}.",
-                    fn.uses_params, summed, steps)
-        if unroll and summed is not None:
-            for optimizer in steps:
-                writer.unrolled(fn, [*outs, *derived.flat], summed, unroll, optimizer)
+        if "grad" in kinds or summed is not None:
+            jobs.append(_Job("grad", fn, [*outs, *derived.flat],
+                             _grad_render(program, fn, n_out, len(derived.wrt), values),
+                             f"(value, gradient with respect to "
+                             f"{'the parameters' if fn.uses_params else 'each argument'}) of "
+                             f"{fname}.", fn.uses_params, summed, "grad" in kinds,
+                             summed is not None and "grad_sum" in kinds,
+                             looped if summed else (), unrolled if summed else ()))
+    if "vjp" in kinds:
         v = vjp(program, fn)
         douts = ["dout"] if n_out == 1 else [f"dout{k + 1}" for k in range(n_out)]
         with_douts = replace(fn, inputs=[*fn.inputs, *v.douts],
                              arg_names=[*fn.arg_names, *douts],
                              arg_shapes=[*fn.arg_shapes, *(o.shape for o in outs)])
-        writer.emit("vjp", with_douts, [*outs, *v.cotangents],
-                    _vjp_render(program, fn, n_out, values),
-                    f"(value, {'parameter cotangent, ' if fn.uses_params else ''}cotangent of "
-                    f"each argument) of {fname} for the output cotangent "
-                    f"{', '.join(douts)}.", fn.uses_params)
-        if hessians and not fn.uses_params and n_out == 1 and outs[0].shape == () and all(
-                s == () for s in fn.arg_shapes):
-            n = len(fn.inputs)
-            first = derived.grads[0]
-            second = second_derivatives(program, fn)
-            roots = [outs[0], *first, *[x for row in second for x in row]]
-            writer.emit("hess", fn, roots, _hess_render(n),
-                        f"(value, gradient, Hessian) of {fname}.", False)
-    code = writer.module.render(_DOCSTRING, _init_params(program, writer.module.uses))
-    if verify:
-        verify_module(code)
-    return code
+        jobs.append(_Job("vjp", with_douts, [*outs, *v.cotangents],
+                         _vjp_render(program, fn, n_out, values),
+                         f"(value, {'parameter cotangent, ' if fn.uses_params else ''}cotangent "
+                         f"of each argument) of {fname} for the output cotangent "
+                         f"{', '.join(douts)}.", fn.uses_params))
+    if hessians and "hess" in kinds and not fn.uses_params and n_out == 1 and \
+            outs[0].shape == () and all(s == () for s in fn.arg_shapes):
+        n = len(fn.inputs)
+        second = second_derivatives(program, fn)
+        roots = [outs[0], *derived.grads[0], *[x for row in second for x in row]]
+        jobs.append(_Job("hess", fn, roots, _hess_render(n),
+                         f"(value, gradient, Hessian) of {fname}.", False))
+    return jobs
+
+
+#: ops that only move elements: the scalar backend writes no statement for them
+_MOVES = frozenset({"custom", "transpose", "stack", "index", "scatter", "broadcast"})
+
+
+def estimate_statements(roots: Sequence[Node]) -> int:
+    """About how many scalar statements computing ``roots`` takes, read from the IR before any
+    is written (a slight underestimate): one per element of each operation, or per element of
+    its largest argument for a reduction or a product (a multiply-add each); none for inputs,
+    parameters, constants and ops that only move elements."""
+    total = 0
+    for node in reachable(roots):
+        spec = OPS[node.op]
+        if not node.args or node.op in _MOVES:
+            continue
+        total += node.size if spec.elementwise else max(node.size, *(a.size for a in node.args))
+    return total
+
+
+def _check_estimate(program: Program, jobs: list[_Job], budget: int, hint: str) -> None:
+    """Refuse at once a module whose statements (estimated) exceed the budget: the f_vjp
+    functions have a budget of their own, every other function shares one."""
+    for vjps in (False, True):
+        chosen = [job for job in jobs if (job.kind == "vjp") == vjps]
+        estimate = sum(estimate_statements(job.roots) * (job.write + job.write_sum
+                                                         + len(job.steps)) for job in chosen)
+        if estimate > budget:
+            what = "f_vjp functions" if vjps else "functions"
+            raise ExprgradLimitError(
+                f"the scalar backend would write about {estimate} statements for the "
+                f"{what} of this module; the limit is {budget} "
+                "(exprgrad.limits.MAX_SCALAR_STATEMENTS)",
+                chosen[0].fn.span, hint=hint).with_source(program.filename, program.source)
 
 
 _DOCSTRING = """Straight-line forward and gradient code compiled from {label} by exprgrad.
@@ -743,23 +831,3 @@ def _vjp_render(program: Program, fn: Function, n_out: int, values: Render) -> R
 
     return render
 
-
-def _init_params(program: Program, uses: Uses) -> str:
-    lines = ["def init_params(seed=0):",
-             '    """Initial parameter values, in PARAM_NAMES order; the same seed gives the same '
-             'values."""']
-    if not program.params:
-        lines.append("    return []")
-        return "\n".join(lines)
-    lines.append(f"    rng = {uses['random']}.Random(seed)")
-    lines.append("    return [")
-    for tensor, index in program.param_order:
-        kind, a, b = program.params[tensor].init[index]
-        if kind == "uniform":
-            lines.append(f"        rng.uniform({uses.const(a)}, {uses.const(b)}),")
-        elif kind == "normal":
-            lines.append(f"        rng.gauss({uses.const(a)}, {uses.const(b)}),")
-        else:
-            lines.append(f"        {uses.const(a)},")
-    lines.append("    ]")
-    return "\n".join(lines)

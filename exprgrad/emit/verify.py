@@ -3,12 +3,14 @@
 Contract: :func:`verify_module` parses generated source with :mod:`ast` and raises
 :class:`UnsafeCodeError` unless every statement and expression is one the code generators emit:
 imports of ``math``, ``random`` and ``numpy``; module constants that are strings, numbers and
-tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ir.ops.HELPERS` spells them;
-``init_params``; and functions whose bodies are a docstring, assignments to plain local names
-(possibly inside a ``for ... in zip(<the function's arguments>)`` loop) and one ``return``, over
-arithmetic, comparisons, conditional expressions, numbers, and calls of ``math``/``numpy``
-functions and the helpers (numpy ufuncs may write into an array the function made). Names
-containing ``__`` never pass. It is run on every module exprgrad loads, so nothing a ``.exg``
+tuples/dicts of them; the runtime helpers exactly as :data:`exprgrad.ir.ops.HELPERS` spells them
+and the parameter helpers (``init_params``, ``param_names``, ...) exactly as
+:data:`exprgrad.emit.module.PARAM_HELPERS` does; and functions whose bodies are a docstring,
+assignments to plain local names (possibly inside a ``for ... in zip(<the function's
+arguments>)`` loop) and one ``return``, over arithmetic, comparisons, conditional expressions,
+numbers, and calls of ``math``/``numpy`` functions and the helpers (numpy ufuncs may write into
+an array the function made). Names containing ``__`` never pass (the helpers are compared as
+text). It is run on every module exprgrad loads, so nothing a ``.exg``
 file says can make compiled code do anything but arithmetic.
 """
 
@@ -189,7 +191,10 @@ def _local_base(node: ast.AST) -> bool:
     return False
 
 
-def _function(fn: ast.FunctionDef, callables: set[str]) -> None:
+def _function(fn: ast.FunctionDef, callables: set[str], first: bool = True,
+              last: bool = True) -> None:
+    """A generated function, or one run of its body (``first``: the run that may start with
+    the docstring; ``last``: the run that must end with the ``return``)."""
     if fn.decorator_list or fn.returns or fn.args.defaults[:-1] or fn.args.vararg or \
             fn.args.kwarg or fn.args.kwonlyargs or fn.args.posonlyargs:
         raise _fail(fn, f"function {fn.name} has a disallowed signature")
@@ -198,15 +203,16 @@ def _function(fn: ast.FunctionDef, callables: set[str]) -> None:
     for default in fn.args.defaults:
         _literal(default)
     body = fn.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
-            isinstance(body[0].value.value, str):
+    if first and body and isinstance(body[0], ast.Expr) and \
+            isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
         body = body[1:]
     for stmt in body:
         if isinstance(stmt, ast.Assign):
             _assign(stmt, callables)
         elif isinstance(stmt, ast.For):
             _batch_loop(stmt, fn, callables)
-        elif isinstance(stmt, ast.Return) and stmt is body[-1] and stmt.value is not None:
+        elif isinstance(stmt, ast.Return) and last and stmt is body[-1] and \
+                stmt.value is not None:
             _expression(stmt.value, callables)
         else:
             raise _fail(stmt, f"{type(stmt).__name__} statement in {fn.name}")
@@ -236,15 +242,72 @@ def _batch_loop(stmt: ast.For, fn: ast.FunctionDef, callables: set[str]) -> None
         _assign(inner, callables)
 
 
+#: the most lines of a function's body parsed at once: the ast of a whole large module would
+#: take about 5 kB per line (3.7 GB for a 33,333-line chain's numpy module)
+CHUNK_LINES = 2000
+
+
 def verify_module(code: str) -> None:
-    """Raise UnsafeCodeError unless ``code`` is made only of what the emitter produces."""
-    tree = ast.parse(code)
+    """Raise UnsafeCodeError unless ``code`` is made only of what the emitter produces.
+
+    The text is parsed a piece at a time, so memory does not grow with the module: top-level
+    blocks (split where two blank lines are), and a long function's body in runs of about
+    :data:`CHUNK_LINES` lines, each run cut before a line of the body's own indentation and
+    parsed under the function's own ``def`` line. Pieces that each parse to complete statements
+    parse, joined, to the same statements (a piece that parses alone ends with every bracket and
+    string closed); a piece that does not parse alone is refused.
+    """
     helpers = _helper_dumps()
-    defined_helpers = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)
-                       and n.name in helpers}
-    callables = defined_helpers | {"abs", "float", "len"}
-    for index, stmt in enumerate(tree.body):
-        if index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+    defined = set(re.findall(r"^def (\w+)\(", code, re.MULTILINE)) & set(helpers)
+    callables = defined | {"abs", "float", "len"}
+    offset = 0
+    for k, block in enumerate(code.split("\n\n\n")):
+        lines = block.split("\n")
+        if len(lines) > CHUNK_LINES and lines[0].startswith("def ") and \
+                _def_name(lines[0]) not in helpers:
+            _long_function(lines, offset, callables)
+        else:
+            _top_level(_parse(block, offset).body, helpers, callables, first_block=k == 0)
+        offset += len(lines) + 2
+
+
+def _def_name(line: str) -> str:
+    return line[4:].split("(", 1)[0].strip()
+
+
+def _parse(text: str, offset: int) -> ast.Module:
+    """``text`` parsed, its line numbers counted from ``offset`` lines into the module."""
+    try:
+        return ast.parse("\n" * offset + text)  # (blank lines cost the parser next to nothing)
+    except SyntaxError as err:
+        raise UnsafeCodeError(f"generated code line {err.lineno or '?'}: a piece that does not "
+                              f"parse on its own ({err.msg})") from None
+
+
+def _long_function(lines: list[str], offset: int, callables: set[str]) -> None:
+    """A generated function's body, run by run under its ``def`` line (see verify_module)."""
+    start, n = 1, len(lines)
+    while start < n:
+        end = min(start + CHUNK_LINES, n)
+        while end < n and not (lines[end].startswith("    ") and lines[end][4:5].strip()):
+            end += 1  # cut only before a statement of the body itself
+        piece = "\n".join([lines[0], *lines[start:end]])
+        tree = _parse(piece, offset + start - 1)
+        fn = tree.body[0] if tree.body else None
+        if len(tree.body) != 1 or not isinstance(fn, ast.FunctionDef):
+            raise _fail(tree.body[-1] if tree.body else tree, "a statement after a function")
+        fn.lineno = offset + 1
+        _check_name(fn, fn.name)
+        _function(fn, callables, first=start == 1, last=end == n)
+        start = end
+
+
+def _top_level(body: list[ast.stmt], helpers: dict[str, str], callables: set[str],
+               first_block: bool) -> None:
+    """The statements of a top-level block."""
+    for index, stmt in enumerate(body):
+        if first_block and index == 0 and isinstance(stmt, ast.Expr) and \
+                isinstance(stmt.value, ast.Constant):
             continue  # the module docstring
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
@@ -261,38 +324,6 @@ def verify_module(code: str) -> None:
                     raise _fail(stmt, f"helper {stmt.name} differs from exprgrad's")
                 continue
             _check_name(stmt, stmt.name)
-            if stmt.name == "init_params":
-                _init_params(stmt)
-                continue
             _function(stmt, callables)
         else:
             raise _fail(stmt, f"{type(stmt).__name__} at module level")
-
-
-def _init_params(fn: ast.FunctionDef) -> None:
-    """``rng = random.Random(seed)`` and a list of rng.uniform/rng.gauss calls and numbers."""
-    body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body
-    for stmt in body:
-        if isinstance(stmt, ast.Assign):
-            value = stmt.value
-            ok = (len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
-                  and stmt.targets[0].id == "rng" and isinstance(value, ast.Call)
-                  and isinstance(value.func, ast.Attribute) and value.func.attr == "Random"
-                  and isinstance(value.func.value, ast.Name) and value.func.value.id == "random"
-                  and len(value.args) == 1 and isinstance(value.args[0], ast.Name)
-                  and value.args[0].id == "seed")
-            if not ok:
-                raise _fail(stmt, "init_params assigns something other than the generator")
-        elif isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.List):
-            for item in stmt.value.elts:
-                if isinstance(item, ast.Call):
-                    f = item.func
-                    if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
-                            and f.value.id == "rng" and f.attr in ("uniform", "gauss")):
-                        raise _fail(item, "init_params calls something other than rng")
-                    for arg in item.args:
-                        _literal(arg)
-                else:
-                    _expression(item, set())
-        else:
-            raise _fail(stmt, "unexpected statement in init_params")

@@ -26,15 +26,31 @@ ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_
                "step_adam_unrolled": "_step_adam_unrolled"}
 
 
+def element_indices(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The index of each element of a tensor of ``shape`` (rank 0 to 2), in row-major order."""
+    if len(shape) == 0:
+        return [()]
+    if len(shape) == 1:
+        return [(i,) for i in range(shape[0])]
+    return [(i, j) for i in range(shape[0]) for j in range(shape[1])]
+
+
 @dataclass
 class ParamTensor:
-    """A trainable tensor: its IR node, the name of each element, and each element's init."""
+    """A trainable tensor: its IR node, how its elements are named, and each element's init."""
 
     name: str
     node: Node
-    element_names: list[str]
+    #: an element's name is ``name_format.format(*index)`` (``"n.layers.0.neurons.{0}.w.{1}"``,
+    #: ``"w.{0}"``, ``"w"``)
+    name_format: str
     #: per element: ("uniform", lo, hi) | ("normal", mean, sd) | ("const", value, 0.0)
     init: list[tuple[str, float, float]]
+
+    @property
+    def element_names(self) -> list[str]:
+        """Each element's name, in row-major order."""
+        return [self.name_format.format(*index) for index in element_indices(self.node.shape)]
 
 
 @dataclass
@@ -91,4 +107,48 @@ class Program:
 
     @property
     def param_names(self) -> list[str]:
-        return [self.params[t].element_names[i] for t, i in self.param_order]
+        """Each element of the flat parameter vector by name, in ``param_order``."""
+        names = {t: pt.element_names for t, pt in self.params.items()}
+        return [names[t][i] for t, i in self.param_order]
+
+    def param_layout(self) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """Each tensor's place in the flat parameter vector, ``(offset, strides)``: element
+        ``index`` is at ``offset + sum(index[k] * strides[k])``. Lowering lays tensors out so
+        (a declared tensor is contiguous; a network's weight rows are interleaved with their
+        biases, the seed's order); asserted here, as every per-tensor description relies on it."""
+        where: dict[str, list[int]] = {t: [0] * pt.node.size for t, pt in self.params.items()}
+        for pos, (t, i) in enumerate(self.param_order):
+            where[t][i] = pos
+        layout: dict[str, tuple[int, tuple[int, ...]]] = {}
+        for t, pt in self.params.items():
+            positions, shape = where[t], pt.node.shape
+            rows, cols = (1, 1) if not shape else (1, shape[0]) if len(shape) == 1 else shape
+            step = positions[1] - positions[0] if cols > 1 else 1
+            jump = positions[cols] - positions[0] if rows > 1 else cols * step
+            expected = [positions[0] + r * jump + c * step for r in range(rows)
+                        for c in range(cols)]
+            assert positions == expected, f"parameter {t} is not strided in param_order"
+            layout[t] = (positions[0], ((jump, step) if len(shape) == 2 else
+                                        (step,) if shape else ()))
+        return layout
+
+    def init_runs(self) -> list[tuple[int, str, float, float]]:
+        """The initialisers of the flat parameter vector as runs, in ``param_order``:
+        ``(count, kind, a, b)`` for ``count`` consecutive elements initialised alike (every
+        weight and bias of a network is one run). ``init_params(seed)`` draws them in this
+        order from one ``random.Random(seed)``."""
+        kinds: list[tuple[str, float, float]] = []
+        counts: list[int] = []
+        for t, i in self.param_order:
+            init = self.params[t].init[i]
+            if not kinds or (init is not kinds[-1] and _init_key(init) != _init_key(kinds[-1])):
+                kinds.append(init)
+                counts.append(0)
+            counts[-1] += 1
+        runs = [(count, *init) for count, init in zip(counts, kinds)]
+        return runs
+
+
+def _init_key(init: tuple[str, float, float]) -> tuple[str, str, str]:
+    """Initialisers compared by their printed numbers (so -0.0 differs from 0.0, nan is nan)."""
+    return init[0], repr(init[1]), repr(init[2])

@@ -195,11 +195,8 @@ class Lowerer:
         _check_size(size, stmt.span, f"parameter '{stmt.name}'")
         init = self._initializer(stmt.init, size)
         node = self.graph.make("param", (), stmt.name, shape)
-        if shape == ():
-            names = [stmt.name]
-        else:
-            names = [stmt.name + "." + ".".join(str(i) for i in idx) for idx in _indices(shape)]
-        self._add_param(ParamTensor(stmt.name, node, names, init))
+        pattern = stmt.name + "".join(f".{{{k}}}" for k in range(len(shape)))
+        self._add_param(ParamTensor(stmt.name, node, pattern, init))
 
     def _count_params(self, span: Span) -> None:
         if len(self.program.param_order) > MAX_PARAMS:
@@ -210,7 +207,7 @@ class Lowerer:
     def _add_param(self, tensor: ParamTensor, order: list[tuple[str, int]] | None = None) -> None:
         self.program.params[tensor.name] = tensor
         if order is None:
-            order = [(tensor.name, i) for i in range(len(tensor.element_names))]
+            order = [(tensor.name, i) for i in range(tensor.node.size)]
         self.program.param_order.extend(order)
 
     def _initializer(self, expr: Expr, size: int) -> list[tuple[str, float, float]]:
@@ -645,12 +642,6 @@ def _shape_words(shape: tuple[int, ...]) -> str:
     if len(shape) == 1:
         return f"a vector [{shape[0]}]"
     return "a matrix [" + ", ".join(map(str, shape)) + "]"
-
-
-def _indices(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    if len(shape) == 1:
-        return [(i,) for i in range(shape[0])]
-    return [(i, j) for i in range(shape[0]) for j in range(shape[1])]
 
 
 def flatten_values(value: Any) -> list[float]:

@@ -37,17 +37,13 @@ def declare_net(graph: Graph, name: str, kind: str, nin: int, nouts: list[int], 
         n_in = sizes[index]
         layer_act = out if index == len(nouts) - 1 else act
 
-        def neuron(i: int, prefix: str = prefix) -> str:
-            return f"{prefix}.{i}." if prefix else f"{name}."
-
-        w_names = [f"{neuron(i)}w.{j}" for i in range(nout) for j in range(n_in)]
-        b_names = [f"{neuron(i)}b" for i in range(nout)]
+        neuron = f"{prefix}.{{0}}." if prefix else f"{name}."  # element (i, j): neuron i
         uniform = ("uniform", -1.0, 1.0)
         graph.group = tensor
         w = ParamTensor(f"{tensor}.w", graph.make("param", (), f"{tensor}.w", (nout, n_in)),
-                        w_names, [uniform] * len(w_names))
+                        neuron + "w.{1}", [uniform] * (nout * n_in))
         b = ParamTensor(f"{tensor}.b", graph.make("param", (), f"{tensor}.b", (nout,)),
-                        b_names, [uniform] * len(b_names))
+                        neuron + "b", [uniform] * nout)
         graph.group = None
         net.layers.append(LayerSpec(n_in, nout, layer_act, w, b))
         for i in range(nout):

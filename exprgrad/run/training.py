@@ -16,15 +16,14 @@ import random
 import time
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from ..emit.arrays import generate_numpy, numpy_batch_step
-from ..emit.load import entry_point, module_from_code
-from ..emit.scalar import generate
+from ..emit.arrays import numpy_batch_step
+from ..emit.build import module_of
+from ..emit.load import entry_point
+from ..emit.module import initial_params
 from ..emit.steps import STATE, STEP_KINDS
-from ..errors import ExprgradError, ExprgradTypeError, ExprgradValueError
+from ..errors import ExprgradError, ExprgradLimitError, ExprgradTypeError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.nn import call_net
 from .config import TrainConfig, TrainResult, config_from_program, validate_config
@@ -41,20 +40,26 @@ def _batches(n: int, config: TrainConfig, rng: random.Random) -> list[list[int]]
     return [order[i:i + config.batch_size] for i in range(0, n, config.batch_size)]
 
 
-def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
-    if config.backend == "numpy":
-        try:
-            import numpy  # noqa: F401
-        except ImportError:
-            raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
-                                     hint="pip install numpy, or train with backend=python") \
-                from None
-        return True
-    if config.backend == "python":
-        return False
+#: the hint of a scalar limit when training
+_TRAIN_HINT = ("train with the numpy backend (--backend numpy, or backend=numpy in the train "
+               "statement), or make the network smaller")
+
+
+def _numpy_installed() -> bool:
     try:
         import numpy  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
+    if config.backend == "numpy":
+        if not _numpy_installed():
+            raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
+                                     hint="pip install numpy, or train with backend=python")
+        return True
+    if config.backend == "python" or not _numpy_installed():
         return False
     return n_examples * max(1, config.batch_size and min(config.batch_size, n_examples)) >= 0 and (
         (config.batch_size or n_examples) >= NUMPY_BATCH)
@@ -174,16 +179,27 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend, and "
                                  f"backend=auto chose python for batches under {NUMPY_BATCH} "
                                  "examples", hint="set backend=numpy (--backend numpy)")
-    fused: FusedStep | None = None
     n = len(program.param_order)
+    wanted = STEP_KINDS[config.optimizer]
+    fused: FusedStep | None = None
+    if not use_numpy:
+        if module is not None and fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]:
+            module = None  # made for another optimizer: a module of this one is made
+        try:
+            module = module or module_of(
+                program, [fn], (wanted, wanted + "_unrolled") if fn.inputs else ("grad",),
+                hint=_TRAIN_HINT, steps=(config.optimizer,),
+                unroll=unroll_size(program, fn, config, len(examples)))
+        except ExprgradLimitError:
+            if config.backend == "python" or not _numpy_installed():
+                raise
+            use_numpy = True  # backend=auto: too large for the scalar backend, not for numpy
     if use_numpy:
         import numpy as np
 
         if fn.inputs:
-            only = replace(program, functions={fn.name: fn})
-            module_np = module_from_code(
-                generate_numpy(only, dtype=config.dtype, steps=(config.optimizer,)),
-                "exg_numpy", f"<exprgrad-numpy:{Path(program.filename).name}>")
+            module_np = module_of(program, [fn], (wanted,), "numpy", dtype=config.dtype,
+                                  steps=(config.optimizer,))
             columns = [np.asarray([ex[i] for ex in examples], dtype=config.dtype)
                        for i in range(len(fn.arg_names))]
             fused = FusedStep(module_np, fn.name, columns, len(examples), config,
@@ -192,26 +208,16 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         else:  # a loss of no arguments: its gradient, and the optimizer on arrays
             batch_grad = numpy_batch_step(program, fn, examples, config.dtype)
     else:
-        wanted = STEP_KINDS[config.optimizer]
-        if module is None or (fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]):
-            module = module_from_code(
-                generate(program, steps=(config.optimizer,),
-                         unroll=unroll_size(program, fn, config, len(examples))),
-                "exg_train", f"<exprgrad:{program.filename}>")
+        assert module is not None, "made above for the scalar backend"
         if wanted in module.ENTRY_POINTS[fn.name]:
-            fused = FusedStep(module, fn.name, [list(c) for c in zip(*examples)], len(examples),
-                              config, lambda: [0.0] * n,
+            fused = FusedStep(module, fn.name, [list(c) for c in zip(*examples)],
+                              len(examples), config, lambda: [0.0] * n,
                               lambda c, idx: [c[i] for i in idx], _finite_list)
         else:
             batch_grad = _scalar_batch_step(module, fn.name, examples)
 
     rng = random.Random(config.seed)
-    if init is not None:
-        params = list(init)
-    else:
-        init_module = module or module_from_code(generate(program), "exg_init",
-                                                 f"<exprgrad:{program.filename}>")
-        params = list(init_module.init_params(config.seed))
+    params = list(init) if init is not None else initial_params(program, config.seed)
     if use_numpy:  # updated as whole arrays
         import numpy as np
 
@@ -281,14 +287,32 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
 
 def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],
                module: types.ModuleType) -> float:
-    """The batch loss of the final parameters over all examples (sum or mean, as trained)."""
-    loss = entry_point(module, result.config.loss, "value")
-    values = [loss(result.params, *ex) for ex in examples]
+    """The batch loss of the final parameters over all examples (sum or mean, as trained);
+    ``module`` has the loss's value function (on either backend)."""
+    fn = program.functions[result.config.loss]
+    values = values_of(module, fn, result.params, examples)
     try:
         total = math.fsum(values)
     except (OverflowError, ValueError):  # inf - inf, or a sum beyond the largest float
         total = sum(values)
     return total / len(examples) if result.config.reduce == "mean" else total
+
+
+def values_of(module: types.ModuleType, fn: Function, params: Sequence[float],
+              rows: list[list[Any]]) -> list[Any]:
+    """``fn``'s value (through ``module``'s value function, on its backend) for each row of
+    arguments (a row may hold more, such as a target, after them): floats or lists."""
+    f = entry_point(module, fn.name, "value")
+    n_args = len(fn.arg_names)
+    head = [params] if fn.uses_params else []
+    if module.BACKEND != "numpy":
+        return [f(*head, *row[:n_args]) for row in rows]
+    import numpy as np
+
+    if not n_args:  # nothing to batch: the same value for every row
+        return [np.asarray(f(*head)).tolist()] * len(rows)
+    columns = [np.asarray([row[i] for row in rows], dtype=np.float64) for i in range(n_args)]
+    return np.asarray(f(*head, *columns)).tolist()  # type: ignore[no-any-return]
 
 
 def predictor(program: Program, config: TrainConfig) -> Function | None:
@@ -337,10 +361,23 @@ def accuracy(preds: list[Any], targets: list[Any]) -> float | None:
 
 
 def predictions(program: Program, fn: Function, params: list[float],
-                inputs: list[list[Any]]) -> list[Any]:
+                inputs: list[list[Any]], backend: str = "auto") -> list[Any]:
+    """``fn``'s value for each row of ``inputs`` on ``backend``: "python", "numpy", or "auto"
+    (numpy for 32 rows or more, or for a program too large for the scalar backend, when numpy
+    is installed)."""
+    use_numpy = backend == "numpy" or (backend == "auto" and _numpy_installed()
+                                       and len(inputs) >= NUMPY_BATCH)
+    module = None
+    if not use_numpy:
+        try:
+            module = module_of(program, [fn], ("value",), hint=_PREDICT_HINT)
+        except ExprgradLimitError:
+            if backend == "python" or not _numpy_installed():
+                raise
+    if module is None:
+        module = module_of(program, [fn], ("value",), "numpy")
+    return values_of(module, fn, params, inputs)
 
-    extra = replace(program, functions={fn.name: fn})
-    module = module_from_code(generate(extra), "exg_predict", f"<exprgrad:{program.filename}>")
-    f = entry_point(module, fn.name, "value")
-    n_args = len(fn.arg_names)
-    return [f(params, *ex[:n_args]) for ex in inputs]
+
+#: the hint of a scalar limit when predicting
+_PREDICT_HINT = "predict with the numpy backend (backend=numpy in the train statement)"

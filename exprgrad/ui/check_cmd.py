@@ -14,13 +14,15 @@ import math
 import time
 from collections.abc import Sequence
 
-from ..emit.arrays import check_dtype, generate_numpy
-from ..emit.load import module_from_code
-from ..emit.scalar import generate
+from ..emit.arrays import check_dtype
+from ..emit.build import module_of
 from ..errors import CheckFailure, ExprgradValueError
 from ..gradcheck.checker import Budget, Report, check_function, check_hessian, check_rules
 from ..ir.program import Program
 from ..lower.lowering import program_of
+
+#: the hint of a scalar limit when checking: the checker calls the scalar backend's code
+CHECK_HINT = "check a smaller program: 'exprgrad check' runs the scalar backend's code"
 
 
 def check_program(program: Program, functions: Sequence[str] = (), *, budget: float = 60.0,
@@ -37,10 +39,10 @@ def check_program(program: Program, functions: Sequence[str] = (), *, budget: fl
     for name in names:
         if name not in program.functions:
             raise ExprgradValueError(f"{program.filename} has no function '{name}'")
-    module = module_from_code(generate(program), "exg_check", f"<exprgrad:{program.filename}>")
-    float32 = None if dtype == "float64" else module_from_code(
-        generate_numpy(program, dtype=dtype), "exg_check32",
-        f"<exprgrad-numpy:{program.filename}>")
+    fns = [program.functions[n] for n in dict.fromkeys(names)]
+    module = module_of(program, fns, ("value", "grad"), hint=CHECK_HINT)
+    float32 = None if dtype == "float64" else module_of(program, fns, ("value", "grad"),
+                                                        "numpy", dtype=dtype)
     spent = Budget(budget)
     report = Report()
     for name in names:

@@ -88,8 +88,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..emit.load import module_from_code
-    from ..emit.scalar import generate
+    from ..emit.build import module_of
     from ..run.evaluate import evaluate, format_result, parse_assignments
 
     program = _program(args.file)
@@ -100,7 +99,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  hint=did_you_mean(args.function, list(program.functions))
                                  or f"functions: {', '.join(program.functions) or 'none'}")
     values = parse_assignments(args.values, program.functions[args.function])
-    module = module_from_code(generate(program), "exg_eval", f"<exprgrad:{args.file}>")
+    module = module_of(program, [program.functions[args.function]], ("grad",),
+                       hint="evaluate a smaller program: 'exprgrad eval' runs the scalar "
+                       "backend's code")
     params = None
     if args.params:
         from ..run.paramsio import load_params

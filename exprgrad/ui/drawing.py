@@ -27,8 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..emit.load import module_from_code
-from ..emit.scalar import generate
+from ..emit.module import initial_params
 from ..errors import ExprgradLimitError, ExprgradValueError
 from ..ir.derive import derivatives
 from ..ir.diff import diff_args, grad
@@ -75,15 +74,14 @@ def evaluate_nodes(program: Program, nodes: Sequence[Node], leaves: dict[int, li
 def _leaf_values(program: Program, fn: Function, at: dict[str, Any] | None,
                  params: Sequence[float] | None) -> dict[int, list[float]]:
     """The values of the inputs (from ``at``, if given) and of the parameters (``params`` in
-    ``program.param_order``, default: the module's ``init_params(0)``)."""
+    ``program.param_order``, default: ``init_params(0)``)."""
     leaves: dict[int, list[float]] = {}
     if at is not None:
         for node, name in zip(fn.inputs, fn.arg_names):
             leaves[node.id] = flatten_values(at[name])
     if program.params:
         if params is None:
-            params = module_from_code(generate(program), "exg_draw", "<exprgrad:draw>"
-                                      ).init_params(0)
+            params = initial_params(program, 0)
         flat = [float(v) for v in params]
         if len(flat) != len(program.param_order):
             raise ExprgradValueError(f"{len(flat)} parameter values for a program with "

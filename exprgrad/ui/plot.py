@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..emit.load import entry_point, module_from_code
-from ..emit.scalar import generate
+from ..emit.build import module_of
+from ..emit.load import entry_point
+from ..emit.module import initial_params
 from ..errors import ExprgradTypeError, ExprgradValueError
 from ..lower.lowering import did_you_mean, program_of
 from ..readers import number, parse_value
@@ -38,6 +39,8 @@ from ..run.paramsio import load_params
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 #: the most points along a ranged argument (per axis for a contour)
 MAX_POINTS = 2000
+#: the hint of a scalar limit when plotting: the plot calls the scalar backend's code
+_HINT = "plot a smaller program: 'exprgrad plot' runs the scalar backend's code"
 
 
 def save_figure(fig: Any, path: str | Path, *, mark: str, force: bool = False) -> None:
@@ -107,7 +110,7 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
     if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
         raise ExprgradTypeError(f"'{fname}' must return one scalar to be plotted", fn.span
                                 ).with_source(program.filename, program.source)
-    module = module_from_code(generate(program), "exg_plot", f"<exprgrad:{program.filename}>")
+    module = module_of(program, [fn], ("grad",), hint=_HINT)
     grad_of = entry_point(module, fname, "grad")
     if params is not None and (isinstance(params, (str, bytes)) or not all(
             isinstance(p, (int, float)) and not isinstance(p, bool) for p in params)
@@ -115,7 +118,7 @@ def function_figure(program: Any, fname: str, ranges: dict[str, tuple[float, flo
         raise ExprgradValueError(f"params must be a list of {len(program.param_order)} numbers "
                                  "(or a file saved by `exprgrad train --save`)")
     if fn.uses_params:
-        theta = list(params) if params is not None else list(module.init_params(0))
+        theta = list(params) if params is not None else initial_params(program, 0)
 
         def call(args: list[Any]) -> tuple[float, list[Any]]:
             value, _ = grad_of(theta, *args)

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..emit.load import module_from_code
+from ..emit.build import module_of
+from ..emit.module import PARAM_HELPERS, initial_params
 from ..emit.scalar import generate
 from ..errors import (
     EXIT_BUG,
@@ -55,8 +56,7 @@ from ..gradcheck.checker import (
 )
 from ..ir.diff import diff_args
 from ..ir.node import Node, reachable
-from ..ir.ops import BUILTINS
-from ..ir.program import Program
+from ..ir.ops import BUILTINS, HELPERS
 from ..lower.lowering import LANGUAGE_WORDS, compile_program, read_source
 from ..lower.session import Environment, Origin, Partial, located, nest
 from ..run.config import config_from_program
@@ -73,6 +73,7 @@ from ..syntax.parser import (
     parse_input,
     shift_spans,
 )
+from .check_cmd import CHECK_HINT
 from .drawing import MAX_DRAW_NODES, dot_lines, render
 
 #: seconds of sympy work one ``:sympy`` or ``:check`` may take
@@ -101,16 +102,11 @@ COMMANDS = (":grad", ":backward", ":step", ":params", ":graph", ":code", ":sympy
             ":const", ":load", ":vars", ":reset", ":help", ":quit")
 
 
-def _initial_params(program: Program, seed: int) -> list[float]:
-    module = module_from_code(generate(program), "exg_repl_init", "<repl>")
-    return list(module.init_params(seed))
-
-
 @dataclass
 class Session:
     out: Callable[[str], None] = print
     err: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr))
-    env: Environment = field(default_factory=lambda: Environment(_initial_params))
+    env: Environment = field(default_factory=lambda: Environment(initial_params))
     line: int = 0  # lines consumed so far
     failures: int = 0  # inputs that failed, for any reason
     bugs: int = 0  # inputs that met a bug in exprgrad
@@ -222,7 +218,7 @@ class Session:
         elif word == ":vars":
             self._vars()
         elif word == ":reset":
-            self.env = Environment(_initial_params)
+            self.env = Environment(initial_params)
             self.out("forgot everything")
         elif word == ":load":
             self._load(rest)
@@ -360,9 +356,10 @@ class Session:
             raise ExprgradNameError(f"no def '{name}'" if name else ":code needs a def's name",
                                     hint="defs: " + (", ".join(program.functions) or "none"))
         only = replace(program, functions={name: program.functions[name]})
-        code = generate(only)
-        body = code[code.index("\ndef ", code.index("def init_params")) + 1:]
-        self.out(body.rstrip())
+        blocks = generate(only).split("\n\n\n")  # the def's functions, not the helpers
+        helpers = set(HELPERS) | set(PARAM_HELPERS)
+        self.out("\n\n\n".join(b for b in blocks if b.startswith("def ") and
+                                b[4:].split("(", 1)[0] not in helpers).rstrip())
 
     def _sympy(self, root: Node) -> None:
         import sympy
@@ -401,7 +398,8 @@ class Session:
             raise ExprgradNameError(f"no def '{name}'" if name else ":check needs a def's name",
                                     hint="defs: " + (", ".join(program.functions) or "none"))
         only = replace(program, functions={name: program.functions[name]})
-        module = module_from_code(generate(only), "exg_repl_check", "<repl>")
+        module = module_of(only, [only.functions[name]], ("value", "grad"),
+                           hint=CHECK_HINT)
         budget = Budget(BUDGET)
         lines = check_rules(only, name, budget) + check_function(only, module, name,
                                                                  budget=budget).lines

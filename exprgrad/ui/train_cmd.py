@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..emit.load import module_from_code
-from ..emit.scalar import generate
+from ..emit.build import module_of
 from ..errors import EXIT_INTERRUPTED, ExprgradError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.lowering import program_of
@@ -26,7 +25,7 @@ from ..run.evaluate import check_value, jsonable
 from ..run.files import check_output
 from ..run.paramsio import load_params, save_params
 from ..run.progress import Progress
-from ..run.training import accuracy, final_loss, predictions, predictor, train, unroll_size
+from ..run.training import accuracy, final_loss, predictions, predictor, train, values_of
 from .plot import PLOT_SUFFIXES, save_loss_curve
 
 
@@ -53,18 +52,14 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     validate_config(config)
     init = load_params(args.load, program) if args.load else None
     progress = Progress(config.steps, sys.stderr, not (args.quiet or args.json))
-    fn = program.functions.get(config.loss)
-    unroll = 0
-    if fn is not None and fn.uses_params:  # (else train() says what is wrong)
-        examples = examples_from(program, fn, config, args.data)
-        unroll = unroll_size(program, fn, config, len(examples))
-    module = module_from_code(generate(program, steps=(config.optimizer,), unroll=unroll),
-                              "exg_train", f"<exprgrad:{args.file}>")
     result = train(program, config=config, csv_path=args.data, init=init, progress=progress,
-                   module=module, interruptible=True)
+                   interruptible=True)
     interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
     fn = program.functions[config.loss]
     examples = examples_from(program, fn, config, args.data)
+    # the forward functions of the loss and the predictor only, on the backend that trained
+    module = module_of(program, list({f.name: f for f in (fn, pred_fn) if f}.values()),
+                       ("value",), result.backend)
     last = final_loss(program, result, examples, module)  # of the parameters returned
     if args.save:
         save_params(args.save, program, result.params, force=args.force,
@@ -85,7 +80,7 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         return EXIT_INTERRUPTED
     preds: list[Any] = []
     if pred_fn is not None and len(examples) <= 5000:
-        preds = predictions(program, pred_fn, result.params, examples)
+        preds = values_of(module, pred_fn, result.params, examples)
     targets = [ex[-1] for ex in examples]
     acc = accuracy(preds, targets)
     summary = {
@@ -158,7 +153,7 @@ def predict_values(program: Program, params: list[float], inputs: list[list[Any]
         inputs = examples_from(program, program.functions[config.loss], config)
     else:  # given in Python: each a list of the predicting function's arguments
         inputs = [_arguments(fn, row, k) for k, row in enumerate(inputs)]
-    return predictions(program, fn, list(params), inputs)
+    return predictions(program, fn, list(params), inputs, config.backend)
 
 
 def _arguments(fn: Function, row: Any, k: int) -> list[Any]:

@@ -18,115 +18,71 @@ ENTRY_POINTS = {
     'loss': {'value': 'loss', 'grad': 'loss_grad', 'grad_sum': 'loss_grad_sum', 'step': 'loss_step', 'step_unrolled': 'loss_step_unrolled', 'vjp': 'loss_vjp'},
 }
 UNROLLED = {'loss': 4}
-PARAM_NAMES = (
-    'n.layers.0.neurons.0.w.0',
-    'n.layers.0.neurons.0.w.1',
-    'n.layers.0.neurons.0.w.2',
-    'n.layers.0.neurons.0.b',
-    'n.layers.0.neurons.1.w.0',
-    'n.layers.0.neurons.1.w.1',
-    'n.layers.0.neurons.1.w.2',
-    'n.layers.0.neurons.1.b',
-    'n.layers.0.neurons.2.w.0',
-    'n.layers.0.neurons.2.w.1',
-    'n.layers.0.neurons.2.w.2',
-    'n.layers.0.neurons.2.b',
-    'n.layers.0.neurons.3.w.0',
-    'n.layers.0.neurons.3.w.1',
-    'n.layers.0.neurons.3.w.2',
-    'n.layers.0.neurons.3.b',
-    'n.layers.1.neurons.0.w.0',
-    'n.layers.1.neurons.0.w.1',
-    'n.layers.1.neurons.0.w.2',
-    'n.layers.1.neurons.0.w.3',
-    'n.layers.1.neurons.0.b',
-    'n.layers.1.neurons.1.w.0',
-    'n.layers.1.neurons.1.w.1',
-    'n.layers.1.neurons.1.w.2',
-    'n.layers.1.neurons.1.w.3',
-    'n.layers.1.neurons.1.b',
-    'n.layers.1.neurons.2.w.0',
-    'n.layers.1.neurons.2.w.1',
-    'n.layers.1.neurons.2.w.2',
-    'n.layers.1.neurons.2.w.3',
-    'n.layers.1.neurons.2.b',
-    'n.layers.1.neurons.3.w.0',
-    'n.layers.1.neurons.3.w.1',
-    'n.layers.1.neurons.3.w.2',
-    'n.layers.1.neurons.3.w.3',
-    'n.layers.1.neurons.3.b',
-    'n.layers.2.neurons.0.w.0',
-    'n.layers.2.neurons.0.w.1',
-    'n.layers.2.neurons.0.w.2',
-    'n.layers.2.neurons.0.w.3',
-    'n.layers.2.neurons.0.b',
-)
+PARAM_COUNT = 41
 PARAM_TENSORS = {
-    'n.layers.0.w': ((4, 3), (0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14)),
-    'n.layers.0.b': ((4,), (3, 7, 11, 15)),
-    'n.layers.1.w': ((4, 4), (16, 17, 18, 19, 21, 22, 23, 24, 26, 27, 28, 29, 31, 32, 33, 34)),
-    'n.layers.1.b': ((4,), (20, 25, 30, 35)),
-    'n.layers.2.w': ((1, 4), (36, 37, 38, 39)),
-    'n.layers.2.b': ((1,), (40,)),
+    'n.layers.0.w': ((4, 3), 0, (4, 1), 'n.layers.0.neurons.{0}.w.{1}'),
+    'n.layers.0.b': ((4,), 3, (4,), 'n.layers.0.neurons.{0}.b'),
+    'n.layers.1.w': ((4, 4), 16, (5, 1), 'n.layers.1.neurons.{0}.w.{1}'),
+    'n.layers.1.b': ((4,), 20, (5,), 'n.layers.1.neurons.{0}.b'),
+    'n.layers.2.w': ((1, 4), 36, (4, 1), 'n.layers.2.neurons.{0}.w.{1}'),
+    'n.layers.2.b': ((1,), 40, (1,), 'n.layers.2.neurons.{0}.b'),
 }
+PARAM_INIT = (
+    (41, 'uniform', -1.0, 1.0),
+)
+
+
+def _param_positions(shape, offset, strides):
+    """(flat position, index) of each element of a tensor, in row-major order."""
+    if len(shape) == 0:
+        return [(offset, ())]
+    if len(shape) == 1:
+        return [(offset + i * strides[0], (i,)) for i in range(shape[0])]
+    return [(offset + i * strides[0] + j * strides[1], (i, j))
+            for i in range(shape[0]) for j in range(shape[1])]
+
+
+def param_names():
+    """Each element of the flat parameter list by name, in order (PARAM_TENSORS gives each
+    tensor's shape, offset and strides in the flat list, and its elements' name pattern)."""
+    names = [""] * PARAM_COUNT
+    for shape, offset, strides, pattern in PARAM_TENSORS.values():
+        for i, index in _param_positions(shape, offset, strides):
+            names[i] = pattern.format(*index)
+    return names
+
+
+def __getattr__(name):
+    """PARAM_NAMES, the tuple of param_names(), is computed when first read."""
+    if name == "PARAM_NAMES":
+        names = globals()["PARAM_NAMES"] = tuple(param_names())
+        return names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def init_params(seed=0):
-    """Initial parameter values, in PARAM_NAMES order; the same seed gives the same values."""
+    """Initial parameter values, in param_names() order; the same seed gives the same values:
+    one random.Random(seed) draws PARAM_INIT's runs (count, kind, a, b) in order."""
     rng = random.Random(seed)
-    return [
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-        rng.uniform((-1.0), 1.0),
-    ]
+    draw = {"uniform": rng.uniform, "normal": rng.gauss}
+    values = []
+    for count, kind, a, b in PARAM_INIT:
+        a, b = float(a), float(b)
+        if kind == "const":
+            values.extend([a] * count)
+        else:
+            values.extend([draw[kind](a, b) for _ in range(count)])
+    return values
 
 
 def params_by_name(params):
     """The flat parameters as {tensor name: its values}: a number, a list or a list of rows
-    (PARAM_TENSORS gives each tensor's shape and positions in the flat list)."""
-    if len(params) != len(PARAM_NAMES):
-        raise ValueError(f"expected {len(PARAM_NAMES)} parameters, got {len(params)}")
+    (PARAM_TENSORS gives each tensor's shape and place in the flat list)."""
+    if len(params) != PARAM_COUNT:
+        raise ValueError(f"expected {PARAM_COUNT} parameters, got {len(params)}")
     out = {}
-    for name, (shape, positions) in PARAM_TENSORS.items():
-        values = [float(params[i]) for i in positions]
+    for name, (shape, offset, strides, _) in PARAM_TENSORS.items():
+        values = [float(params[i]) for i, _ in _param_positions(shape, offset, strides)]
         if len(shape) == 0:
             values = values[0]
         elif len(shape) == 2:
@@ -136,13 +92,13 @@ def params_by_name(params):
 
 
 def params_from_names(tensors):
-    """The flat parameter list (PARAM_NAMES order) from {tensor name: values} shaped as
+    """The flat parameter list (param_names() order) from {tensor name: values} shaped as
     params_by_name returns them; every tensor must be given, with its shape."""
     unknown = sorted(set(tensors) - set(PARAM_TENSORS))
     if unknown:
         raise KeyError(f"no parameter tensor {unknown[0]!r}")
-    flat = [0.0] * len(PARAM_NAMES)
-    for name, (shape, positions) in PARAM_TENSORS.items():
+    flat = [0.0] * PARAM_COUNT
+    for name, (shape, offset, strides, _) in PARAM_TENSORS.items():
         values = tensors[name]
         rows = [values] if len(shape) < 2 else values
         if len(shape) == 2 and (isinstance(values, (str, bytes, dict)) or not hasattr(
@@ -154,14 +110,15 @@ def params_from_names(tensors):
                 ok = not hasattr(row, "__len__")
                 row = [row]
             else:
-                ok = hasattr(row, "__len__") and not isinstance(row, (str, bytes, dict)) and                     len(row) == shape[-1]
+                ok = hasattr(row, "__len__") and not isinstance(row, (str, bytes, dict)) and \
+                    len(row) == shape[-1]
             if not ok:
                 wanted = "a number" if len(shape) == 0 else f"{shape[-1]} values"
                 if len(shape) == 2:
                     wanted = f"{shape[0]} rows of {shape[1]} values"
                 raise ValueError(f"{name} needs {wanted}")
             items.extend(row)
-        for i, v in zip(positions, items):
+        for (i, _), v in zip(_param_positions(shape, offset, strides), items):
             if hasattr(v, "__len__"):
                 raise ValueError(f"{name} holds numbers, not {type(v).__name__} values")
             flat[i] = float(v)

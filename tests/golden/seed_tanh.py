@@ -7,6 +7,7 @@ Each def f has f(...) (its value) and f_grad(...) ((value, gradient)); ENTRY_POI
 exact calling convention."""
 
 import math
+import random
 
 EXPRGRAD_VERSION = '0.1.0'
 BACKEND = 'python'
@@ -18,7 +19,9 @@ ENTRY_POINTS = {
     'fixed_tanh': {'value': 'fixed_tanh', 'grad': 'fixed_tanh_grad', 'vjp': 'fixed_tanh_vjp'},
 }
 UNROLLED = {}
-PARAM_NAMES = ()
+PARAM_COUNT = 0
+PARAM_TENSORS = {}
+PARAM_INIT = ()
 
 
 def _div(a, b):
@@ -36,9 +39,47 @@ def _exp(a):
         return math.inf
 
 
+def _param_positions(shape, offset, strides):
+    """(flat position, index) of each element of a tensor, in row-major order."""
+    if len(shape) == 0:
+        return [(offset, ())]
+    if len(shape) == 1:
+        return [(offset + i * strides[0], (i,)) for i in range(shape[0])]
+    return [(offset + i * strides[0] + j * strides[1], (i, j))
+            for i in range(shape[0]) for j in range(shape[1])]
+
+
+def param_names():
+    """Each element of the flat parameter list by name, in order (PARAM_TENSORS gives each
+    tensor's shape, offset and strides in the flat list, and its elements' name pattern)."""
+    names = [""] * PARAM_COUNT
+    for shape, offset, strides, pattern in PARAM_TENSORS.values():
+        for i, index in _param_positions(shape, offset, strides):
+            names[i] = pattern.format(*index)
+    return names
+
+
+def __getattr__(name):
+    """PARAM_NAMES, the tuple of param_names(), is computed when first read."""
+    if name == "PARAM_NAMES":
+        names = globals()["PARAM_NAMES"] = tuple(param_names())
+        return names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def init_params(seed=0):
-    """Initial parameter values, in PARAM_NAMES order; the same seed gives the same values."""
-    return []
+    """Initial parameter values, in param_names() order; the same seed gives the same values:
+    one random.Random(seed) draws PARAM_INIT's runs (count, kind, a, b) in order."""
+    rng = random.Random(seed)
+    draw = {"uniform": rng.uniform, "normal": rng.gauss}
+    values = []
+    for count, kind, a, b in PARAM_INIT:
+        a, b = float(a), float(b)
+        if kind == "const":
+            values.extend([a] * count)
+        else:
+            values.extend([draw[kind](a, b) for _ in range(count)])
+    return values
 
 
 def seed_tanh(x):

@@ -65,7 +65,7 @@ from exprgrad.emit.arrays import generate_numpy  # noqa: E402
 from exprgrad.emit.load import module_from_code  # noqa: E402
 from exprgrad.emit.scalar import generate  # noqa: E402
 from exprgrad.lower.lowering import compile_program  # noqa: E402
-from exprgrad.run.training import UNROLL_EXAMPLES  # noqa: E402
+from exprgrad.run.training import UNROLL_EXAMPLES, flat_examples  # noqa: E402
 
 # The careful hand-written seed step (read-only, outside the repository; see its README).
 STRAIGHT_W1 = Path(os.environ.get("EXPRGRAD_STRAIGHT_W1", "/work/shared/bench/straight_w1.py"))
@@ -152,13 +152,23 @@ def exprgrad_scalar(name: str, params: list[float], xs: list[Any], ys: list[Any]
                     lr: float = LR) -> Built:
     # as `exprgrad train` does: a full batch of at most UNROLL_EXAMPLES goes through the step
     # unrolled for it, a larger one through the step that loops over the batch
+    # (the data's numbers written in, as `exprgrad train` does for a file's small data set)
     unroll = len(xs) if len(xs) <= UNROLL_EXAMPLES else 0
+    data = ("loss", flat_examples([[x, y] for x, y in zip(xs, ys)])) if unroll else None
     mod = module_from_code(generate(compile_program(SOURCES[name][0], f"{name}.exg"),
-                                    unroll=unroll), "bench_scalar", "<bench>")
+                                    unroll=unroll, data=data), "bench_scalar", "<bench>")
     entries = getattr(mod, "ENTRY_POINTS", {}).get("loss", {})
     fused = entries.get("step_unrolled") or entries.get("step")
     state: dict[str, Any] = {"p": list(params)}
-    if fused:
+    if entries.get("step_data"):
+        step_data = getattr(mod, entries["step_data"])  # (params, lr) -> (loss_sum, new_params)
+
+        def step() -> float:
+            total, state["p"] = step_data(state["p"], lr)
+            return total
+
+        note = f"fused {entries['step_data']}"
+    elif fused:
         loss_step = getattr(mod, fused)  # (params, x, y, lr) -> (loss_sum, new_params)
 
         def step() -> float:

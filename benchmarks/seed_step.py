@@ -5,8 +5,10 @@
 The reference is ``../shared/bench/straight_w1.py`` (a fully unrolled SGD step for MLP(3, [4,
 4, 1]) on the notebook's four examples, written by hand: one expression per neuron, the update
 fused into the gradient). It is read from its path at run time, never copied here. Contenders:
-exprgrad's generated ``loss_step_unrolled`` (specialised to a batch of four), ``loss_step`` (the
-loop over any batch) and, for scale, ``loss_grad_sum`` followed by a separate update pass (the
+exprgrad's generated ``loss_step_data`` (specialised to the four examples, their numbers written
+in: what ``exprgrad train examples/seed_mlp.exg`` runs), ``loss_step_unrolled`` (any batch of
+four, taken as arguments like the reference's), ``loss_step`` (the loop over any batch) and,
+for scale, ``loss_grad_sum`` followed by a separate update pass (the
 training loop before fused steps). As ``../shared/bench/README.md`` asks: each contender's loss
 and new parameters are checked against the reference's to 1e-9 first; then they are timed
 interleaved in one process, in a random order each round, with process CPU time
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from exprgrad.emit.load import entry_point, module_from_code  # noqa: E402
 from exprgrad.emit.scalar import generate  # noqa: E402
 from exprgrad.lower.lowering import compile_program  # noqa: E402
+from exprgrad.run.training import flat_examples  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "bench" / "straight_w1.py"
 XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
@@ -46,10 +49,13 @@ def contenders(reference: Path) -> tuple[dict[str, Callable[[], Any]], list[floa
     hand = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hand)
     program = compile_program((ROOT / "examples" / "seed_mlp.exg").read_text(), "seed_mlp.exg")
-    module = module_from_code(generate(program, unroll=len(XS)), "seed_step", "<seed_step>")
+    data = ("loss", flat_examples([[x, y] for x, y in zip(XS, YS)]))
+    module = module_from_code(generate(program, unroll=len(XS), data=data), "seed_step",
+                              "<seed_step>")
     params = list(module.init_params(0))
     flat = tuple(v for x in XS for v in x)
     unrolled = entry_point(module, "loss", "step_unrolled")
+    specialised = entry_point(module, "loss", "step_data")
     looped = entry_point(module, "loss", "step")
     grad_sum = entry_point(module, "loss", "grad_sum")
 
@@ -59,6 +65,7 @@ def contenders(reference: Path) -> tuple[dict[str, Callable[[], Any]], list[floa
 
     calls = {
         "hand-written (straight_w1)": lambda: hand.step(params, flat, YS, LR),
+        "exprgrad loss_step_data": lambda: specialised(params, LR),
         "exprgrad loss_step_unrolled": lambda: unrolled(params, XS, YS, LR),
         "exprgrad loss_step (loop)": lambda: looped(params, XS, YS, LR),
         "exprgrad grad_sum + update": lambda: separate(params, XS, YS, LR),

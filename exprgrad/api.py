@@ -34,12 +34,12 @@ def compile_source(text: str, filename: str = "<string>", *, hessians: bool = Fa
         raise ExprgradValueError(f"no backend {backend!r}", hint="backends: python, numpy")
     check_dtype(dtype, backend)
     program = compile_program(text, filename)
-    steps, unroll = module_steps(program)
+    steps, unroll, data = module_steps(program)
     if backend == "numpy":
         if hessians:
             raise ExprgradValueError("the numpy backend writes no Hessians")
         return generate_numpy(program, dtype=dtype, steps=steps)
-    return generate(program, hessians=hessians, steps=steps, unroll=unroll)
+    return generate(program, hessians=hessians, steps=steps, unroll=unroll, data=data)
 
 
 def compile_file(path: str | Path, *, hessians: bool = False, backend: str = "python",

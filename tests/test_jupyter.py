@@ -122,10 +122,10 @@ def _forward(by_name: dict[str, Any], x: list[float]) -> float:
 def test_the_magic_defines_the_documented_names(notebook: Any) -> None:
     line = _text(notebook.cells[1]).strip()
     assert line == ("exprgrad: defined mlp, loss, loss_grad, loss_grad_sum, loss_step, "
-                    "loss_step_unrolled, loss_vjp, params, train")
+                    "loss_step_unrolled, loss_step_data, loss_vjp, params, train")
     data = json.loads(_text(notebook.cells[2]))
     assert data["names"] == ["loss", "loss_grad", "loss_grad_sum", "loss_step",
-                             "loss_step_unrolled", "loss_vjp"]
+                             "loss_step_data", "loss_step_unrolled", "loss_vjp"]
     assert len(data["params"]) == 41
     assert data["params"] == data["init0"]  # seed=0 from the train statement
 

@@ -179,7 +179,8 @@ def test_compiled_files_carry_the_train_statements_steps(tmp_path) -> None:  # t
     (tmp_path / "a.exg").write_text(src)
     result = run_cli("compile", str(tmp_path / "a.exg"))
     assert result.returncode == 0, result.stderr
-    for name in ("loss_step", "loss_step_adam", "loss_step_unrolled", "loss_step_adam_unrolled"):
+    for name in ("loss_step", "loss_step_adam", "loss_step_unrolled", "loss_step_adam_unrolled",
+                 "loss_step_data", "loss_step_adam_data"):
         assert f"\ndef {name}(" in result.stdout
     assert "loss_step_momentum" not in result.stdout
     # data read from a CSV file at training time: no batch size is known, nothing is unrolled
@@ -187,6 +188,7 @@ def test_compiled_files_carry_the_train_statements_steps(tmp_path) -> None:  # t
                                     "    return (n(x) - y) ** 2\n")
     result = run_cli("compile", str(tmp_path / "b.exg"))
     assert "\ndef loss_step(" in result.stdout and "_unrolled" not in result.stdout
+    assert "_data" not in result.stdout
 
 
 def test_training_with_a_module_made_for_other_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -245,3 +247,40 @@ def test_numpy_steps_apply_the_same_update(name: str, optimizer: str) -> None:
         np.asarray(params, np.float32), *(np.asarray(s, np.float32) for s in state), *counter,
         *map(np.asarray, _batch(name, 6, rng)), *SETTINGS[optimizer].values(), 0.5)
     assert {str(a.dtype) for a in out} == {"float32"}
+
+
+@pytest.mark.parametrize("optimizer", sorted(SETTINGS))
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_a_step_specialised_to_the_data_equals_the_step_given_the_data(name: str,
+                                                                      optimizer: str) -> None:
+    """f_step_data (the examples' numbers written in as constants) computes exactly what the
+    unrolled step computes when handed those examples."""
+    from exprgrad.run.training import flat_examples
+
+    cols = _batch(name, 3, random.Random(f"d{name}"))
+    cols[0][1] = [[0.0, 1.0], [-1.0, 0.0]] if name == "mixed" else cols[0][1]  # zeros and ones
+    program = program_of(PROGRAMS[name], f"{name}.exg")
+    data = ("loss", flat_examples([list(ex) for ex in zip(*cols)]))
+    mod = module_from_code(generate(program, steps=(optimizer,), unroll=3, data=data), name,
+                           f"<{name}>")
+    kind = {"sgd": "step"}.get(optimizer, f"step_{optimizer}")
+    given, specialised = (entry_point(mod, "loss", kind + "_unrolled"),
+                          entry_point(mod, "loss", kind + "_data"))
+    params = mod.init_params(2)
+    state = [[0.5] * len(params) for _ in range({"sgd": 0, "momentum": 1, "adam": 2}[optimizer])]
+    counter = [1] if optimizer == "adam" else []
+    settings = list(SETTINGS[optimizer].values())
+    assert specialised(params, *state, *counter, *settings, 0.25) == \
+        given(params, *state, *counter, *cols, *settings, 0.25)
+
+
+def test_a_zero_in_the_data_is_no_strong_zero() -> None:
+    """inf * 0 is nan in the step specialised to data with a 0 in it, as in every other step."""
+    from exprgrad.run.training import flat_examples
+
+    program = program_of("param w = 1.0\ndef loss(x):\n    return (w * x) ** 2\n", "z.exg")
+    mod = module_from_code(generate(program, unroll=2, data=("loss", flat_examples(
+        [[0.0], [0.0]]))), "z", "<z>")
+    loss, new = mod.loss_step_data([math.inf], 0.1)
+    want_loss, want_new = mod.loss_step_unrolled([math.inf], [0.0, 0.0], 0.1)
+    assert math.isnan(loss) and math.isnan(want_loss) and math.isnan(new[0])

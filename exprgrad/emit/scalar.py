@@ -88,6 +88,12 @@ def multiplicity(op: Op) -> list[int]:
     return found
 
 
+class Datum(float):
+    """A number of a training example known at compile time (a step specialised to the file's
+    data): folded like a constant, but never a strong zero, so ``w * x`` with ``x = 0`` is the
+    IEEE product the step taking the data as arguments computes (``nan`` for ``w = inf``)."""
+
+
 class PyAlgebra:
     """Element algebra that records one statement per scalar operation (see ops.Algebra)."""
 
@@ -102,7 +108,8 @@ class PyAlgebra:
         spec = OPS[op]
         if all(isinstance(a, float) for a in args):
             assert spec.ref is not None, f"{op} has no reference implementation"
-            return float(spec.ref(*args))
+            folded = float(spec.ref(*args))
+            return Datum(folded) if any(isinstance(a, Datum) for a in args) else folded
         simpler = _identity(op, args)
         if simpler is not None:
             return simpler
@@ -135,7 +142,7 @@ def _identity(op: str, args: Sequence[Elem]) -> Elem | None:
         for a, b in ((args[0], args[1]), (args[1], args[0])):
             if isinstance(b, float) and b == 1.0:
                 return a
-            if isinstance(b, float) and b == 0.0:
+            if isinstance(b, float) and b == 0.0 and not isinstance(b, Datum):
                 return 0.0
     elif op == "div" and isinstance(args[1], float) and args[1] == 1.0:
         return args[0]
@@ -308,12 +315,14 @@ class ScalarWriter:
         return before, after
 
     def unrolled(self, fn: Function, roots: list[Node], pick: Picker, n: int,
-                 optimizer: str) -> bool:
+                 optimizer: str, data: list[list[list[float]]] | None = None) -> bool:
         """The training step of ``optimizer`` for batches of exactly ``n`` examples, unrolled:
         the statements of every example written out, the gradient summed in one expression per
         parameter and folded into the update, as a careful hand-written step is. The nodes that
-        do not depend on the example are computed once. Returns False (and writes nothing) when
-        it would take more than :data:`UNROLL_STATEMENTS` statements."""
+        do not depend on the example are computed once. With ``data`` (per example, per
+        argument, its elements), the step is specialised to those examples: it takes no batch,
+        and their numbers are constants (:class:`Datum`). Returns False (and writes nothing)
+        when it would take more than :data:`UNROLL_STATEMENTS` statements."""
         scope = self.module.namer.scope()
         budget = min(UNROLL_STATEMENTS, self.budget - self.statements)
         alg = PyAlgebra(scope, budget)
@@ -337,6 +346,9 @@ class ScalarWriter:
             for e in range(n):
                 env = dict(base)
                 for k, (node, arg) in enumerate(zip(fn.inputs, fn.arg_names)):
+                    if data is not None:
+                        env[node.id] = [Datum(v) for v in data[e][k]]
+                        continue
                     names = [scope.fresh(f"_{ident_part(arg)}{e}" + (f"_{i}" if node.shape
                                                                       else ""))
                              for i in range(node.size)]
@@ -357,16 +369,24 @@ class ScalarWriter:
                                      [[value], new, *state])
         self.statements += len(body)
         unpack = [f"    {_unpack_target(pnames, (-1,))} = {params}"]
+        if data is not None:
+            arg_sig = []
         for arg, shape, per_example in zip(arg_sig, fn.arg_shapes, examples):
             rows = [_unpack_target(names, shape) if shape else names[0] for names in per_example]
             unpack.append(f"    {_tuple(rows)} = {arg}")
-        name = self.module.entry(fn.name, STEP_KINDS[optimizer] + "_unrolled")
-        self.module.unrolled[fn.name] = n
+        if data is None:
+            name = self.module.entry(fn.name, STEP_KINDS[optimizer] + "_unrolled")
+            self.module.unrolled[fn.name] = n
+            doc = f"{step_doc(fn.name, optimizer)} For batches of exactly {n} examples."
+        else:
+            name = self.module.entry(fn.name, STEP_KINDS[optimizer] + "_data")
+            doc = (f"One {optimizer} step on {fn.name} summed over the train statement's {n} "
+                   f"examples, their numbers written in: {step_doc(fn.name, optimizer, False)}")
         returned = ", ".join([self.printer.expr(results[0][0]),
                               *(self.printer.elems(v, (len(v),)) for v in results[1:])])
         self.module.add("\n".join([
             f"def {name}({', '.join(names_.signature(optimizer, params, arg_sig))}):",
-            f'    """{step_doc(fn.name, optimizer)} For batches of exactly {n} examples."""',
+            f'    """{doc}"""',
             *unpack, *names_.unpack(optimizer, len(pvars)),
             *self._body_lines(body, "    "), f"    return {returned}"]))
         return True
@@ -612,7 +632,8 @@ NUMPY_HINT = ("use the numpy backend (--backend numpy), which writes one array o
 def generate(program: Program, *, hessians: bool = False,
              budget: int = MAX_SCALAR_STATEMENTS, verify: bool = True,
              kinds: Collection[str] | None = None, hint: str = NUMPY_HINT,
-             steps: Sequence[str] = ("sgd",), unroll: int = 0) -> str:
+             steps: Sequence[str] = ("sgd",), unroll: int = 0,
+             data: tuple[str, list[list[list[float]]]] | None = None) -> str:
     """The scalar-backend module for a program (see the module docstring).
 
     ``kinds`` (default: all) names the generated functions wanted for each def (``value``,
@@ -621,7 +642,9 @@ def generate(program: Program, *, hessians: bool = False,
     of each optimizer in ``steps`` whose kind is wanted (``f_step``, ``f_step_momentum``,
     ``f_step_adam``: see :mod:`exprgrad.emit.steps`); with ``unroll`` = n > 0, also their
     variants for batches of exactly n examples, unrolled (``f_step_unrolled``...; see
-    :meth:`ScalarWriter.unrolled`), where they stay small enough. A program over the limits is
+    :meth:`ScalarWriter.unrolled`), where they stay small enough; with ``data`` = (the train
+    statement's loss, its examples: per example, per argument, the elements), also their
+    variants specialised to those examples (``f_step_data``...). A program over the limits is
     refused before any statement is written, with ``hint``. With ``verify`` (the default) the
     text is checked against the allowlist of :mod:`exprgrad.emit.verify` before it is
     returned.
@@ -630,7 +653,8 @@ def generate(program: Program, *, hessians: bool = False,
     assert not unknown, f"no training step for {sorted(unknown)}"
     with no_gc():
         return _generate(program, hessians, budget, verify,
-                         set(ENTRY_KINDS if kinds is None else kinds), hint, steps, unroll)
+                         set(ENTRY_KINDS if kinds is None else kinds), hint, steps, unroll,
+                         data)
 
 
 @dataclass
@@ -648,10 +672,12 @@ class _Job:
     write_sum: bool = False  # grad_sum is wanted
     steps: Sequence[str] = ()  # the optimizers whose training steps are wanted
     unrolled: Sequence[str] = ()  # ... and whose unrolled steps are
+    data: Sequence[str] = ()  # ... and whose steps specialised to the train statement's data are
 
 
 def _generate(program: Program, hessians: bool, budget: int, verify: bool, kinds: set[str],
-              hint: str, steps: Sequence[str], unroll: int) -> str:
+              hint: str, steps: Sequence[str], unroll: int,
+              data: tuple[str, list[list[list[float]]]] | None) -> str:
     if len(program.param_order) > MAX_SCALAR_PARAMS:
         raise ExprgradLimitError(
             f"the scalar backend writes out every parameter element; this program has "
@@ -664,9 +690,13 @@ def _generate(program: Program, hessians: bool, budget: int, verify: bool, kinds
     for job in jobs:
         writer.emit(job.kind, job.fn, job.roots, job.returns, job.doc, job.with_params,
                     job.summed, job.steps, job.write, job.write_sum)
-        if unroll and job.summed is not None:
-            for optimizer in job.unrolled:
-                writer.unrolled(job.fn, job.roots, job.summed, unroll, optimizer)
+        if job.summed is None:
+            continue
+        for optimizer in job.unrolled if unroll else ():
+            writer.unrolled(job.fn, job.roots, job.summed, unroll, optimizer)
+        if data is not None and data[0] == job.fn.name:
+            for optimizer in job.data:
+                writer.unrolled(job.fn, job.roots, job.summed, len(data[1]), optimizer, data[1])
     code = writer.module.render(_DOCSTRING)
     if verify:
         verify_module(code)
@@ -687,13 +717,14 @@ def _jobs(program: Program, fn: Function, kinds: set[str], hessians: bool,
         jobs.append(_Job("value", fn, outs, values,
                          f"{fname}({args_doc}) from line {fn.span.line}.", fn.uses_params))
     if kinds & {"grad", "grad_sum", "hess", *STEP_KINDS.values(),
-                *(k + "_unrolled" for k in STEP_KINDS.values())}:
+                *(k + suffix for k in STEP_KINDS.values() for suffix in ("_unrolled", "_data"))}:
         derived = derivatives(program, fn)
         summed = None
         looped = [o for o in steps if STEP_KINDS[o] in kinds]
         unrolled = [o for o in steps if STEP_KINDS[o] + "_unrolled" in kinds]
+        with_data = [o for o in steps if STEP_KINDS[o] + "_data" in kinds]
         if fn.uses_params and n_out == 1 and outs[0].shape == () and fn.inputs and (
-                "grad_sum" in kinds or looped or unrolled):
+                "grad_sum" in kinds or looped or unrolled or with_data):
             summed = _grad_picker(program, len(derived.wrt))
         if "grad" in kinds or summed is not None:
             jobs.append(_Job("grad", fn, [*outs, *derived.flat],
@@ -702,7 +733,8 @@ def _jobs(program: Program, fn: Function, kinds: set[str], hessians: bool,
                              f"{'the parameters' if fn.uses_params else 'each argument'}) of "
                              f"{fname}.", fn.uses_params, summed, "grad" in kinds,
                              summed is not None and "grad_sum" in kinds,
-                             looped if summed else (), unrolled if summed else ()))
+                             looped if summed else (), unrolled if summed else (),
+                             with_data if summed else ()))
     if "vjp" in kinds:
         v = vjp(program, fn)
         douts = ["dout"] if n_out == 1 else [f"dout{k + 1}" for k in range(n_out)]

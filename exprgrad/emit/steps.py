@@ -59,11 +59,13 @@ def update(alg: Any, optimizer: str, params: Sequence[Any], grads: Sequence[Any]
     return new_p, [new_m, new_v]
 
 
-def step_doc(fname: str, optimizer: str) -> str:
-    """The docstring of a generated step of ``optimizer`` for the loss ``fname``."""
+def step_doc(fname: str, optimizer: str, batch: bool = True) -> str:
+    """The docstring of a generated step of ``optimizer`` for the loss ``fname`` (without
+    ``batch``: the arguments and results of a step that takes no batch)."""
     state = STATE[optimizer]
     returned = ", ".join(["summed loss", "new params", *(f"new {n}" for n in state if n != "t")])
-    taken = ", ".join(["params", *state, "batch (one sequence per argument)",
+    taken = ", ".join(["params", *state, *(["batch (one sequence per argument)"] if batch else []),
                        *SETTINGS[optimizer], "scale=1.0"])
-    return (f"One {optimizer} step on {fname} summed over a batch: ({taken}) -> ({returned}); "
-            "the gradient is multiplied by scale (1/batch size for a mean loss).")
+    head = f"One {optimizer} step on {fname} summed over a batch: " if batch else ""
+    return (f"{head}({taken}) -> ({returned}); the gradient is multiplied by scale (1/batch "
+            "size for a mean loss).")

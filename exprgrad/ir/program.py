@@ -23,7 +23,8 @@ ENTRY_KINDS = {"value": "", "grad": "_grad", "grad_sum": "_grad_sum", "hess": "_
                "vjp": "_vjp", "step": "_step", "step_momentum": "_step_momentum",
                "step_adam": "_step_adam", "step_unrolled": "_step_unrolled",
                "step_momentum_unrolled": "_step_momentum_unrolled",
-               "step_adam_unrolled": "_step_adam_unrolled"}
+               "step_adam_unrolled": "_step_adam_unrolled", "step_data": "_step_data",
+               "step_momentum_data": "_step_momentum_data", "step_adam_data": "_step_adam_data"}
 
 
 def element_indices(shape: tuple[int, ...]) -> list[tuple[int, ...]]:

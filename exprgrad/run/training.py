@@ -91,17 +91,21 @@ class FusedStep:
     (summed loss, new params)``, the optimizer's state kept here. ``columns`` holds one sequence
     per argument (lists for the python backend, arrays for numpy), ``select`` takes a minibatch
     out of one, ``zeros`` makes a state vector and ``finite`` says whether new parameters are
-    all finite. The full batch goes through the module's unrolled step when it has one for
-    that many examples."""
+    all finite. The full batch goes through the module's step specialised to the examples
+    (``with_data``: the module was made for exactly these examples), else its unrolled step
+    when it has one for that many examples."""
 
     def __init__(self, module: Any, name: str, columns: list[Any], n_examples: int,
                  config: TrainConfig, zeros: Callable[[], Any],
-                 select: Callable[[Any, list[int]], Any], finite: Callable[[Any], bool]) -> None:
+                 select: Callable[[Any, list[int]], Any], finite: Callable[[Any], bool],
+                 with_data: bool = False) -> None:
         kind = STEP_KINDS[config.optimizer]
         self.looped = entry_point(module, name, kind)
         found = module.ENTRY_POINTS[name].get(kind + "_unrolled")
         self.unrolled = getattr(module, found) if found and getattr(
             module, "UNROLLED", {}).get(name) == n_examples else None
+        found = module.ENTRY_POINTS[name].get(kind + "_data") if with_data else None
+        self.data = getattr(module, found) if found else None
         self.columns, self.select, self.finite = columns, select, finite
         self.everything = list(range(n_examples))
         self.config = config
@@ -113,11 +117,15 @@ class FusedStep:
 
     def __call__(self, params: Any, idx: list[int]) -> tuple[float, Any]:
         whole = idx == self.everything
-        step = self.unrolled if whole and self.unrolled is not None else self.looped
-        columns = self.columns if whole else [self.select(c, idx) for c in self.columns]
         scale = 1.0 / len(idx) if self.config.reduce == "mean" else 1.0
         self.t += 1
         counter = (self.t,) if self.config.optimizer == "adam" else ()
+        if whole and self.data is not None:
+            loss, new, *self.state = self.data(params, *self.state, *counter, *self.settings,
+                                               scale)
+            return float(loss), new
+        step = self.unrolled if whole and self.unrolled is not None else self.looped
+        columns = self.columns if whole else [self.select(c, idx) for c in self.columns]
         loss, new, *self.state = step(params, *self.state, *counter, *columns, *self.settings,
                                       scale)
         return float(loss), new
@@ -135,21 +143,35 @@ def unroll_size(program: Program, fn: Function, config: TrainConfig, n_examples:
     return n_examples if whole and n_examples <= UNROLL_EXAMPLES and fn.inputs else 0
 
 
-def module_steps(program: Program) -> tuple[tuple[str, ...], int]:
-    """``(steps, unroll)`` for :func:`~exprgrad.emit.scalar.generate` when compiling a file:
-    sgd's step, the train statement's optimizer's, and their variants unrolled for the train
-    statement's data when those are in the file and trained as one batch of at most
-    UNROLL_EXAMPLES. A train statement with a mistake adds nothing here (training reports it)."""
+def flat_examples(examples: list[list[Any]]) -> list[list[list[float]]]:
+    """Per example, per argument, its elements in row-major order (for a step specialised to
+    the examples)."""
+    def flat(value: Any) -> list[float]:
+        if not isinstance(value, list):
+            return [float(value)]
+        return [float(v) for item in value for v in flat(item)]
+
+    return [[flat(arg) for arg in example] for example in examples]
+
+
+def module_steps(program: Program) -> tuple[tuple[str, ...], int,
+                                            tuple[str, list[list[list[float]]]] | None]:
+    """``(steps, unroll, data)`` for :func:`~exprgrad.emit.scalar.generate` when compiling a
+    file: sgd's step, the train statement's optimizer's, and, when the train statement's data
+    are in the file and trained as one batch of at most UNROLL_EXAMPLES, their variants
+    unrolled for that many examples and specialised to those examples. A train statement with
+    a mistake adds nothing here (training reports it)."""
     if program.train is None:
-        return ("sgd",), 0
+        return ("sgd",), 0, None
     try:
         config = config_from_program(program)
         fn = program.functions[config.loss]
-        unroll = unroll_size(program, fn, config, len(examples_from(program, fn, config))) \
-            if fn.uses_params else 0
+        examples = examples_from(program, fn, config) if fn.uses_params else []
     except ExprgradError:
-        return ("sgd",), 0
-    return ("sgd",) + ((config.optimizer,) if config.optimizer != "sgd" else ()), unroll
+        return ("sgd",), 0, None
+    steps = ("sgd",) + ((config.optimizer,) if config.optimizer != "sgd" else ())
+    unroll = unroll_size(program, fn, config, len(examples)) if examples else 0
+    return steps, unroll, (fn.name, flat_examples(examples)) if unroll else None
 
 
 #: the most examples a training step is unrolled for (beyond it, the step loops over the batch)
@@ -185,11 +207,13 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     if not use_numpy:
         if module is not None and fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]:
             module = None  # made for another optimizer: a module of this one is made
+        unroll = unroll_size(program, fn, config, len(examples))
+        with_data = module is None and csv_path is None and unroll > 0
         try:
             module = module or module_of(
-                program, [fn], (wanted, wanted + "_unrolled") if fn.inputs else ("grad",),
-                hint=_TRAIN_HINT, steps=(config.optimizer,),
-                unroll=unroll_size(program, fn, config, len(examples)))
+                program, [fn], (wanted, wanted + "_unrolled", wanted + "_data") if fn.inputs
+                else ("grad",), hint=_TRAIN_HINT, steps=(config.optimizer,), unroll=unroll,
+                data=(fn.name, flat_examples(examples)) if with_data else None)
         except ExprgradLimitError:
             if config.backend == "python" or not _numpy_installed():
                 raise
@@ -212,7 +236,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         if wanted in module.ENTRY_POINTS[fn.name]:
             fused = FusedStep(module, fn.name, [list(c) for c in zip(*examples)],
                               len(examples), config, lambda: [0.0] * n,
-                              lambda c, idx: [c[i] for i in idx], _finite_list)
+                              lambda c, idx: [c[i] for i in idx], _finite_list, with_data)
         else:
             batch_grad = _scalar_batch_step(module, fn.name, examples)
 

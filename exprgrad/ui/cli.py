@@ -71,7 +71,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output not in (None, "-"):
         check_output(args.output, force=args.force)  # before any work
     program = compile_program(read_source(args.file), args.file)
-    steps, unroll = module_steps(program)
+    steps, unroll, data = module_steps(program)
     if args.backend == "numpy":
         from ..emit.arrays import generate_numpy
 
@@ -79,7 +79,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                               steps=steps)
     else:
         code = generate(program, hessians=args.hessian, verify=not args.no_verify, steps=steps,
-                        unroll=unroll)
+                        unroll=unroll, data=data)
     if args.output in (None, "-"):
         sys.stdout.write(code)
     else:

@@ -165,8 +165,8 @@ def generated_source(exg: Path) -> tuple[str, str]:
             stats["cache_hits"] += 1
             return cached, str(cached_at)
         program = compile_program(source, str(exg))
-        steps, unroll = module_steps(program)
-        body = generate(program, steps=steps, unroll=unroll)
+        steps, unroll, data = module_steps(program)
+        body = generate(program, steps=steps, unroll=unroll, data=data)
         code = _key_line(key, body) + "\n" + body
     except Exception as err:
         if is_bug(err):  # exprgrad's own fault: propagate it as it is, marked as a bug

@@ -167,8 +167,8 @@ def compile_cell(name: str, text: str) -> CompiledCell:
     """Compile a cell's text as the file ``NAME.exg``; raises ExprgradError for a mistake."""
     filename = f"{name}.exg"
     program = compile_program(text, filename)
-    steps, unroll = module_steps(program)
-    code = generate(program, steps=steps, unroll=unroll)
+    steps, unroll, data = module_steps(program)
+    code = generate(program, steps=steps, unroll=unroll, data=data)
     module = module_from_code(code, name, f"<exprgrad:{safe_label(filename)}.py>")
     return CompiledCell(name, program, code, module)
 

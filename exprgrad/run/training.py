@@ -22,7 +22,7 @@ from ..emit.arrays import numpy_batch_step
 from ..emit.build import module_of
 from ..emit.load import entry_point
 from ..emit.module import initial_params
-from ..emit.steps import STATE, STEP_KINDS
+from ..emit.steps import SETTINGS, STATE, STEP_KINDS
 from ..errors import ExprgradError, ExprgradLimitError, ExprgradTypeError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.nn import call_net
@@ -111,9 +111,7 @@ class FusedStep:
         self.config = config
         self.state: list[Any] = [zeros() for n in STATE[config.optimizer] if n != "t"]
         self.t = 0
-        c = config
-        self.settings = {"sgd": (c.lr,), "momentum": (c.lr, c.momentum),
-                         "adam": (c.lr, c.beta1, c.beta2, c.eps)}[c.optimizer]
+        self.settings = [getattr(config, n) for n in SETTINGS[config.optimizer]]
 
     def __call__(self, params: Any, idx: list[int]) -> tuple[float, Any]:
         whole = idx == self.everything

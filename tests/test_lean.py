@@ -13,7 +13,6 @@ import json
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -157,10 +156,8 @@ def test_scalar_limit_refused_before_emission_with_a_fitting_hint(
 
     monkeypatch.setattr(scalar.ScalarWriter, "emit", never)
     program = compile_program(_big_scalar_net(), "big.exg")
-    start = time.perf_counter()
-    with pytest.raises(ExprgradLimitError) as compiled:
+    with pytest.raises(ExprgradLimitError) as compiled:  # (emit refuses: nothing was written)
         scalar.generate(program)
-    assert time.perf_counter() - start < 10
     assert "MAX_SCALAR_STATEMENTS" in str(compiled.value)
     assert "--backend numpy" in (compiled.value.hint or "")
     with pytest.raises(ExprgradLimitError) as trained:

@@ -284,3 +284,77 @@ def test_a_zero_in_the_data_is_no_strong_zero() -> None:
     loss, new = mod.loss_step_data([math.inf], 0.1)
     want_loss, want_new = mod.loss_step_unrolled([math.inf], [0.0, 0.0], 0.1)
     assert math.isnan(loss) and math.isnan(want_loss) and math.isnan(new[0])
+
+
+def test_a_batch_whose_arguments_differ_in_length_is_refused() -> None:
+    """zip would train on the shortest argument; numpy would broadcast one value over the
+    batch: both are errors instead."""
+    import numpy as np
+
+    xs = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0]]
+    ys = [1.0, -1.0, -1.0]
+    scalar = exprgrad.load(EXAMPLES / "seed_mlp.exg")
+    params = scalar.init_params(0)
+    for call in (lambda: scalar.loss_step(params, xs, ys[:2], 0.1),
+                 lambda: scalar.loss_grad_sum(params, xs[:2], ys)):
+        with pytest.raises(ValueError):
+            call()
+    batched = exprgrad.load(EXAMPLES / "seed_mlp.exg", backend="numpy")
+    for y in ([1.0], 1.0, ys[:2], [[1.0]] * 3):
+        with pytest.raises(ValueError, match="per example"):
+            batched.loss_step(params, xs, y, 0.1)
+    with pytest.raises(ValueError, match="per example"):
+        batched.loss(params, np.asarray(xs)[:, :2], ys)
+    assert math.isclose(batched.loss_step(params, xs, ys, 0.1)[0],
+                        scalar.loss_step(params, xs, ys, 0.1)[0], rel_tol=1e-12)
+
+
+def test_float32_steps_stay_float32_with_numpy_scalar_settings() -> None:
+    import numpy as np
+
+    from exprgrad.emit.arrays import generate_numpy
+
+    mod = exprgrad.load(EXAMPLES / "seed_mlp.exg", backend="numpy", dtype="float32")
+    program = program_of((EXAMPLES / "seed_mlp.exg").read_text(), "s.exg")
+    mod_adam = module_from_code(generate_numpy(program, dtype="float32", steps=("adam",)), "a",
+                                "<a>")
+    p = np.asarray(mod.init_params(0), np.float32)
+    xs, ys = [[2.0, 3.0, -1.0], [0.5, 1.0, 1.0]], [1.0, -1.0]
+    _, new = mod.loss_step(p, xs, ys, np.float64(0.1), np.float64(0.5))
+    assert new.dtype == np.float32
+    z = np.zeros_like(p)
+    out = mod_adam.loss_step_adam(p, z, z, np.int64(1), xs, ys, np.float64(0.01), 0.9, 0.999,
+                                  np.float64(1e-8))
+    assert [a.dtype for a in out[1:]] == [np.float32] * 3
+
+
+@pytest.mark.parametrize("setting", ["beta1=1.0", "beta2=1.5", "momentum=-0.1", "eps=0",
+                                     "eps=-1e-8", "momentum=1.0"])
+def test_optimizer_settings_out_of_range_are_refused(tmp_path, setting: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "s.exg").write_text("param w = 1.0\ndef loss(x):\n    return (w * x) ** 2\n"
+                                    f"data xs = [1.0, 2.0]\ntrain loss(xs): {setting}\n")
+    result = run_cli("train", str(tmp_path / "s.exg"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{setting.split('=')[0]} must be" in result.stderr and "^" in result.stderr
+
+
+def test_float32_data_that_does_not_fit_is_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "f.exg").write_text("param w = 1.0\ndef loss(x):\n    return (w * x) ** 2\n"
+                                    "data xs = [1.0, 1e39]\n"
+                                    "train loss(xs): backend=numpy, dtype=float32\n")
+    result = run_cli("train", str(tmp_path / "f.exg"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "example 1" in result.stderr and "does not fit float32" in result.stderr
+    assert "RuntimeWarning" not in result.stderr
+
+
+def test_a_loss_of_no_arguments_trains(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "z.exg").write_text("param w = 2.0\ndef loss():\n    return (w - 1) ** 2\n"
+                                    "train loss(): lr=0.25, steps=3\n")
+    result = run_cli("train", str(tmp_path / "z.exg"), "--json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    summary = json.loads(result.stdout)
+    # w: 2 -> 1.5 -> 1.25 -> 1.125 (gradient 2(w - 1), lr 1/4), so the losses are 1, 1/4, 1/16
+    assert summary["first_loss"] == 1.0 and summary["final_loss"] == 0.125 ** 2

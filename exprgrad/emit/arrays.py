@@ -237,6 +237,10 @@ class _ArrayAlgebra:
             self.scalars.add(local)
         else:
             assert spec.np is not None, f"{op} has no numpy emitter"
+            # a setting may be a numpy scalar (np.float64(0.1), np.int64(t)), which would make a
+            # float32 array float64: it is given the module's type
+            texts = [f"{self.f.w.dtype}({t})" if isinstance(a, str) and a in self.scalars
+                     else t for t, a in zip(texts, args)]
             ctx = NpCtx([False] * len(args), [()] * len(args), (), self.f.B,
                         [a if isinstance(a, float) else None for a in args], self.f.ones_of,
                         self.f.w.dtype)
@@ -270,6 +274,10 @@ class _Function:
         self.B = self.scope.fresh("_B")  # the batch size
         if self.batch:
             self.head.append(Assign(self.B, f"len({self.env[fn.inputs[0].id][0]})"))
+        for node in fn.inputs:  # one value per example, of the argument's shape
+            local = self.env[node.id][0]
+            dims = "".join(f", {d}" for d in node.shape)
+            self.head.append(Assign(local, f"{writer.uses['_batch_of']}({local}, {self.B}{dims})"))
         self.g = self.scope.fresh("_g")  # the flat parameter gradient
         if params is not None:
             self.sig.insert(0, params)
@@ -314,12 +322,10 @@ class _Function:
         known = set(self.env)
         # a batched outer product that is a parameter gradient is never formed: its batch sum
         # is one matrix product of its two factors (see _gradient)
-        emitted = list(self.roots)
-        outer_grads: set[int] = set()
-        for g in self.param_grads or []:
-            if g.op == "outer" and all(a.id in self.batched for a in g.args):
-                emitted = [x for x in emitted if x is not g] + list(g.args)
-                outer_grads.add(g.id)
+        outer_grads = {g.id for g in self.param_grads or []
+                       if g.op == "outer" and all(a.id in self.batched for a in g.args)}
+        emitted = [x for x in self.roots if x.id not in outer_grads] + [
+            a for g in self.param_grads or [] if g.id in outer_grads for a in g.args]
         order = [n for n in reachable(emitted) if n.id not in known]
         fused = _softmax_of_lse(order) if SHARE_SOFTMAX else {}
         unneeded = _unneeded_subs(order, fused, emitted)

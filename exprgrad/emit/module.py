@@ -180,7 +180,8 @@ class Uses(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         if key in HELPERS:
             self.helpers.add(key)
-            self.imports.add("math")  # every helper is written with math (tested)
+            if "math." in HELPERS[key]:  # helpers need math and builtins only (tested)
+                self.imports.add("math")
             return key
         if key in _IMPORTS:
             self.imports.add(key)

@@ -428,7 +428,7 @@ class ScalarWriter:
         loop = ", ".join(arg_sig)
         target = f"({loop},)" if len(arg_sig) == 1 else loop
         looped = [f"    {' = '.join(a.name for a in accs)} = 0.0",
-                  f"    for {target} in zip({loop}):",
+                  f"    for {target} in zip({loop}, strict=True):",
                   *(f"        {u}" for u in unpack), *self._body_lines(body, "        ")]
         if write_sum:
             name = self.module.entry(fn.name, "grad_sum")
@@ -517,6 +517,10 @@ class _StepNames:
         return update(alg, optimizer, params, grads, state, settings,  # type: ignore[no-any-return]
                       Var(self.arg("scale"), temp=False))
 
+
+#: the statements an optimizer's update writes per parameter (for the estimate of a module's
+#: statements; an unrolled step is left out when it would not fit, so it needs none)
+UPDATE_STATEMENTS = {"sgd": 2, "momentum": 5, "adam": 14}
 
 #: the most statements an unrolled training step may hold (beyond it, steps loop over the batch)
 UNROLL_STATEMENTS = 20_000
@@ -780,7 +784,9 @@ def _check_estimate(program: Program, jobs: list[_Job], budget: int, hint: str) 
     for vjps in (False, True):
         chosen = [job for job in jobs if (job.kind == "vjp") == vjps]
         estimate = sum(estimate_statements(job.roots) * (job.write + job.write_sum
-                                                         + len(job.steps)) for job in chosen)
+                                                         + len(job.steps))
+                       + sum(UPDATE_STATEMENTS[o] for o in job.steps) * len(program.param_order)
+                       for job in chosen)
         if estimate > budget:
             what = "f_vjp functions" if vjps else "functions"
             raise ExprgradLimitError(

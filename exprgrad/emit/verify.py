@@ -225,11 +225,14 @@ def _assign(stmt: ast.Assign, callables: set[str]) -> None:
 
 
 def _batch_loop(stmt: ast.For, fn: ast.FunctionDef, callables: set[str]) -> None:
-    """``for (a, b) in zip(a, b):`` over the function's own arguments, assignments inside."""
+    """``for (a, b) in zip(a, b, strict=True):`` over the function's own arguments (a batch of
+    arguments of different lengths is an error, not a shorter batch), assignments inside."""
     args = {a.arg for a in fn.args.args}
     it = stmt.iter
+    strict = [(k.arg, getattr(k.value, "value", None)) for k in it.keywords] if isinstance(
+        it, ast.Call) else []
     if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "zip"
-            and not it.keywords and it.args
+            and strict in ([], [("strict", True)]) and it.args
             and all(isinstance(a, ast.Name) and a.id in args for a in it.args)):
         raise _fail(stmt, "a loop over something other than zip of the arguments")
     if stmt.orelse or not isinstance(stmt.target, ast.Tuple) or not all(

@@ -88,6 +88,15 @@ def _periodic(fn: str) -> str:
 
 
 HELPERS: dict[str, str] = {
+    # numpy backend: each argument must hold one value per example of the batch (numpy would
+    # broadcast a single value, or a batch of one, over the batch without a word)
+    "_batch_of": '''\
+def _batch_of(a, batch, *shape):
+    if a.shape != (batch, *shape):
+        raise ValueError(f"an argument of shape {a.shape}: one value of shape {shape} per "
+                         f"example of the batch ({batch}) was expected")
+    return a
+''',
     "_div": '''\
 def _div(a, b):
     try:

@@ -153,6 +153,15 @@ def validate_config(config: TrainConfig, span: Span | None = None) -> None:
     if not 0 <= config.steps <= MAX_STEPS:
         raise ExprgradValueError(f"steps must be from 0 to {MAX_STEPS} "
                                  "(exprgrad.run.config.MAX_STEPS)", span)
+    for name in ("momentum", "beta1", "beta2"):
+        value = getattr(config, name)
+        if not 0 <= value < 1:  # (nan fails too)
+            raise ExprgradValueError(f"{name} must be at least 0 and below 1, not {value:g}",
+                                     span, hint="defaults: momentum 0.9, beta1 0.9, "
+                                     "beta2 0.999")
+    if not (config.eps > 0 and math.isfinite(config.eps)):
+        raise ExprgradValueError(f"eps must be a positive number, not {config.eps:g}", span,
+                                 hint="default: 1e-8")
     if config.batch_size < 0:
         raise ExprgradValueError("batch_size must be at least 0 (0: the whole data set)", span)
     if config.backend not in ("python", "numpy", "auto"):

@@ -27,7 +27,7 @@ def examples_from(program: Program, fn: Function, config: TrainConfig,
                                     f"feeds it {len(config.data)} data sets",
                                     program.train.span if program.train else None)
         sets = [program.data[name] for name in config.data]
-        sizes = {len(s) for s in sets}
+        sizes = {len(s) for s in sets} if sets else {1}  # a loss of no arguments: one example
         if len(sizes) != 1:
             raise ExprgradTypeError("the data sets have different numbers of examples: "
                                     + ", ".join(f"{n} has {len(s)}" for n, s in

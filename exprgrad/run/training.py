@@ -129,6 +129,22 @@ class FusedStep:
         return float(loss), new
 
 
+def _column(np: Any, values: list[Any], dtype: str, name: str) -> Any:
+    """One argument's values for every example as an array of ``dtype``; a finite number that
+    the type cannot hold (1e39 in float32) is an error, not an infinity."""
+    with np.errstate(over="ignore"):
+        column = np.asarray(values, dtype=dtype)
+    if not np.isfinite(column).all():
+        wide = np.asarray(values, dtype=np.float64)
+        bad = np.isfinite(wide) & ~np.isfinite(column)
+        if bad.any():
+            example = int(np.argwhere(bad)[0][0])
+            raise ExprgradValueError(
+                f"example {example}: a value of '{name}' ({wide[bad][0]:g}) does not fit "
+                f"{dtype}", hint="train with dtype=float64, or scale the data")
+    return column
+
+
 def _finite_list(values: list[float]) -> bool:
     # (a sum of finite numbers may overflow: then each is looked at)
     return math.isfinite(sum(values)) or all(map(math.isfinite, values))
@@ -222,8 +238,8 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         if fn.inputs:
             module_np = module_of(program, [fn], (wanted,), "numpy", dtype=config.dtype,
                                   steps=(config.optimizer,))
-            columns = [np.asarray([ex[i] for ex in examples], dtype=config.dtype)
-                       for i in range(len(fn.arg_names))]
+            columns = [_column(np, [ex[i] for ex in examples], config.dtype, name)
+                       for i, name in enumerate(fn.arg_names)]
             fused = FusedStep(module_np, fn.name, columns, len(examples), config,
                               lambda: np.zeros(n, dtype=config.dtype), operator.getitem,
                               lambda v: bool(np.isfinite(v).all()))

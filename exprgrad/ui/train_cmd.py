@@ -81,7 +81,7 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     preds: list[Any] = []
     if pred_fn is not None and len(examples) <= 5000:
         preds = values_of(module, pred_fn, result.params, examples)
-    targets = [ex[-1] for ex in examples]
+    targets = [ex[-1] for ex in examples if ex]  # (a loss of no arguments has no target)
     acc = accuracy(preds, targets)
     summary = {
         "file": args.file, "loss_function": config.loss, "optimizer": config.optimizer,

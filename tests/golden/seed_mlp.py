@@ -207,7 +207,7 @@ def loss_grad_sum(params, x, y):
     """(sum of loss, gradient of that sum with respect to the parameters) over a batch: each argument holds one value per example."""
     (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_w_0_2, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_w_1_2, _n_layers_0_b_1, _n_layers_0_w_2_0, _n_layers_0_w_2_1, _n_layers_0_w_2_2, _n_layers_0_b_2, _n_layers_0_w_3_0, _n_layers_0_w_3_1, _n_layers_0_w_3_2, _n_layers_0_b_3, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_w_0_2, _n_layers_1_w_0_3, _n_layers_1_b_0, _n_layers_1_w_1_0, _n_layers_1_w_1_1, _n_layers_1_w_1_2, _n_layers_1_w_1_3, _n_layers_1_b_1, _n_layers_1_w_2_0, _n_layers_1_w_2_1, _n_layers_1_w_2_2, _n_layers_1_w_2_3, _n_layers_1_b_2, _n_layers_1_w_3_0, _n_layers_1_w_3_1, _n_layers_1_w_3_2, _n_layers_1_w_3_3, _n_layers_1_b_3, _n_layers_2_w_0_0, _n_layers_2_w_0_1, _n_layers_2_w_0_2, _n_layers_2_w_0_3, _n_layers_2_b_0) = params
     _sum168 = _gsum169 = _gsum170 = _gsum171 = _gsum172 = _gsum173 = _gsum174 = _gsum175 = _gsum176 = _gsum177 = _gsum178 = _gsum179 = _gsum180 = _gsum181 = _gsum182 = _gsum183 = _gsum184 = _gsum185 = _gsum186 = _gsum187 = _gsum188 = _gsum189 = _gsum190 = _gsum191 = _gsum192 = _gsum193 = _gsum194 = _gsum195 = _gsum196 = _gsum197 = _gsum198 = _gsum199 = _gsum200 = _gsum201 = _gsum202 = _gsum203 = _gsum204 = _gsum205 = _gsum206 = _gsum207 = _gsum208 = _gsum209 = 0.0
-    for x, y in zip(x, y):
+    for x, y in zip(x, y, strict=True):
         (_x_0, _x_1, _x_2) = x
         # line 12
         _t25 = math.tanh(((((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + (_n_layers_0_w_0_2 * _x_2)) + _n_layers_0_b_0))
@@ -278,7 +278,7 @@ def loss_step(params, x, y, lr, scale=1.0):
     """One sgd step on loss summed over a batch: (params, batch (one sequence per argument), lr, scale=1.0) -> (summed loss, new params); the gradient is multiplied by scale (1/batch size for a mean loss)."""
     (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_w_0_2, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_w_1_2, _n_layers_0_b_1, _n_layers_0_w_2_0, _n_layers_0_w_2_1, _n_layers_0_w_2_2, _n_layers_0_b_2, _n_layers_0_w_3_0, _n_layers_0_w_3_1, _n_layers_0_w_3_2, _n_layers_0_b_3, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_w_0_2, _n_layers_1_w_0_3, _n_layers_1_b_0, _n_layers_1_w_1_0, _n_layers_1_w_1_1, _n_layers_1_w_1_2, _n_layers_1_w_1_3, _n_layers_1_b_1, _n_layers_1_w_2_0, _n_layers_1_w_2_1, _n_layers_1_w_2_2, _n_layers_1_w_2_3, _n_layers_1_b_2, _n_layers_1_w_3_0, _n_layers_1_w_3_1, _n_layers_1_w_3_2, _n_layers_1_w_3_3, _n_layers_1_b_3, _n_layers_2_w_0_0, _n_layers_2_w_0_1, _n_layers_2_w_0_2, _n_layers_2_w_0_3, _n_layers_2_b_0) = params
     _sum168 = _gsum169 = _gsum170 = _gsum171 = _gsum172 = _gsum173 = _gsum174 = _gsum175 = _gsum176 = _gsum177 = _gsum178 = _gsum179 = _gsum180 = _gsum181 = _gsum182 = _gsum183 = _gsum184 = _gsum185 = _gsum186 = _gsum187 = _gsum188 = _gsum189 = _gsum190 = _gsum191 = _gsum192 = _gsum193 = _gsum194 = _gsum195 = _gsum196 = _gsum197 = _gsum198 = _gsum199 = _gsum200 = _gsum201 = _gsum202 = _gsum203 = _gsum204 = _gsum205 = _gsum206 = _gsum207 = _gsum208 = _gsum209 = 0.0
-    for x, y in zip(x, y):
+    for x, y in zip(x, y, strict=True):
         (_x_0, _x_1, _x_2) = x
         # line 12
         _t25 = math.tanh(((((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + (_n_layers_0_w_0_2 * _x_2)) + _n_layers_0_b_0))

@@ -161,7 +161,7 @@ def loss_grad_sum(params, x, y):
     """(sum of loss, gradient of that sum with respect to the parameters) over a batch: each argument holds one value per example."""
     (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
     _sum30 = _gsum31 = _gsum32 = _gsum33 = _gsum34 = _gsum35 = _gsum36 = _gsum37 = _gsum38 = _gsum39 = 0.0
-    for x, y in zip(x, y):
+    for x, y in zip(x, y, strict=True):
         (_x_0, _x_1) = x
         # line 5
         _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0
@@ -189,7 +189,7 @@ def loss_step(params, x, y, lr, scale=1.0):
     """One sgd step on loss summed over a batch: (params, batch (one sequence per argument), lr, scale=1.0) -> (summed loss, new params); the gradient is multiplied by scale (1/batch size for a mean loss)."""
     (_n_layers_0_w_0_0, _n_layers_0_w_0_1, _n_layers_0_b_0, _n_layers_0_w_1_0, _n_layers_0_w_1_1, _n_layers_0_b_1, _n_layers_1_w_0_0, _n_layers_1_w_0_1, _n_layers_1_b_0) = params
     _sum30 = _gsum31 = _gsum32 = _gsum33 = _gsum34 = _gsum35 = _gsum36 = _gsum37 = _gsum38 = _gsum39 = 0.0
-    for x, y in zip(x, y):
+    for x, y in zip(x, y, strict=True):
         (_x_0, _x_1) = x
         # line 5
         _t7 = ((_n_layers_0_w_0_0 * _x_0) + (_n_layers_0_w_0_1 * _x_1)) + _n_layers_0_b_0

@@ -987,7 +987,7 @@ def report(results: dict[str, Any], settings: Settings) -> list[str]:
 
 def main() -> None:
     global STRAIGHT_W1
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--runs", type=int, default=5, help="repetitions of the whole measurement")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds in a run")
     ap.add_argument("--instances", type=int, default=3,

@@ -1,8 +1,8 @@
 """The seed network's training step against the careful hand-written one.
 
-    python benchmarks/seed_step.py [--rounds N] [--calls K] [--reference PATH]
+    python benchmarks/seed_step.py [--rounds N] [--calls K] [--straight-w1 PATH]
 
-The reference is ``../shared/bench/straight_w1.py`` (a fully unrolled SGD step for MLP(3, [4,
+The reference is ``/work/shared/bench/straight_w1.py`` (a fully unrolled SGD step for MLP(3, [4,
 4, 1]) on the notebook's four examples, written by hand: one expression per neuron, the update
 fused into the gradient). It is read from its path at run time, never copied here. Contenders:
 exprgrad's generated ``loss_step_data`` (specialised to the four examples, their numbers written
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import random
 import statistics
 import sys
@@ -37,7 +38,7 @@ from exprgrad.emit.scalar import generate  # noqa: E402
 from exprgrad.lower.lowering import compile_program  # noqa: E402
 from exprgrad.run.training import flat_examples  # noqa: E402
 
-REFERENCE = ROOT.parent / "shared" / "bench" / "straight_w1.py"
+REFERENCE = Path(os.environ.get("EXPRGRAD_STRAIGHT_W1", "/work/shared/bench/straight_w1.py"))
 XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
 YS = [1.0, -1.0, -1.0, 1.0]
 LR = 0.04
@@ -101,9 +102,13 @@ def measure(calls: dict[str, Callable[[], Any]], rounds: int, k: int) -> dict[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=41)
-    ap.add_argument("--calls", type=int, default=2000)
-    ap.add_argument("--reference", type=Path, default=REFERENCE)
+    ap.add_argument("--rounds", type=int, default=41,
+                    help="samples per contender, interleaved in a random order (default 41)")
+    ap.add_argument("--calls", type=int, default=2000,
+                    help="calls timed together as one sample (default 2000)")
+    ap.add_argument("--straight-w1", type=Path, default=REFERENCE, dest="reference",
+                    help="the hand-written step (default: $EXPRGRAD_STRAIGHT_W1 or "
+                    "/work/shared/bench/straight_w1.py, as benchmarks/run.py)")
     args = ap.parse_args()
     if not args.reference.is_file():
         raise SystemExit(f"no reference step at {args.reference}")

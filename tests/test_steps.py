@@ -358,3 +358,17 @@ def test_a_loss_of_no_arguments_trains(tmp_path) -> None:  # type: ignore[no-unt
     summary = json.loads(result.stdout)
     # w: 2 -> 1.5 -> 1.25 -> 1.125 (gradient 2(w - 1), lr 1/4), so the losses are 1, 1/4, 1/16
     assert summary["first_loss"] == 1.0 and summary["final_loss"] == 0.125 ** 2
+
+
+def test_auto_picks_numpy_for_float32_and_for_large_networks() -> None:
+    small = ("net n = MLP(2, [3, 1])\ndef loss(x[2], y):\n    return (n(x) - y) ** 2\n"
+             "data xs = [[1.0, 2.0], [0.5, -1.0]]\ndata ys = [1.0, -1.0]\n"
+             "train loss(xs, ys): steps=2\n")
+    def trained(text: str, **settings: object) -> object:
+        return exprgrad.train(program_of(text, "auto.exg"), progress=False, **settings)
+
+    assert trained(small).backend == "python"
+    result = trained(small, dtype="float32")
+    assert (result.backend, result.dtype) == ("numpy", "float32")
+    large = small.replace("MLP(2, [3, 1])", "MLP(2, [60, 30, 1])")  # 2,071 parameters
+    assert trained(large).backend == "numpy"

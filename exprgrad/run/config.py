@@ -64,6 +64,8 @@ class TrainResult:
 
     @property
     def final_loss(self) -> float:
+        """The loss of the last step, computed before that step's update (``losses[-1]``);
+        ``exprgrad train`` reports the loss of the parameters returned, after it."""
         return self.losses[-1] if self.losses else math.nan
 
     def summary(self) -> str:

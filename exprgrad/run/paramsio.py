@@ -68,8 +68,9 @@ def load_params(path: str, program: Program) -> list[float]:
                                  + ", ".join(sorted(_KEYS)))
     values = payload["params"]
     names = program.param_names
+    known = set(names)
     missing = [n for n in names if n not in values]
-    extra = [n for n in values if n not in set(names)]
+    extra = [n for n in values if n not in known]
     for problem, listed in (("missing parameters", missing), ("unknown parameters", extra)):
         if listed:
             raise ExprgradValueError(f"{problem} {', '.join(map(repr, listed[:5]))}"

@@ -53,7 +53,7 @@ def _numpy_installed() -> bool:
     return True
 
 
-def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
+def _use_numpy(config: TrainConfig, n_examples: int, n_params: int) -> bool:
     if config.backend == "numpy":
         if not _numpy_installed():
             raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
@@ -61,12 +61,16 @@ def _use_numpy(config: TrainConfig, n_examples: int) -> bool:
         return True
     if config.backend == "python" or not _numpy_installed():
         return False
-    return n_examples * max(1, config.batch_size and min(config.batch_size, n_examples)) >= 0 and (
-        (config.batch_size or n_examples) >= NUMPY_BATCH)
+    # auto: float32 is numpy's; batches of NUMPY_BATCH examples, or networks of NUMPY_PARAMS
+    # parameters, are faster as array operations than unrolled into scalar statements
+    return config.dtype != "float64" or n_params >= NUMPY_PARAMS or (
+        config.batch_size or n_examples) >= NUMPY_BATCH
 
 
 #: with backend=auto, batches of at least this many examples use the numpy backend
 NUMPY_BATCH = 32
+#: ... and so do programs with at least this many parameter elements
+NUMPY_PARAMS = 2_000
 
 
 def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
@@ -210,11 +214,10 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
         raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
     examples = examples_from(program, fn, config, csv_path)
-    use_numpy = _use_numpy(config, len(examples))
-    if config.dtype != "float64" and not use_numpy:
-        raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend, and "
-                                 f"backend=auto chose python for batches under {NUMPY_BATCH} "
-                                 "examples", hint="set backend=numpy (--backend numpy)")
+    use_numpy = _use_numpy(config, len(examples), len(program.param_order))
+    if config.dtype != "float64" and not use_numpy:  # (auto chose python: no numpy)
+        raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend, and numpy is "
+                                 "not installed", hint="pip install numpy")
     n = len(program.param_order)
     wanted = STEP_KINDS[config.optimizer]
     fused: FusedStep | None = None

@@ -59,16 +59,17 @@ def test_an_argument_printed_twice_is_not_folded() -> None:
 
 
 def test_helpers_use_math_and_builtins_only() -> None:
-    """The module writer imports math for any helper; a helper must need nothing else."""
+    """A helper needs math (imported when its text names it) and builtins, nothing else."""
     import ast
 
     for name, source in HELPERS.items():
         tree = ast.parse(source)
         fn = tree.body[0]
         assert isinstance(fn, ast.FunctionDef) and fn.name == name and len(tree.body) == 1
-        local = {a.arg for a in fn.args.args} | {n.id for n in ast.walk(fn)
-                                                  if isinstance(n, ast.Name)
-                                                  and isinstance(n.ctx, ast.Store)}
+        params = [*fn.args.args, *filter(None, [fn.args.vararg])]
+        local = {a.arg for a in params} | {n.id for n in ast.walk(fn)
+                                           if isinstance(n, ast.Name)
+                                           and isinstance(n.ctx, ast.Store)}
         for node in ast.walk(fn):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 assert node.id in local | {"math"} | set(dir(builtins)), (name, node.id)

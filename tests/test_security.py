@@ -150,7 +150,7 @@ def test_the_allowlist_rejects_what_the_emitter_never_writes() -> None:
 def test_the_allowlist_accepts_only_the_batch_loop_and_output_arrays_the_emitters_write() -> None:
     src = "param w = 0.5\ndef loss(x, y):\n    return (w * x - y) ** 2\n"
     scalar = exprgrad.compile_source(src)
-    loop = "    for x, y in zip(x, y):\n"
+    loop = "    for x, y in zip(x, y, strict=True):\n"
     assert loop in scalar
     verify_module(scalar)
     numpy_code = generate_numpy(compile_program("net n = MLP(2, [3, 1])\n"
@@ -162,7 +162,9 @@ def test_the_allowlist_accepts_only_the_batch_loop_and_output_arrays_the_emitter
         scalar.replace(loop, "    for x, y in zip(open('f'), y):\n"),
         scalar.replace(loop, "    for x in range(10 ** 9):\n"),
         scalar.replace(loop, "    for x, y in zip(x, y, __import__('os')):\n"),
-        scalar.replace(loop, "    for x.attr, y in zip(x, y):\n"),
+        scalar.replace(loop, "    for x.attr, y in zip(x, y, strict=True):\n"),
+        scalar.replace(loop, "    for x, y in zip(x, y, strict=print):\n"),
+        scalar.replace(loop, "    for x, y in zip(x, y, key=True):\n"),
         scalar.replace(loop, "    while True:\n"),
         scalar.replace(loop, loop + "        import os\n"),
         scalar.replace(loop, loop + "        os = 1\n        del os\n"),

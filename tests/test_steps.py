@@ -372,3 +372,18 @@ def test_auto_picks_numpy_for_float32_and_for_large_networks() -> None:
     assert (result.backend, result.dtype) == ("numpy", "float32")
     large = small.replace("MLP(2, [3, 1])", "MLP(2, [60, 30, 1])")  # 2,071 parameters
     assert trained(large).backend == "numpy"
+
+
+@pytest.mark.parametrize("backend", ["python", "numpy"])
+def test_an_adam_state_that_overflows_stops_training(backend: str) -> None:
+    """g = 1e160 is finite, g * g is not: adam's v is inf and would freeze the parameter."""
+    source = ("param w = 1.0\ndef loss(x):\n    return w * x\ndata xs = [1e160]\n"
+              "train loss(xs): optimizer=adam, steps=3\n")
+    result = exprgrad.train(program_of(source, "o.exg"), backend=backend, progress=False)
+    assert result.stopped and "adam state is not finite" in result.stopped
+    assert result.params == [1.0] and result.losses == []
+
+
+def test_an_initializer_that_would_draw_infinities_is_refused() -> None:
+    with pytest.raises(ExprgradError, match="infinite values"):
+        program_of("param w = uniform(-1e308, 1e308)\ndef f(x):\n    return w * x\n", "u.exg")

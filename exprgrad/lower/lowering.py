@@ -219,6 +219,9 @@ class Lowerer:
                 raise ExprgradValueError("uniform(lo, hi) needs lo < hi", expr[1])
             if expr[2] == "normal" and b < 0:
                 raise ExprgradValueError("normal(mean, sd) needs sd >= 0", expr[1])
+            if not all(map(math.isfinite, (a, b, b - a))):  # (a draw is lo + (hi - lo) * r)
+                raise ExprgradValueError(f"{expr[2]}({a:g}, {b:g}) would draw infinite values",
+                                         expr[1], hint="use finite bounds less than 1e308 apart")
             return [(expr[2], a, b)] * size
         values = flatten_values(self.eval_data(expr))
         if len(values) == 1:

@@ -285,6 +285,11 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                                    f"finite (loss = {value}); kept the parameters from before "
                                    "this step")
                         break
+                    if not all(map(fused.finite, fused.state)):  # adam's v = g*g overflowed
+                        stopped = (f"step {step}: the {config.optimizer} state is not finite "
+                                   f"(a gradient too large to square?); kept the parameters "
+                                   "from before this step")
+                        break
                     params = updated
                     epoch_loss += value
                     continue

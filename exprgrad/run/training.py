@@ -10,6 +10,7 @@ or gradient stops training at that step and keeps the last good parameters.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import random
@@ -270,6 +271,9 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     if progress:
         progress.start = start
     start_params, step = params, 0
+    quiet = contextlib.ExitStack()
+    if use_numpy:  # overflow is found and reported below, not warned about by numpy on the way
+        quiet.enter_context(np.errstate(all="ignore"))
     try:
         for step in range(1, config.steps + 1):
             epoch_loss = 0.0
@@ -323,6 +327,8 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
             params = start_params
         stopped = (f"interrupted during step {done + 1}: kept the parameters of the {done} "
                    "whole step(s) before it")
+    finally:
+        quiet.close()
     seconds = time.perf_counter() - start
     if progress:
         progress.close()

@@ -199,7 +199,6 @@ def test_cli_train_flag_and_json() -> None:
 @pytest.mark.parametrize("args, message", [
     (["train", "seed_mlp.exg", "--dtype", "float32", "--backend", "python"],
      "dtype=float32 needs the numpy backend"),
-    (["train", "seed_mlp.exg", "--dtype", "float32"], "backend=auto chose python"),
     (["compile", "seed_mlp.exg", "--dtype", "float32"], "dtype float32 needs the numpy backend"),
     (["train", "seed_mlp.exg", "--dtype", "float16"], "invalid choice"),
 ])

@@ -4,6 +4,7 @@ conventions at the kink, and a deliberately broken rule caught by the same check
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import replace
@@ -19,7 +20,8 @@ LEAVES = {"const", "input", "param", "hole", "custom"}
 ELEMENTWISE = sorted(name for name, spec in OPS.items() if spec.elementwise)
 #: how a program writes the elementwise ops that are operators, not builtins
 OPERATORS = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "pow": "a ** b",
-             "neg": "-a"}
+             "neg": "-a", "lt": "a < b", "le": "a <= b", "gt": "a > b", "ge": "a >= b",
+             "eq": "a == b", "ne": "a != b"}
 #: the elementwise ops a program can name (the internal ones, like pick_max, are reached through
 #: the rules that use them)
 WRITABLE = [n for n in ELEMENTWISE if OPS[n].builtin or n in OPERATORS]
@@ -48,18 +50,22 @@ def _rule_vs_sympy(name: str, spec_override=None):  # type: ignore[no-untyped-de
     """Build op(a[, b]) in IR, differentiate with the table's rule, convert both to sympy."""
     spec = spec_override or OPS[name]
     g = Graph()
-    a = g.make("input", (), ("t", "a", 0), ())
-    b = g.make("input", (), ("t", "b", 1), ())
-    args = [a, b][: spec.arity]
+    inputs = [g.make("input", (), ("t", n, k), ()) for k, n in enumerate("abc")]
+    args = inputs[: spec.arity]
     out = g.make(name, tuple(args), None, ())
-    cot = g.make("input", (), ("t", "g", 2), ())
+    cot = g.make("input", (), ("t", "g", 3), ())
     contribs = spec.vjp(g, cot, out, args, None)
     check_program([out, *[c for c in contribs if c is not None]])
-    sa, sb, sg = sp.symbols("a b g", real=True)
-    leaves = {a.id: [sa], b.id: [sb], cot.id: [sg]}
-    forward = spec.sym(*[sa, sb][: spec.arity])
+    *syms, sg = sp.symbols("a b c g", real=True)
+    leaves = {x.id: [s] for x, s in zip(inputs, syms)} | {cot.id: [sg]}
+    forward = spec.sym(*syms[: spec.arity])
     ours = [None if c is None else to_sympy([c], leaves)[0][0] for c in contribs]
-    return [sa, sb][: spec.arity], sg, forward, ours
+    return syms[: spec.arity], sg, forward, ours
+
+
+def _points(arity: int) -> list[tuple[float, ...]]:
+    """Points for an op of ``arity`` arguments (a coarser grid for three)."""
+    return list(itertools.product(GRID if arity < 3 else GRID[::2], repeat=arity))
 
 
 def _mismatches(name: str, spec_override=None) -> list[str]:  # type: ignore[no-untyped-def]
@@ -69,8 +75,7 @@ def _mismatches(name: str, spec_override=None) -> list[str]:  # type: ignore[no-
         reference = sg * sp.diff(forward, s)
         if mine is None:  # "no gradient flows": sympy must agree that it is zero almost everywhere
             mine = sp.Integer(0)
-        grid = [(v,) for v in GRID] if len(syms) == 1 else [(u, v) for u in GRID for v in GRID]
-        for point in grid:
+        for point in _points(len(syms)):
             if name in DOMAIN and not DOMAIN[name](*point):
                 continue
             if name in KINKS and point[0] == KINKS[name]:
@@ -90,7 +95,8 @@ def test_rule_matches_sympy_on_grid(name: str) -> None:
 
 # piecewise ops: sympy's Heaviside/sign forms are compared on the grid (and at the kink) instead
 SMOOTH = [n for n in ELEMENTWISE if n not in KINKS and not OPS[n].sym(
-    *sp.symbols("a b", real=True)[: OPS[n].arity]).has(sp.Max, sp.Min, sp.Heaviside, sp.sign)]
+    *sp.symbols("a b c", real=True)[: OPS[n].arity]).has(sp.Max, sp.Min, sp.Heaviside, sp.sign,
+                                                          sp.Piecewise)]
 
 
 @pytest.mark.parametrize("name", SMOOTH)
@@ -117,9 +123,7 @@ def _equal_up_to_float_constants(mine, reference) -> bool:  # type: ignore[no-un
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_reference_implementation_matches_sympy(name: str) -> None:
     spec = OPS[name]
-    arity = spec.arity or 1
-    grid = [(v,) for v in GRID] if arity == 1 else [(u, v) for u in GRID for v in GRID]
-    for point in grid:
+    for point in _points(spec.arity or 1):
         if name in DOMAIN and not DOMAIN[name](*point):
             continue
         want = complex(sp.N(spec.sym(*[sp.Float(v, 30) for v in point]), 30))
@@ -214,8 +218,7 @@ def test_tensor_rule_matches_finite_differences(name: str) -> None:
 def _grid(name: str) -> list[tuple[float, ...]]:
     """Grid points inside the op's domain and away from its kink."""
     spec = OPS[name]
-    grid = [(v,) for v in GRID] if spec.arity == 1 else [(u, v) for u in GRID for v in GRID]
-    return [p for p in grid
+    return [p for p in _points(spec.arity or 1)
             if (spec.domain is None or spec.domain(*p)) and p[0] != spec.kink]
 
 
@@ -228,7 +231,7 @@ def test_check_evaluates_every_op_and_its_derivatives(name: str) -> None:
     from exprgrad.gradcheck.checker import mp_evaluate
 
     spec = OPS[name]
-    syms = sp.symbols("a b", real=True)[: spec.arity]
+    syms = sp.symbols("a b c", real=True)[: spec.arity]
     forward = spec.sym(*syms)
     partials = [sp.diff(forward, s) for s in syms]
     for point in _grid(name):
@@ -253,12 +256,12 @@ def test_both_backends_compute_every_op(name: str) -> None:
     from exprgrad.lower.lowering import compile_program
 
     spec = OPS[name]
-    args = ["a", "b"][: spec.arity]
+    args = ["a", "b", "c"][: spec.arity]
     call = OPERATORS.get(name, f"{spec.builtin}({', '.join(args)})")
     program = compile_program(f"def f({', '.join(args)}):\n    return {call}\n", "op.exg")
     scalar = entry_point(module_from_code(generate(program), "op_py", "<op>"), "f")
     batched = entry_point(module_from_code(generate_numpy(program), "op_np", "<op>"), "f")
-    syms = sp.symbols("a b", real=True)[: spec.arity]
+    syms = sp.symbols("a b c", real=True)[: spec.arity]
     forward = spec.sym(*syms)
     partials = [sp.diff(forward, s) for s in syms]
     points = _grid(name)

@@ -243,7 +243,7 @@ def _dirac_delta(x: Any, k: Any = 0) -> Any:
 def _mp_functions() -> dict[Any, Callable[..., Any]]:
     """sympy function -> mpmath function: each op's ``mp`` under the head of its ``sym``, and
     the functions sympy's own derivatives introduce."""
-    symbols = sympy.symbols("a b", real=True)
+    symbols = sympy.symbols("a b c", real=True)
     table: dict[Any, Callable[..., Any]] = {sympy.DiracDelta: _dirac_delta}
     for spec in OPS.values():
         if spec.mp is not None and spec.sym is not None and spec.arity:
@@ -266,6 +266,12 @@ def _mp_apply(e: Any, args: list[Any]) -> Any:
         if base == 0 and mpmath.re(expo) < 0:
             raise ZeroDivisionError
         return mpmath.power(base, expo)
+    if e.is_Relational:  # (comparisons and where's conditions, compared on real values)
+        return _RELATIONS[e.rel_op](mpmath.re(args[0]), mpmath.re(args[1]))
+    if isinstance(e, sympy.functions.elementary.piecewise.ExprCondPair):
+        return tuple(args)
+    if isinstance(e, sympy.Piecewise):  # the value of the first pair whose condition holds
+        return next(value for value, holds in args if holds)
     fn = _mp_functions().get(e.func)
     if fn is None:
         raise MissingEvaluation(f"no numeric evaluation for {e.func}: an op of exprgrad's table "
@@ -274,6 +280,10 @@ def _mp_apply(e: Any, args: list[Any]) -> Any:
 
 
 _NOT_FINITE = (sympy.zoo, sympy.oo, -sympy.oo, sympy.nan)
+_RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: bool(a < b), "<=": lambda a, b: bool(a <= b),
+    ">": lambda a, b: bool(a > b), ">=": lambda a, b: bool(a >= b),
+    "==": lambda a, b: bool(a == b), "!=": lambda a, b: bool(a != b)}
 
 
 def mp_evaluate(expr: Any, values: dict[Any, Any]) -> Any:
@@ -287,6 +297,8 @@ def mp_evaluate(expr: Any, values: dict[Any, Any]) -> Any:
             continue
         if e.is_Symbol:
             cache[e] = values[e]
+        elif e in (sympy.true, sympy.false):  # a Piecewise's last condition
+            cache[e] = bool(e)
         elif e in _NOT_FINITE:  # 1/0 in a rule: no finite value here (the point is skipped)
             raise ValueError(f"{e} in the expression")
         elif e.is_Number or e.is_NumberSymbol or (e.is_Atom and e.is_number):  # 1, pi, I

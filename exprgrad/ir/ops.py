@@ -1047,6 +1047,35 @@ def _ref_sign(a: float) -> float:
     return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0 * a)
 
 
+def _ref_where(c: float, a: float, b: float) -> float:
+    return a if c != 0.0 else b
+
+
+def _vjp_where(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
+               ) -> Sequence[Node | None]:
+    """where(c, x, y): the gradient goes to the argument returned (x where c is not 0, y
+    where it is); none to the condition, a step function of its own."""
+    zero = _c(b, 0.0)
+    return (None, b.apply("where", a[0], g, zero), b.apply("where", a[0], zero, g))
+
+
+#: the comparison operators: op name, Python operator, value, sympy value
+_COMPARISONS: list[tuple[str, str, Callable[[Any, Any], float], Callable[[Any, Any], Any]]] = [
+    ("lt", "<", lambda a, b: 1.0 if a < b else 0.0,
+     lambda a, b: _sym().Piecewise((1, a < b), (0, True))),
+    ("le", "<=", lambda a, b: 1.0 if a <= b else 0.0,
+     lambda a, b: _sym().Piecewise((1, a <= b), (0, True))),
+    ("gt", ">", lambda a, b: 1.0 if a > b else 0.0,
+     lambda a, b: _sym().Piecewise((1, a > b), (0, True))),
+    ("ge", ">=", lambda a, b: 1.0 if a >= b else 0.0,
+     lambda a, b: _sym().Piecewise((1, a >= b), (0, True))),
+    ("eq", "==", lambda a, b: 1.0 if a == b else 0.0,
+     lambda a, b: _sym().Piecewise((1, _sym().Eq(a, b)), (0, True))),
+    ("ne", "!=", lambda a, b: 1.0 if a != b else 0.0,
+     lambda a, b: _sym().Piecewise((1, _sym().Ne(a, b)), (0, True))),
+]
+
+
 OPS: dict[str, OpSpec] = {}
 
 
@@ -1096,6 +1125,17 @@ _register(
             "1.0 if {0} <= {1} or {0} != {0} else 0.0",
             "np.asarray(({0} <= {1}) | np.isnan({0}), {dtype})",
             lambda a, b: _sym().Heaviside(b - a, 1), domain=lambda a, b: a != b),
+    # comparisons: 1.0 when true, 0.0 when false (nan compares false, except !=); piecewise
+    # constant, so their gradient is 0 everywhere, at a tie too (see docs/numerics.md)
+    *(_binary(name, sym, _vjp_none, fn, f"1.0 if {{0}} {sym} {{1}} else 0.0",
+              f"np.asarray({{0}} {sym} {{1}}, {{dtype}})", symfn, domain=lambda a, b: a != b)
+      for name, sym, fn, symfn in _COMPARISONS),
+    OpSpec("where", 3, _elementwise_shape, _vjp_where, "where", ref=_ref_where,
+           py=_template("{1} if {0} != 0.0 else {2}"),
+           np=_np_template("np.where({0} != 0.0, {1}, {2})"), np_calls=frozenset({"where"}),
+           sym=lambda c, a, b: _sym().Piecewise((a, _sym().Ne(c, 0)), (b, True)),
+           unroll=_elementwise_unroll,
+           builtin="where", elementwise=True, domain=lambda c, a, b: c != 0),
     _binary("atan2", "atan2", _vjp_atan2, math.atan2, "{math}.atan2({0}, {1})", "np.arctan2",
             lambda a, b: _sym().atan2(a, b), builtin="atan2",
             mp=lambda y, x: _mpmath().atan2(y, x),

@@ -39,7 +39,8 @@ from .nn import ACTIVATIONS, call_net, declare_net
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
                             "uniform", "normal", "csv", "MLP", "Layer", "Neuron"})
 
-_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
+           "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
 
 def compile_program(text: str, filename: str = "<string>", *, allow_empty: bool = False

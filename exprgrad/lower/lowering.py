@@ -393,6 +393,14 @@ class Lowerer:
                     value = self._apply(_BINOPS[augop], [env[name], value], span)
                 env[name] = value
                 graph.name(value, name)
+            elif kind == "unpack":
+                _, span, names, expr = stmt
+                for name in names:
+                    check_name(name, span, "variable")
+                values = self._values(expr, env, len(names), span)
+                for name, value in zip(names, values):
+                    env[name] = value
+                    graph.name(value, name)
             elif kind == "grad":
                 _, span, name, expr = stmt
                 if name not in seen:
@@ -593,7 +601,41 @@ class Lowerer:
         raise ExprgradNameError(f"unknown function '{fname}'", span,
                                 hint=did_you_mean(fname, known))
 
+    def _values(self, expr: Expr, env: dict[str, Node], count: int, span: Span) -> list[Node]:
+        """The ``count`` values ``a, b = expr`` binds: as many expressions (``a, b = x, y``),
+        the results of a def returning that many values, or the elements of a vector of that
+        length."""
+        if expr[0] == "tuple":
+            if len(expr[2]) != count:
+                raise ExprgradTypeError(f"{count} names and {len(expr[2])} values", span)
+            return [self.lower_expr(e, env) for e in expr[2]]
+        if expr[0] == "call" and expr[2] in self.program.functions and not expr[4]:
+            fn = self.program.functions[expr[2]]
+            self.refs.add(expr[2])
+            args = [self.lower_expr(a, env) for a in expr[3]]
+            outs = self._inline_all(fn, args, expr[3], expr[1])
+            if len(outs) != count:
+                raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} value"
+                                        f"{'s' if len(outs) != 1 else ''}, not {count}", span,
+                                        hint=f"'{fn.name}' is defined on line {fn.span.line}")
+            return outs
+        value = self.lower_expr(expr, env)
+        if value.shape != (count,):
+            raise ExprgradTypeError(f"{count} names need {count} values: a def returning "
+                                    f"{count}, or a vector [{count}], not "
+                                    f"{_shape_words(value.shape)}", span)
+        return [self._apply("index", [value], span, attr=i) for i in range(count)]
+
     def _inline(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span) -> Node:
+        outs = self._inline_all(fn, args, arg_exprs, span)
+        if len(outs) != 1:
+            raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; unpack them, "
+                                    f"e.g. 'a, b = {fn.name}(...)'", span)
+        return outs[0]
+
+    def _inline_all(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span
+                    ) -> list[Node]:
+        """The results of ``fn`` at ``args``, its body inlined."""
         if len(args) != len(fn.inputs):
             raise ExprgradTypeError(f"'{fn.name}' takes {len(fn.inputs)} argument"
                                     f"{'s' if len(fn.inputs) != 1 else ''}, got {len(args)}",
@@ -611,11 +653,7 @@ class Lowerer:
             hole = custom.args[custom.attr[0] + 1]
             self.calls += 1
             mapping[hole] = self.graph.make("hole", (), (*hole.attr, self.calls), hole.shape)
-        outs = substitute(self.graph, fn.outputs, mapping)
-        if len(outs) != 1:
-            raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; only functions "
-                                    "returning one value can be called", span)
-        return outs[0]
+        return substitute(self.graph, fn.outputs, mapping)
 
 
 def _check_size(size: int, span: Span, what: str) -> None:

@@ -103,6 +103,7 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
     ``("call", span, name, args, kwargs)``, ``("index", span, base, indices)``,
     ``("list", span, items)``; kwargs are ``(name, expr, span)``.
     Statement kinds inside a def: ``("assign", span, name, expr, augop_or_None)``,
+    ``("unpack", span, [names], expr)``,
     ``("grad", span, name, expr)``, ``("return", span, exprs)``.
     """
 
@@ -150,6 +151,13 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
     # ---- statements inside a def
     def assign(self, c: list[Any]) -> Expr:
         return ("assign", _span(c[0]), str(c[0]), c[1], None)
+
+    def unpack(self, c: list[Any]) -> Expr:
+        names = [t for t in c if isinstance(t, Token)]
+        exprs = [x for x in c if x is not None and not isinstance(x, Token)]
+        value = exprs[0] if len(exprs) == 1 else ("tuple", exprs[0][1], exprs)
+        return ("unpack", _span(names[0]).merge(_span(names[-1])), [str(t) for t in names],
+                value)
 
     def augassign(self, c: list[Any]) -> Expr:
         return ("assign", _span(c[0]).merge(_span(c[1])), str(c[0]), c[2], str(c[1])[0])

@@ -37,7 +37,13 @@ from .nn import ACTIVATIONS, call_net, declare_net
 
 #: names a program may not bind: the language's own words and builtins
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
-                            "uniform", "normal", "csv", "MLP", "Layer", "Neuron"})
+                            "uniform", "normal", "csv", "MLP", "Layer", "Neuron", "pi",
+                            *("mean", "softmax")})
+
+#: reductions written with the op table's ops (no op of their own): name -> what it takes
+REDUCTIONS = {"mean": "a vector or a matrix", "softmax": "a vector",
+              "max": "a vector or a matrix (or two numbers)",
+              "min": "a vector or a matrix (or two numbers)"}
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
            "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
@@ -538,6 +544,8 @@ class Lowerer:
     def _lookup(self, name: str, span: Span, env: dict[str, Node]) -> Node:
         if name in env:
             return env[name]
+        if name == "pi":
+            return self.graph.const(math.pi)
         outer = self.outer_name(name, span)
         if outer is not None:
             return outer
@@ -568,6 +576,8 @@ class Lowerer:
         _, span, fname, arg_exprs, kwargs = e
         if kwargs:
             raise ExprgradTypeError(f"'{fname}' takes no keyword arguments", kwargs[0][2])
+        if fname in REDUCTIONS and (fname in ("mean", "softmax") or len(args) == 1):
+            return self._reduction(fname, args, arg_exprs, span)
         if fname in self.program.functions or fname in self.program.nets:
             self.refs.add(fname)
         if fname in self.program.functions:
@@ -600,6 +610,30 @@ class Lowerer:
         known = list(BUILTINS) + list(self.program.functions) + list(self.program.nets)
         raise ExprgradNameError(f"unknown function '{fname}'", span,
                                 hint=did_you_mean(fname, known))
+
+    def _reduction(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
+                   ) -> Node:
+        """mean, softmax, and max or min of one vector or matrix, written with the op table's
+        ops: ``sum(v) / n``; ``exp(v - logsumexp(v))``; a chain of two-argument max or min
+        (a tie goes to the earlier element, as for two numbers)."""
+        v = args[0] if len(args) == 1 else None
+        if v is None or v.shape == () or (fname == "softmax" and len(v.shape) != 1):
+            got = (f"{len(args)} arguments" if len(args) != 1 else
+                   f"{_shape_words(args[0].shape)}")
+            raise ExprgradTypeError(f"{fname}() takes {REDUCTIONS[fname]}, got {got}", span)
+        if fname == "mean":
+            return self._apply("div", [self._apply("sum", [v], span),
+                                       self.graph.const(float(v.size))], span)
+        if fname == "softmax":
+            lse = self._apply("logsumexp", [v], span)
+            return self._apply("exp", [self._apply("sub", [v, lse], span)], span)
+        rows = [self._apply("index", [v], span, attr=i) for i in range(v.shape[0])]
+        elems = rows if len(v.shape) == 1 else [
+            self._apply("index", [row], span, attr=j) for row in rows for j in range(v.shape[1])]
+        out = elems[0]
+        for e in elems[1:]:
+            out = self._apply(fname, [out, e], span)
+        return out
 
     def _values(self, expr: Expr, env: dict[str, Node], count: int, span: Span) -> list[Node]:
         """The ``count`` values ``a, b = expr`` binds: as many expressions (``a, b = x, y``),

@@ -19,3 +19,5 @@ MAX_TENSOR_ELEMENTS = 1_000_000
 MAX_PARAMS = 1_000_000
 #: the most parameter elements the scalar backend writes out (about 15 kB each)
 MAX_SCALAR_PARAMS = 200_000
+#: the most statements the for loops of one def may unroll into
+MAX_UNROLLED_STATEMENTS = 1_000_000

@@ -198,6 +198,9 @@ def _expression_strategy():  # type: ignore[no-untyped-def]
     return from_lark(grammar, start="expr", explicit={
         "NAME": names, "NUMBER": numbers, "STRING": st.just('"s"'),
         "ADDOP": st.sampled_from(["+", "-"]), "MULOP": st.sampled_from(["*", "/", "*"]),
+        "CMPOP": st.sampled_from(["<", "<=", ">", ">=", "==", "!="]),
+        # (declared for the indentation of blocks, which no expression holds)
+        "_INDENT": st.just(""), "_DEDENT": st.just(""),
     })
 
 

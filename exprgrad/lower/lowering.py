@@ -30,9 +30,19 @@ from ..ir.graph import Graph, no_gc, substitute
 from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import ENTRY_KINDS, Function, ParamTensor, Program
-from ..limits import MAX_NODES, MAX_PARAMS, MAX_TENSOR_ELEMENTS
+from ..limits import MAX_NODES, MAX_PARAMS, MAX_TENSOR_ELEMENTS, MAX_UNROLLED_STATEMENTS
 from ..readers import read_csv, read_text
-from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement, TrainDecl, parse
+from ..syntax.parser import (
+    ConstDecl,
+    DataDecl,
+    Def,
+    Expr,
+    NetDecl,
+    ParamDecl,
+    Statement,
+    TrainDecl,
+    parse,
+)
 from .nn import ACTIVATIONS, call_net, declare_net
 
 #: names a program may not bind: the language's own words and builtins
@@ -126,6 +136,8 @@ class Lowerer:
         self.calls = 0  # calls of functions with grad rules, numbering their dout
         self.current: str | None = None
         self.globals: dict[str, Span] = {}
+        #: the file's compile-time constants (``N = 4``)
+        self.constants: dict[str, float] = {}
         self.refs: set[str] = set()
 
     # ---- extension points (see the class docstring) ------------------------------------------
@@ -165,6 +177,9 @@ class Lowerer:
             self._declare(stmt.name, stmt.span, "network")
             self.lower_net(stmt)
             self._count_params(stmt.span)
+        elif isinstance(stmt, ConstDecl):
+            self._declare(stmt.name, stmt.span, "constant")
+            self.constants[stmt.name] = self.const_number(stmt.value)
         elif isinstance(stmt, DataDecl):
             self._declare(stmt.name, stmt.span, "data set")
             self.program.data[stmt.name] = self.eval_data(stmt.value)
@@ -381,7 +396,15 @@ class Lowerer:
             inputs.append(node)
         outputs: list[Node] | None = None
         rules: list[tuple[Expr, dict[str, Node]]] = []
-        for stmt in d.body:
+        work = list(reversed(d.body))  # a stack: for loops push their unrolled statements
+        unrolled = 0
+        while work:
+            stmt = work.pop()
+            if stmt[0] == "for":
+                expanded = self._unroll(stmt, env, MAX_UNROLLED_STATEMENTS - unrolled, d.name)
+                unrolled += len(expanded)
+                work.extend(reversed(expanded))
+                continue
             if outputs is not None:
                 raise ExprgradTypeError("a statement after 'return' never runs", stmt[1],
                                         hint="'return' is the last statement of a def")
@@ -544,6 +567,8 @@ class Lowerer:
     def _lookup(self, name: str, span: Span, env: dict[str, Node]) -> Node:
         if name in env:
             return env[name]
+        if name in self.constants:
+            return self.graph.const(self.constants[name])
         if name == "pi":
             return self.graph.const(math.pi)
         outer = self.outer_name(name, span)
@@ -610,6 +635,40 @@ class Lowerer:
         known = list(BUILTINS) + list(self.program.functions) + list(self.program.nets)
         raise ExprgradNameError(f"unknown function '{fname}'", span,
                                 hint=did_you_mean(fname, known))
+
+    def _unroll(self, stmt: Expr, env: dict[str, Node], budget: int, fname: str) -> list[Expr]:
+        """``for i in range(a, b):`` as its statements, repeated, each time after ``i = k``;
+        the bounds must be whole numbers known at compile time (constants, numbers, outer loop
+        variables). More than ``budget`` statements is refused before any is made."""
+        _, span, var, start_expr, stop_expr, body = stmt
+        check_name(var, span, "loop variable")
+        bounds = []
+        for expr in (start_expr, stop_expr):
+            node = self.lower_expr(expr, env)
+            if node.op != "const" or node.shape != () or float(node.attr) != int(float(
+                    node.attr)):
+                raise ExprgradTypeError("a loop bound must be a whole number known at compile "
+                                        "time", expr[1], hint="use numbers, constants ('N = 4' "
+                                        "at file level) or an outer loop's variable")
+            bounds.append(int(float(node.attr)))
+        stack = list(body)
+        while stack:
+            inner = stack.pop()
+            if inner[0] == "return":
+                raise ExprgradTypeError("'return' inside a for loop", inner[1],
+                                        hint="return after the loop")
+            if inner[0] == "for":
+                stack.extend(inner[5])
+        iterations = range(*bounds)
+        if len(iterations) * (len(body) + 1) > budget:
+            raise ExprgradLimitError(
+                f"the for loops of '{fname}' unroll into more than {MAX_UNROLLED_STATEMENTS} "
+                "statements (exprgrad.limits.MAX_UNROLLED_STATEMENTS)", span)
+        out: list[Expr] = []
+        for k in iterations:
+            out.append(("assign", span, var, ("num", span, float(k), str(k)), None))
+            out.extend(body)
+        return out
 
     def _reduction(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
                    ) -> Node:

@@ -77,7 +77,16 @@ class TrainDecl:
     span: Span | None = None
 
 
-Statement = Def | ParamDecl | NetDecl | DataDecl | TrainDecl
+@dataclass
+class ConstDecl:
+    """``N = 4`` at file level: a number known at compile time."""
+
+    name: str
+    value: Expr
+    span: Span
+
+
+Statement = Def | ParamDecl | NetDecl | DataDecl | TrainDecl | ConstDecl
 
 
 def grammar_text() -> str:
@@ -103,7 +112,7 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
     ``("call", span, name, args, kwargs)``, ``("index", span, base, indices)``,
     ``("list", span, items)``; kwargs are ``(name, expr, span)``.
     Statement kinds inside a def: ``("assign", span, name, expr, augop_or_None)``,
-    ``("unpack", span, [names], expr)``,
+    ``("unpack", span, [names], expr)``, ``("for", span, name, start, stop, [statements])``,
     ``("grad", span, name, expr)``, ``("return", span, exprs)``.
     """
 
@@ -190,6 +199,16 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
 
     def net_stmt(self, c: list[Any]) -> NetDecl:
         return NetDecl(str(c[0]), str(c[1]), c[3] or [], _span(c[0]), _span(c[1]))
+
+    def const_stmt(self, c: list[Any]) -> ConstDecl:
+        return ConstDecl(str(c[0]), c[1], _span(c[0]))
+
+    def for_stmt(self, c: list[Any]) -> Expr:
+        # NAME, LPAR, start, [stop], RPAR, COLON, body...
+        var, bounds = c[0], [x for x in c[2:4] if isinstance(x, tuple)]
+        body = [x for x in c[6:] if isinstance(x, tuple)]
+        start, stop = (("num", _span(var), 0.0, "0"), bounds[0]) if len(bounds) == 1 else bounds
+        return ("for", _span(var), str(var), start, stop, body)
 
     def data_stmt(self, c: list[Any]) -> DataDecl:
         return DataDecl(str(c[0]), c[1], _span(c[0]))

@@ -533,7 +533,11 @@ class Lowerer:
         if kind == "list":
             return self._apply("stack", args, span)
         if kind == "index":
-            node = args[0]
+            node, rest = args[0], list(reversed(args[1:]))
+            if any(sub[0] == "slice" for sub in e[3]):
+                items = [(sub, [None if b is None else rest.pop() for b in sub[2:4]])
+                         if sub[0] == "slice" else (sub, rest.pop()) for sub in e[3]]
+                return self._slice(node, items)
             for sub, idx in zip(e[3], args[1:]):
                 node = self._index(node, sub, idx)
             return node
@@ -542,6 +546,58 @@ class Lowerer:
         if kind == "kw":
             raise ExprgradTypeError("keyword arguments are only for networks and csv()", span)
         raise AssertionError(f"unknown expression kind {kind}")
+
+    def _slice(self, node: Node, items: list[tuple[Expr, Any]]) -> Node:
+        """``x[1:4]``, ``m[:, 0]``, ``m[2, :]``, ``m[0:2, 1:3]``: the elements picked by
+        indices and constant slices (one item per axis, in order), stacked back into a vector or
+        matrix of the slices' lengths. A slice must be non-empty and inside the axis."""
+        if len(items) > len(node.shape):
+            raise ExprgradTypeError(f"{len(items)} indices for {_shape_words(node.shape)}",
+                                    items[len(node.shape)][0][1])
+        picks: list[int | list[int]] = []
+        for axis, (sub, value) in enumerate(items):
+            n = node.shape[axis]
+            if sub[0] != "slice":
+                picks.append(self._position(value, sub, n))
+                continue
+            start, stop = (default if b is None else self._bound(b, e, n)
+                           for b, e, default in zip(value, sub[2:4], (0, n)))
+            if not 0 <= start < stop <= n:
+                raise ExprgradTypeError(f"the slice {start}:{stop} is empty or outside an axis "
+                                        f"of {n}", sub[1], hint=f"bounds run from 0 to {n}, "
+                                        "the start before the stop")
+            picks.append(list(range(start, stop)))
+
+        def build(x: Node, k: int) -> Node:
+            if k == len(picks):
+                return x
+            pick = picks[k]
+            if isinstance(pick, int):
+                return build(self._apply("index", [x], items[k][0][1], attr=pick), k + 1)
+            return self._apply("stack", [build(self._apply("index", [x], items[k][0][1],
+                                                           attr=i), k + 1) for i in pick],
+                               items[k][0][1])
+
+        return build(node, 0)
+
+    def _bound(self, node: Node, expr: Expr, n: int) -> int:
+        """A slice bound: a whole number known at compile time (negative counts from the end)."""
+        if node.op != "const" or node.shape != () or float(node.attr) != int(float(node.attr)):
+            raise ExprgradTypeError("a slice bound must be a whole number known at compile time",
+                                    expr[1])
+        k = int(float(node.attr))
+        return k + n if k < 0 else k
+
+    def _position(self, idx: Node, sub: Expr, n: int) -> int:
+        """An index along an axis of ``n`` (see :meth:`_index`)."""
+        if idx.op != "const" or idx.shape != () or float(idx.attr) != int(float(idx.attr)):
+            raise ExprgradTypeError("an index must be a whole number known at compile time",
+                                    sub[1])
+        i = int(float(idx.attr))
+        if not -n <= i < n:
+            raise ExprgradTypeError(f"index {i} is out of range for an axis of {n}", sub[1],
+                                    hint=f"indices run from 0 to {n - 1}")
+        return i + n if i < 0 else i
 
     def _index(self, node: Node, sub: Expr, idx: Node) -> Node:
         if idx.op != "const" or idx.shape != () or float(idx.attr) != int(float(idx.attr)):
@@ -764,8 +820,9 @@ def _children(e: Expr) -> list[Expr]:
         return [e[3]]
     if kind == "list":
         return list(e[2])
-    if kind == "index":
-        return [e[2], *e[3]]
+    if kind == "index":  # (a slice's bounds, where given, stand for the slice)
+        return [e[2], *(x for sub in e[3] for x in ((sub[2], sub[3]) if sub[0] == "slice"
+                                                    else (sub,)) if x is not None)]
     if kind == "call":
         return list(e[3])
     return []

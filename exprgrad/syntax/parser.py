@@ -136,6 +136,9 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
 
     subscript = exprlist
 
+    def slice(self, c: list[Any]) -> Expr:
+        return ("slice", _span(c[1]), c[0], c[2])
+
     def binop(self, c: list[Any]) -> Expr:
         return ("bin", _span(c[1]), str(c[1]), c[0], c[2])
 

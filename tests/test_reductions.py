@@ -68,3 +68,47 @@ def test_misuse_is_located(tmp_path, body: str, message: str) -> None:  # type: 
     result = run_cli("compile", str(tmp_path / "r.exg"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and "^" in result.stderr
+
+
+MATRIX = """def f(a[2], b[3], m[3, 3]):
+    v = concat(a, b, [1.0])
+    return sum(v * v) + trace(m) * 2 + dot(diag(m), b) + sum(diag(b) @ b) + sum(eye(3) @ b)
+"""
+
+
+def _matrix(a: list[float], b: list[float], m: list[list[float]]) -> float:
+    v = a + b + [1.0]
+    diagonal = [m[i][i] for i in range(3)]
+    return (sum(x * x for x in v) + sum(diagonal) * 2 + sum(p * q for p, q in zip(diagonal, b))
+            + sum(x * x for x in b) + sum(b))
+
+
+def test_concat_trace_diag_eye_on_both_backends() -> None:
+    a, b = [1.0, -2.0], [3.0, 0.5, -1.0]
+    m = [[1.0, 2.0, 3.0], [4.0, -5.0, 6.0], [7.0, 8.0, 9.5]]
+    mod = exprgrad.load_source(MATRIX, "m.exg")
+    value, (ga, gb, gm) = mod.f_grad(a, b, m)
+    assert value == _matrix(a, b, m)
+    # d/da = 2a; d/db = 2b (concat) + diag(m) + 2b (diag(b) @ b) + 1 (eye); d/dm: 2 + b_i on
+    # the diagonal, 0 elsewhere
+    assert ga == [2 * x for x in a]
+    assert gb == [4 * x + m[i][i] + 1 for i, x in enumerate(b)]
+    assert gm == [[2 + b[i] if i == j else 0.0 for j in range(3)] for i in range(3)]
+    batched = module_from_code(generate_numpy(compile_program(MATRIX, "m.exg")), "n", "<n>")
+    values, grads = entry_point(batched, "f", "grad")(np.array([a]), np.array([b]),
+                                                       np.array([m]))
+    assert values[0] == value
+    np.testing.assert_allclose(grads[2][0], gm, rtol=1e-15)
+    assert exprgrad.check(compile_program(MATRIX, "m.exg")).ok
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return sum(concat(v, m))", "concat() takes one or more vectors"),
+    ("return trace(r)", "trace() takes a square matrix, got a matrix [2, 3]"),
+    ("return sum(eye(x))", "eye(n) takes a whole number n"),
+])
+def test_matrix_helpers_refuse_misuse(tmp_path, body: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "r.exg").write_text(f"def f(x, v[2], m[2, 2], r[2, 3]):\n    {body}\n")
+    result = run_cli("compile", str(tmp_path / "r.exg"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr and "^" in result.stderr

@@ -48,7 +48,7 @@ from .nn import ACTIVATIONS, call_net, declare_net
 #: names a program may not bind: the language's own words and builtins
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
                             "uniform", "normal", "csv", "MLP", "Layer", "Neuron", "pi",
-                            *("mean", "softmax")})
+                            *("mean", "softmax", "concat", "trace", "diag", "eye")})
 
 #: reductions written with the op table's ops (no op of their own): name -> what it takes
 REDUCTIONS = {"mean": "a vector or a matrix", "softmax": "a vector",
@@ -659,6 +659,8 @@ class Lowerer:
             raise ExprgradTypeError(f"'{fname}' takes no keyword arguments", kwargs[0][2])
         if fname in REDUCTIONS and (fname in ("mean", "softmax") or len(args) == 1):
             return self._reduction(fname, args, arg_exprs, span)
+        if fname in ("concat", "trace", "diag", "eye"):
+            return self._matrix_helper(fname, args, arg_exprs, span)
         if fname in self.program.functions or fname in self.program.nets:
             self.refs.add(fname)
         if fname in self.program.functions:
@@ -749,6 +751,46 @@ class Lowerer:
         for e in elems[1:]:
             out = self._apply(fname, [out, e], span)
         return out
+
+    def _matrix_helper(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
+                       ) -> Node:
+        """concat(a, b, ...) of vectors, trace(m) and diag(m) of a square matrix, diag(v) (the
+        matrix with v on its diagonal) and eye(n): written with index, stack and constants."""
+        def index(x: Node, i: int) -> Node:
+            return self._apply("index", [x], span, attr=i)
+
+        if fname == "concat":
+            if not args or any(len(a.shape) != 1 for a in args):
+                raise ExprgradTypeError("concat() takes one or more vectors, got "
+                                        + ", ".join(_shape_words(a.shape) for a in args), span)
+            return self._apply("stack", [index(a, i) for a in args for i in range(a.shape[0])],
+                               span)
+        if fname == "eye":
+            k = args[0] if len(args) == 1 else None
+            n = int(float(k.attr)) if k is not None and k.op == "const" and k.shape == () \
+                and float(k.attr) == int(float(k.attr)) else 0
+            if not 1 <= n <= 1000:
+                raise ExprgradTypeError("eye(n) takes a whole number n from 1 to 1000, known at "
+                                        "compile time", span)
+            return self._apply("stack", [self._apply("stack", [
+                self.graph.const(float(i == j)) for j in range(n)], span) for i in range(n)], span)
+        if len(args) != 1:
+            raise ExprgradTypeError(f"{fname}() takes one argument, got {len(args)}", span)
+        a = args[0]
+        square = len(a.shape) == 2 and a.shape[0] == a.shape[1]
+        if fname == "diag" and len(a.shape) == 1:
+            zero = self.graph.const(0.0)
+            n = a.shape[0]
+            return self._apply("stack", [self._apply("stack", [
+                index(a, i) if i == j else zero for j in range(n)], span) for i in range(n)], span)
+        if not square:
+            raise ExprgradTypeError(f"{fname}() takes a square matrix"
+                                    + (" or a vector" if fname == "diag" else "")
+                                    + f", got {_shape_words(a.shape)}", span)
+        diagonal = [index(index(a, i), i) for i in range(a.shape[0])]
+        if fname == "diag":
+            return self._apply("stack", diagonal, span)
+        return self._apply("sum", [self._apply("stack", diagonal, span)], span)
 
     def _values(self, expr: Expr, env: dict[str, Node], count: int, span: Span) -> list[Node]:
         """The ``count`` values ``a, b = expr`` binds: as many expressions (``a, b = x, y``),

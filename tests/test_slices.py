@@ -67,3 +67,16 @@ def test_misuse_is_located(tmp_path, expr: str, message: str) -> None:  # type: 
     result = run_cli("compile", str(tmp_path / "s.exg"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and "^" in result.stderr
+
+
+@pytest.mark.parametrize("text", [
+    "def f(x[3]):\n    return x[0/0]\n",
+    "def f(x[3]):\n    return sum(x[0:1/0])\n",
+    "def f(x):\n    for i in range(1/0):\n        x = x + 1\n    return x\n",
+    "def f(x):\n    return sum(eye(0/0))\n",
+])
+def test_a_nan_or_infinite_index_or_bound_is_an_error_not_a_crash(tmp_path, text: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "n.exg").write_text(text)
+    result = run_cli("compile", str(tmp_path / "n.exg"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "whole number" in result.stderr and "^" in result.stderr

@@ -305,7 +305,7 @@ class Lowerer:
 
     def const_int(self, expr: Expr) -> int:
         value = self.const_number(expr)
-        if value != int(value) or value < 1 or value > 1_000_000:
+        if _whole_number(value) is None or value < 1 or value > 1_000_000:
             raise ExprgradValueError("a whole number from 1 to 1000000 is needed here", expr[1])
         return int(value)
 
@@ -370,7 +370,7 @@ class Lowerer:
 
     def _column(self, expr: Expr) -> int:
         value = self.const_number(expr)
-        if not (value == int(value) and 0 <= value < 1_000_000):
+        if not (_whole_number(value) is not None and 0 <= value < 1_000_000):
             raise ExprgradValueError("a column is a whole number from 0 (the first column)",
                                      expr[1])
         return int(value)
@@ -582,36 +582,29 @@ class Lowerer:
 
     def _bound(self, node: Node, expr: Expr, n: int) -> int:
         """A slice bound: a whole number known at compile time (negative counts from the end)."""
-        if node.op != "const" or node.shape != () or float(node.attr) != int(float(node.attr)):
+        k = _whole(node)
+        if k is None:
             raise ExprgradTypeError("a slice bound must be a whole number known at compile time",
                                     expr[1])
-        k = int(float(node.attr))
         return k + n if k < 0 else k
 
-    def _position(self, idx: Node, sub: Expr, n: int) -> int:
-        """An index along an axis of ``n`` (see :meth:`_index`)."""
-        if idx.op != "const" or idx.shape != () or float(idx.attr) != int(float(idx.attr)):
+    def _position(self, idx: Node, sub: Expr, n: int, axis: str | None = None) -> int:
+        """An index along an axis of ``n`` (negative counts from the end); ``axis`` names it
+        in the error (default: "an axis of n")."""
+        i = _whole(idx)
+        if i is None:
             raise ExprgradTypeError("an index must be a whole number known at compile time",
                                     sub[1])
-        i = int(float(idx.attr))
         if not -n <= i < n:
-            raise ExprgradTypeError(f"index {i} is out of range for an axis of {n}", sub[1],
-                                    hint=f"indices run from 0 to {n - 1}")
+            raise ExprgradTypeError(f"index {i} is out of range for {axis or f'an axis of {n}'}",
+                                    sub[1], hint=f"indices run from 0 to {n - 1}")
         return i + n if i < 0 else i
 
     def _index(self, node: Node, sub: Expr, idx: Node) -> Node:
-        if idx.op != "const" or idx.shape != () or float(idx.attr) != int(float(idx.attr)):
-            raise ExprgradTypeError("an index must be a whole number known at compile time",
-                                    sub[1])
-        if node.shape == ():
+        if _whole(idx) is not None and node.shape == ():
             raise ExprgradTypeError("a scalar cannot be indexed", sub[1])
-        i = int(float(idx.attr))
-        if i < 0:
-            i += node.shape[0]
-        if not 0 <= i < node.shape[0]:
-            raise ExprgradTypeError(f"index {int(float(idx.attr))} is out of range for "
-                                    f"{_shape_words(node.shape)}", sub[1],
-                                    hint=f"indices run from 0 to {node.shape[0] - 1}")
+        i = self._position(idx, sub, node.shape[0] if node.shape else 0,
+                           _shape_words(node.shape))
         return self._apply("index", [node], sub[1], attr=i)
 
     def _apply(self, op: str, args: Sequence[Node], span: Span, attr: Any = None) -> Node:
@@ -702,13 +695,12 @@ class Lowerer:
         check_name(var, span, "loop variable")
         bounds = []
         for expr in (start_expr, stop_expr):
-            node = self.lower_expr(expr, env)
-            if node.op != "const" or node.shape != () or float(node.attr) != int(float(
-                    node.attr)):
+            bound = _whole(self.lower_expr(expr, env))
+            if bound is None:
                 raise ExprgradTypeError("a loop bound must be a whole number known at compile "
                                         "time", expr[1], hint="use numbers, constants ('N = 4' "
                                         "at file level) or an outer loop's variable")
-            bounds.append(int(float(node.attr)))
+            bounds.append(bound)
         stack = list(body)
         while stack:
             inner = stack.pop()
@@ -766,9 +758,7 @@ class Lowerer:
             return self._apply("stack", [index(a, i) for a in args for i in range(a.shape[0])],
                                span)
         if fname == "eye":
-            k = args[0] if len(args) == 1 else None
-            n = int(float(k.attr)) if k is not None and k.op == "const" and k.shape == () \
-                and float(k.attr) == int(float(k.attr)) else 0
+            n = (_whole(args[0]) if len(args) == 1 else None) or 0
             if not 1 <= n <= 1000:
                 raise ExprgradTypeError("eye(n) takes a whole number n from 1 to 1000, known at "
                                         "compile time", span)
@@ -852,6 +842,17 @@ def _check_size(size: int, span: Span, what: str) -> None:
         raise ExprgradLimitError(f"{what} has {size} elements; the limit is "
                                  f"{MAX_TENSOR_ELEMENTS} (exprgrad.limits.MAX_TENSOR_ELEMENTS)",
                                  span)
+
+
+def _whole_number(value: float) -> int | None:
+    """``value`` as an int when it is a whole number (not nan, not infinite), else None."""
+    return int(value) if math.isfinite(value) and value == int(value) else None
+
+
+def _whole(node: Node) -> int | None:
+    """The value of ``node`` when it is a whole number known at compile time (a scalar
+    constant), else None: what indices, slice and loop bounds and ``eye(n)`` need."""
+    return _whole_number(float(node.attr)) if node.op == "const" and node.shape == () else None
 
 
 def _children(e: Expr) -> list[Expr]:

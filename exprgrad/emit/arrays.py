@@ -26,16 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from ..errors import ExprgradValueError
 from ..ir.derive import derivatives, vjp
 from ..ir.graph import no_gc
-from ..ir.node import Node, reachable
+from ..ir.node import Node, depends_on, reachable
 from ..ir.ops import OPS, NpCtx, np_t
 from ..ir.program import Function, Program
-from .load import entry_point, module_from_code
 from .module import ENTRY_KINDS, ModuleWriter
 from .names import Scope, ident_part
 from .steps import SETTINGS, STATE, STEP_KINDS, step_doc, update
@@ -282,7 +280,7 @@ class _Function:
         if params is not None:
             self.sig.insert(0, params)
             self._parameters(params)
-        self.batched = _depends_on(roots, {n.id for n in fn.inputs})
+        self.batched = depends_on(roots, {n.id for n in fn.inputs})
 
     def ones_of(self, n: int | str) -> str:
         """A vector of ``n`` ones (``self.B``: one per example), created once at the top."""
@@ -514,15 +512,6 @@ def _unneeded_subs(order: list[Node], fused: dict[int, Node], emitted: Sequence[
     return subs - {r.id for r in emitted}
 
 
-def _depends_on(roots: Sequence[Node], inputs: set[int]) -> set[int]:
-    """Ids of the nodes that depend on an input (in numpy code: the batched values)."""
-    out: set[int] = set()
-    for node in reachable(roots):
-        if node.id in inputs or any(a.id in out for a in node.args):
-            out.add(node.id)
-    return out
-
-
 def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float64",
                    kinds: Collection[str] | None = None, steps: Sequence[str] = ("sgd",)) -> str:
     """The numpy-backend module for a program (see the module docstring), computing in
@@ -580,26 +569,3 @@ def _vjp_function(writer: _Writer, program: Program, fn: Function) -> None:
                     f"the per-example output cotangent {', '.join(douts)}.",
                     v.cotangents[:n_tensors] if n_tensors else None,
                     len(v.cotangents) - n_tensors)
-
-
-def numpy_batch_step(program: Program, fn: Function, examples: list[list[Any]],  # type: ignore[no-untyped-def]
-                     dtype: str = "float64"):
-    """A ``(params, indices) -> (summed loss, flat gradient array)`` function for training; the
-    data and the arithmetic are in ``dtype``."""
-    import numpy as np
-
-
-    only = replace(program, functions={fn.name: fn})
-    module = module_from_code(generate_numpy(only, dtype=dtype, kinds=("grad",)), "exg_numpy",
-                              f"<exprgrad-numpy:{Path(program.filename).name}>")
-    loss_grad = entry_point(module, fn.name, "grad")
-    columns = [np.asarray([ex[i] for ex in examples], dtype=dtype)
-               for i in range(len(fn.arg_names))]
-    everything = list(range(len(examples)))
-
-    def step(params: Sequence[float], idx: list[int]) -> tuple[float, list[float]]:
-        cols = columns if idx == everything else [c[idx] for c in columns]
-        values, g = loss_grad(params, *cols)
-        return float(np.sum(values)), g
-
-    return step

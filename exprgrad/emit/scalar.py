@@ -30,7 +30,7 @@ from ..errors import ExprgradLimitError
 from ..ir.derive import derivatives, second_derivatives, vjp
 from ..ir.graph import Graph, no_gc
 from ..ir.interpret import interpret
-from ..ir.node import Node, reachable
+from ..ir.node import Node, depends_on, reachable
 from ..ir.ops import OPS
 from ..ir.program import Function, Program
 from ..limits import MAX_SCALAR_PARAMS, MAX_SCALAR_STATEMENTS
@@ -332,11 +332,7 @@ class ScalarWriter:
         pvars = [base[self.program.params[t].node.id][i] for t, i in self.program.param_order]
         arg_sig = [scope.fresh(a) for a in fn.arg_names]
         before, after = self._hooks(alg, scope)
-        inputs = {node.id for node in fn.inputs}
-        dependent: set[int] = set()
-        for node in reachable(roots):
-            if node.id in inputs or any(a.id in dependent for a in node.args):
-                dependent.add(node.id)
+        dependent = depends_on(roots, {node.id for node in fn.inputs})
         try:
             interpret([x for x in reachable(roots) if x.id not in dependent], base, alg,
                       before=before, after=after)

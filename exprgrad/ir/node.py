@@ -64,5 +64,15 @@ def reachable(roots: Iterable[Node], follow: Callable[[Node], Iterable[Node]] = 
     return [seen[i] for i in sorted(seen)]
 
 
+def depends_on(roots: Iterable[Node], ids: set[int]) -> set[int]:
+    """Ids of the nodes reachable from ``roots`` that depend on a node of ``ids`` (the inputs:
+    in numpy code the batched values; in an unrolled step the per-example ones)."""
+    out: set[int] = set()
+    for node in reachable(roots):
+        if node.id in ids or any(a.id in out for a in node.args):
+            out.add(node.id)
+    return out
+
+
 def all_args(node: Node) -> tuple[Node, ...]:
     return node.args

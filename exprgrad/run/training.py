@@ -19,7 +19,6 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..emit.arrays import numpy_batch_step
 from ..emit.build import module_of
 from ..emit.load import entry_point
 from ..emit.module import initial_params
@@ -74,10 +73,10 @@ NUMPY_BATCH = 32
 NUMPY_PARAMS = 2_000
 
 
-def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
-                       ) -> Callable[[list[float], list[int]], tuple[float, list[float]]]:
-    """``(params, indices) -> (summed loss, summed gradient)``, one call per example: for a loss
-    of no arguments, which has no batch functions."""
+def _per_example_step(module: Any, name: str, examples: list[list[Any]]
+                      ) -> Callable[[Any, list[int]], tuple[float, Any]]:
+    """``(params, indices) -> (summed loss, summed gradient)``, one call of ``f_grad`` per
+    example (either backend): for a loss of no arguments, which has no batch functions."""
     loss_grad = entry_point(module, name, "grad")
 
     def per_example(params: list[float], idx: list[int]) -> tuple[float, list[float]]:
@@ -86,7 +85,7 @@ def _scalar_batch_step(module: Any, name: str, examples: list[list[Any]]
             value, g = loss_grad(params, *examples[i])
             total += value
             acc = list(map(operator.add, acc, g))
-        return total, acc
+        return float(total), acc
 
     return per_example
 
@@ -248,7 +247,8 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                               lambda: np.zeros(n, dtype=config.dtype), operator.getitem,
                               lambda v: bool(np.isfinite(v).all()))
         else:  # a loss of no arguments: its gradient, and the optimizer on arrays
-            batch_grad = numpy_batch_step(program, fn, examples, config.dtype)
+            batch_grad = _per_example_step(module_of(program, [fn], ("grad",), "numpy",
+                                                     dtype=config.dtype), fn.name, examples)
     else:
         assert module is not None, "made above for the scalar backend"
         if wanted in module.ENTRY_POINTS[fn.name]:
@@ -256,7 +256,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                               len(examples), config, lambda: [0.0] * n,
                               lambda c, idx: [c[i] for i in idx], _finite_list, with_data)
         else:
-            batch_grad = _scalar_batch_step(module, fn.name, examples)
+            batch_grad = _per_example_step(module, fn.name, examples)
 
     rng = random.Random(config.seed)
     params = list(init) if init is not None else initial_params(program, config.seed)

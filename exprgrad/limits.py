@@ -21,3 +21,5 @@ MAX_PARAMS = 1_000_000
 MAX_SCALAR_PARAMS = 200_000
 #: the most statements the for loops of one def may unroll into
 MAX_UNROLLED_STATEMENTS = 1_000_000
+#: the deepest nesting of networks made from layer types (a layer whose network holds a network)
+MAX_LAYER_DEPTH = 100

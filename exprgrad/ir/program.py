@@ -65,16 +65,29 @@ class LayerSpec:
 
 @dataclass
 class Net:
+    """A network: a built-in ``MLP``, ``Layer`` or ``Neuron`` (``layers`` set), or one made
+    from a user's ``layer`` type (``forward`` set: the layer's forward def, lowered with this
+    network's own parameters; ``layers`` empty)."""
+
     name: str
     kind: str
     nin: int
     layers: list[LayerSpec]
     #: (tensor name, element index) in the seed's parameters() order
     order: list[tuple[str, int]] = field(default_factory=list)
+    forward: Function | None = None
+    #: a user layer's network: every parameter tensor it owns, its inner networks' too
+    tensors: list[str] = field(default_factory=list)
 
     @property
     def nout(self) -> int:
         return self.layers[-1].nout
+
+    @property
+    def tensor_names(self) -> list[str]:
+        """The names of the parameter tensors this network owns."""
+        return self.tensors + [t.name for layer in self.layers for t in (layer.weight,
+                                                                          layer.bias)]
 
 
 @dataclass
@@ -99,6 +112,8 @@ class Program:
     #: the flat parameter vector: (tensor name, element index), in declaration order
     param_order: list[tuple[str, int]] = field(default_factory=list)
     nets: dict[str, Net] = field(default_factory=dict)
+    #: the user's layer types by name (exprgrad.syntax.parser.LayerDecl)
+    layer_types: dict[str, Any] = field(default_factory=dict)
     data: dict[str, list[Any]] = field(default_factory=dict)
     data_spans: dict[str, Span] = field(default_factory=dict)
     #: the file's 'train' statement (an exprgrad.syntax.parser.TrainDecl), if any

@@ -11,10 +11,12 @@ length need no recursion either.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import keyword
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,21 @@ from ..errors import (
 from ..ir.graph import Graph, no_gc, substitute
 from ..ir.node import Node, all_args, reachable
 from ..ir.ops import BUILTINS, OPS, ShapeMismatch
-from ..ir.program import ENTRY_KINDS, Function, ParamTensor, Program
-from ..limits import MAX_NODES, MAX_PARAMS, MAX_TENSOR_ELEMENTS, MAX_UNROLLED_STATEMENTS
+from ..ir.program import ENTRY_KINDS, Function, Net, ParamTensor, Program
+from ..limits import (
+    MAX_LAYER_DEPTH,
+    MAX_NODES,
+    MAX_PARAMS,
+    MAX_TENSOR_ELEMENTS,
+    MAX_UNROLLED_STATEMENTS,
+)
 from ..readers import read_csv, read_text
 from ..syntax.parser import (
     ConstDecl,
     DataDecl,
     Def,
     Expr,
+    LayerDecl,
     NetDecl,
     ParamDecl,
     Statement,
@@ -49,6 +58,9 @@ from .nn import ACTIVATIONS, call_net, declare_net
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
                             "uniform", "normal", "csv", "MLP", "Layer", "Neuron", "pi",
                             *("mean", "softmax", "concat", "trace", "diag", "eye")})
+
+#: the networks ``net`` makes without a user's ``layer`` type: name -> positional arguments
+BUILTIN_NETS = {"MLP": 2, "Layer": 2, "Neuron": 1}
 
 #: reductions written with the op table's ops (no op of their own): name -> what it takes
 REDUCTIONS = {"mean": "a vector or a matrix", "softmax": "a vector",
@@ -115,6 +127,20 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+@dataclass
+class _Scope:
+    """The names inside one network made from a ``layer`` type (``net r = Residual(4)``): the
+    layer's arguments and constants (numbers), its parameter tensors, inner networks and defs.
+    ``prefix`` is the network's full name (``r``, ``r.inner``), which its tensors' names
+    extend."""
+
+    prefix: str
+    constants: dict[str, float]
+    params: dict[str, ParamTensor] = field(default_factory=dict)
+    nets: dict[str, Net] = field(default_factory=dict)
+    functions: dict[str, Function] = field(default_factory=dict)
+
+
 class Lowerer:
     """Lowers statements into one :class:`Program`.
 
@@ -139,6 +165,10 @@ class Lowerer:
         #: the file's compile-time constants (``N = 4``)
         self.constants: dict[str, float] = {}
         self.refs: set[str] = set()
+        #: the network being made from a layer type, while its body is lowered
+        self.scope: _Scope | None = None
+        #: the layer types being made, outermost first (a layer may not contain itself)
+        self.making: list[str] = []
 
     # ---- extension points (see the class docstring) ------------------------------------------
     def param_node(self, tensor: ParamTensor) -> Node:
@@ -180,6 +210,10 @@ class Lowerer:
         elif isinstance(stmt, ConstDecl):
             self._declare(stmt.name, stmt.span, "constant")
             self.constants[stmt.name] = self.const_number(stmt.value)
+        elif isinstance(stmt, LayerDecl):
+            self._declare(stmt.name, stmt.span, "layer")
+            self.check_layer(stmt)
+            self.program.layer_types[stmt.name] = stmt
         elif isinstance(stmt, DataDecl):
             self._declare(stmt.name, stmt.span, "data set")
             self.program.data[stmt.name] = self.eval_data(stmt.value)
@@ -209,16 +243,36 @@ class Lowerer:
                         hint=f"rename it, e.g. '{fname}{suffix}1'")
 
     # ---- declarations --------------------------------------------------------------------
-    def lower_param(self, stmt: ParamDecl) -> None:
-        shape = stmt.shape
+    def lower_param(self, stmt: ParamDecl, name: str | None = None) -> ParamTensor:
+        """The tensor of ``param NAME[dims] = init``, added to the program; ``name`` is its
+        full name (default: the statement's, for a file-level parameter)."""
+        name = name or stmt.name
+        shape = self.dims(stmt.shape)
         size = math.prod(shape)
-        if size == 0:
-            raise ExprgradTypeError("a parameter needs a positive size", stmt.span)
-        _check_size(size, stmt.span, f"parameter '{stmt.name}'")
+        _check_size(size, stmt.span, f"parameter '{name}'")
         init = self._initializer(stmt.init, size)
-        node = self.graph.make("param", (), stmt.name, shape)
-        pattern = stmt.name + "".join(f".{{{k}}}" for k in range(len(shape)))
-        self._add_param(ParamTensor(stmt.name, node, pattern, init))
+        node = self.graph.make("param", (), name, shape)
+        pattern = name + "".join(f".{{{k}}}" for k in range(len(shape)))
+        tensor = ParamTensor(name, node, pattern, init)
+        self._add_param(tensor)
+        return tensor
+
+    def dims(self, exprs: tuple[Expr, ...]) -> tuple[int, ...]:
+        """The shape ``[2, N]`` gives: each dimension a whole number from 1, known at compile
+        time (numbers and constants); at most two dimensions."""
+        if len(exprs) > 2:
+            raise ExprgradTypeError("values have at most two dimensions (vectors and matrices)",
+                                    exprs[2][1])
+        out = []
+        for expr in exprs:
+            size = _whole(self.lower_expr(expr, {}))
+            if size is None or not 1 <= size <= MAX_TENSOR_ELEMENTS:
+                raise ExprgradTypeError("a dimension is a whole number from 1 to "
+                                        f"{MAX_TENSOR_ELEMENTS}, known at compile time", expr[1],
+                                        hint="use numbers or constants ('N = 4' at file level, "
+                                        "or a layer's arguments)")
+            out.append(size)
+        return tuple(out)
 
     def _count_params(self, span: Span) -> None:
         if len(self.program.param_order) > MAX_PARAMS:
@@ -254,11 +308,20 @@ class Lowerer:
         return [("const", v, 0.0) for v in values]
 
     def lower_net(self, stmt: NetDecl) -> None:
-        kinds = {"MLP": 2, "Layer": 2, "Neuron": 1}
+        self.program.nets[stmt.name] = self.make_net(stmt, stmt.name)
+
+    def make_net(self, stmt: NetDecl, name: str) -> Net:
+        """The network ``net NAME = KIND(...)`` makes, its parameters added to the program;
+        ``name`` is its full name (``r.inner`` inside a network ``r``)."""
+        kinds = BUILTIN_NETS
+        if stmt.kind in self.program.layer_types:
+            return self._make_layer_net(stmt, name)
         if stmt.kind not in kinds:
             raise ExprgradNameError(f"unknown network kind '{stmt.kind}'", stmt.kind_span,
-                                    hint=did_you_mean(stmt.kind, list(kinds))
-                                    or "use MLP(nin, [sizes]), Layer(nin, nout) or Neuron(nin)")
+                                    hint=did_you_mean(stmt.kind, [*kinds,
+                                                                  *self.program.layer_types])
+                                    or "use MLP(nin, [sizes]), Layer(nin, nout), Neuron(nin) or "
+                                    "a layer type of your own ('layer NAME(args):')")
         positional = [e for e in stmt.args if e[0] != "kw"]
         options = {e[2]: e for e in stmt.args if e[0] == "kw"}
         if len(positional) != kinds[stmt.kind]:
@@ -290,12 +353,110 @@ class Lowerer:
                 out = value[2]
         for a, b in zip([nin, *nouts], nouts):
             _check_size(a * b, stmt.span, f"a layer of '{stmt.name}' ({a} x {b} weights)")
-        net = declare_net(self.graph, stmt.name, stmt.kind, nin, nouts, act, out or act)
+        net = declare_net(self.graph, name, stmt.kind, nin, nouts, act, out or act)
         for layer in net.layers:
             self.program.params[layer.weight.name] = layer.weight
             self.program.params[layer.bias.name] = layer.bias
         self.program.param_order.extend(net.order)
-        self.program.nets[stmt.name] = net
+        return net
+
+    # ---- layer types ---------------------------------------------------------------------
+    def check_layer(self, layer: LayerDecl) -> None:
+        """What can be checked of a layer type before it makes a network: its names, its
+        ``forward`` def, the kinds of its inner networks."""
+        seen: dict[str, Span] = {}
+        items = [(name, span, "layer argument") for name, span in layer.args] + [
+            (item.name, item.span, {ConstDecl: "constant", ParamDecl: "parameter",
+                                    NetDecl: "network", Def: "function"}[type(item)])
+            for item in layer.body]
+        for name, span, what in items:
+            check_name(name, span, what)
+            if name in seen:
+                raise ExprgradNameError(f"'{name}' is already defined in layer '{layer.name}' "
+                                        f"(line {seen[name].line})", span)
+            seen[name] = span
+        for item in layer.body:
+            if isinstance(item, NetDecl) and item.kind == layer.name:
+                raise ExprgradTypeError(f"layer '{layer.name}' contains a network of its own "
+                                        "type", item.kind_span,
+                                        hint="a network is made of earlier layer types")
+            if (isinstance(item, NetDecl) and item.kind not in BUILTIN_NETS
+                    and item.kind not in self.program.layer_types):
+                raise ExprgradNameError(f"unknown network kind '{item.kind}'", item.kind_span,
+                                        hint=did_you_mean(item.kind, [*BUILTIN_NETS,
+                                                                      *self.program.layer_types])
+                                        or "declare a layer type before the layers that use it")
+        if not any(isinstance(item, Def) and item.name == "forward" for item in layer.body):
+            raise ExprgradTypeError(f"layer '{layer.name}' has no forward def", layer.span,
+                                    hint="add 'def forward(x[n]):' to its body: what "
+                                    "calling one of its networks computes")
+
+    def _make_layer_net(self, stmt: NetDecl, name: str) -> Net:
+        """A network of a user's layer type: the layer's body lowered with its arguments bound
+        to the call's numbers, each parameter and inner network named under ``name``."""
+        layer: LayerDecl = self.program.layer_types[stmt.kind]
+        if layer.name in self.making:
+            raise ExprgradTypeError(f"layer '{layer.name}' contains a network of its own type "
+                                    f"(through {' -> '.join(self.making)})", stmt.kind_span)
+        if len(self.making) >= MAX_LAYER_DEPTH:
+            raise ExprgradLimitError(f"layers nested more than {MAX_LAYER_DEPTH} deep "
+                                     "(exprgrad.limits.MAX_LAYER_DEPTH)", stmt.kind_span)
+        scope = _Scope(name, self._layer_arguments(layer, stmt))
+        outer, self.scope = self.scope, scope
+        self.making.append(layer.name)
+        tensors: list[str] = []
+        try:
+            for item in layer.body:
+                if isinstance(item, ConstDecl):
+                    scope.constants[item.name] = self.const_number(item.value)
+                elif isinstance(item, ParamDecl):
+                    scope.params[item.name] = self.lower_param(item, f"{name}.{item.name}")
+                    tensors.append(f"{name}.{item.name}")
+                elif isinstance(item, NetDecl):
+                    scope.nets[item.name] = self.make_net(item, f"{name}.{item.name}")
+                    tensors.extend(scope.nets[item.name].tensor_names)
+                else:
+                    saved, self.graph.group = self.graph.group, name
+                    try:
+                        scope.functions[item.name] = self.lower_def(
+                            dataclasses.replace(item, name=f"{name}.{item.name}"))
+                    finally:
+                        self.graph.group = saved
+        except ExprgradError as err:
+            made = f"made by 'net {name.rsplit('.', 1)[-1]} = {layer.name}(...)' on line " \
+                   f"{stmt.span.line}"
+            err.hint = f"{err.hint}; {made}" if err.hint else made
+            raise
+        finally:
+            self.scope = outer
+            self.making.pop()
+        return Net(name, layer.name, 0, [], forward=scope.functions["forward"], tensors=tensors)
+
+    def _layer_arguments(self, layer: LayerDecl, stmt: NetDecl) -> dict[str, float]:
+        """The numbers ``net r = Residual(4)`` binds to the layer's arguments (by position,
+        then by name)."""
+        names = [name for name, _ in layer.args]
+        signature = f"{layer.name}({', '.join(names)})"
+        positional = [e for e in stmt.args if e[0] != "kw"]
+        if len(positional) > len(names):
+            raise ExprgradTypeError(f"{signature} takes {len(names)} argument"
+                                    f"{'s' if len(names) != 1 else ''}, got {len(positional)}",
+                                    stmt.kind_span, hint=f"layer '{layer.name}' is defined on "
+                                    f"line {layer.span.line}")
+        values = {name: self.const_number(e) for name, e in zip(names, positional)}
+        for kw in (e for e in stmt.args if e[0] == "kw"):
+            if kw[2] not in names:
+                raise ExprgradNameError(f"{signature} has no argument '{kw[2]}'", kw[1],
+                                        hint=did_you_mean(kw[2], names))
+            if kw[2] in values:
+                raise ExprgradTypeError(f"'{kw[2]}' is given twice", kw[1])
+            values[kw[2]] = self.const_number(kw[3])
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ExprgradTypeError(f"{signature} needs {', '.join(repr(m) for m in missing)}",
+                                    stmt.kind_span)
+        return values
+
 
     def const_number(self, expr: Expr) -> float:
         node = self.lower_expr(expr, {})
@@ -381,16 +542,17 @@ class Lowerer:
         self.current = d.name
         env: dict[str, Node] = {}
         inputs: list[Node] = []
+        shapes: list[tuple[int, ...]] = []
         seen: dict[str, Span] = {}
         for i, arg in enumerate(d.args):
             check_name(arg.name, arg.span, "argument")
             if arg.name in seen:
                 raise ExprgradNameError(f"argument '{arg.name}' appears twice", arg.span)
             seen[arg.name] = arg.span
-            if any(dim < 1 for dim in arg.shape):
-                raise ExprgradTypeError("a dimension must be at least 1", arg.span)
-            _check_size(math.prod(arg.shape), arg.span, f"argument '{arg.name}'")
-            node = graph.make("input", (), (d.name, arg.name, i), arg.shape)
+            shape = self.dims(arg.shape)
+            shapes.append(shape)
+            _check_size(math.prod(shape), arg.span, f"argument '{arg.name}'")
+            node = graph.make("input", (), (d.name, arg.name, i), shape)
             graph.name(node, arg.name)
             env[arg.name] = node
             inputs.append(node)
@@ -444,8 +606,7 @@ class Lowerer:
         if outputs is None:
             raise ExprgradTypeError(f"'{d.name}' has no 'return'", d.span,
                                     hint="end the def with 'return EXPRESSION'")
-        fn = Function(d.name, [a.name for a in d.args], [a.shape for a in d.args], inputs,
-                      outputs, d.span)
+        fn = Function(d.name, [a.name for a in d.args], shapes, inputs, outputs, d.span)
         if rules:
             self._attach_rules(fn, d, rules)
         fn.uses_params = any(n.op == "param" for n in reachable(fn.outputs))
@@ -616,6 +777,14 @@ class Lowerer:
     def _lookup(self, name: str, span: Span, env: dict[str, Node]) -> Node:
         if name in env:
             return env[name]
+        scope = self.scope
+        if scope is not None and name in scope.constants:
+            return self.graph.const(scope.constants[name])
+        if scope is not None and name in scope.params:
+            return self.param_node(scope.params[name])
+        if scope is not None and (name in scope.nets or name in scope.functions):
+            what = "network" if name in scope.nets else "function"
+            raise ExprgradTypeError(f"'{name}' is a {what}; call it, e.g. '{name}(...)'", span)
         if name in self.constants:
             return self.graph.const(self.constants[name])
         if name == "pi":
@@ -654,19 +823,23 @@ class Lowerer:
             return self._reduction(fname, args, arg_exprs, span)
         if fname in ("concat", "trace", "diag", "eye"):
             return self._matrix_helper(fname, args, arg_exprs, span)
-        if fname in self.program.functions or fname in self.program.nets:
-            self.refs.add(fname)
-        if fname in self.program.functions:
-            return self._inline(self.program.functions[fname], args, arg_exprs, span)
-        if fname in self.program.nets:
-            net = self.program.nets[fname]
+        callee = self._callee(fname)
+        if isinstance(callee, Function):
+            return self._inline(callee, args, arg_exprs, span)
+        if isinstance(callee, Net) and callee.forward is not None:
+            saved, self.graph.group = self.graph.group, callee.name  # one box when collapsed
+            try:
+                return self._inline(callee.forward, args, arg_exprs, span)
+            finally:
+                self.graph.group = saved
+        if isinstance(callee, Net):
             if len(args) != 1:
                 raise ExprgradTypeError(f"network '{fname}' takes one input vector", span)
             x = args[0]
-            if x.shape != (net.nin,):
-                raise ExprgradTypeError(f"network '{fname}' takes a vector [{net.nin}], got "
+            if x.shape != (callee.nin,):
+                raise ExprgradTypeError(f"network '{fname}' takes a vector [{callee.nin}], got "
                                         f"{_shape_words(x.shape)}", arg_exprs[0][1])
-            return call_net(self.graph, net, x, self.param_node)
+            return call_net(self.graph, callee, x, self.param_node)
         if fname in BUILTINS:
             op = BUILTINS[fname]
             arity = OPS[op].arity
@@ -683,9 +856,25 @@ class Lowerer:
                                     hint="define a function before the functions that call it")
         if fname in env or fname in self.program.params or fname in self.program.data:
             raise ExprgradTypeError(f"'{fname}' is not a function", span)
+        if fname in self.program.layer_types:
+            raise ExprgradTypeError(f"'{fname}' is a layer type; call a network made of it",
+                                    span, hint=f"declare one at file level, e.g. 'net "
+                                    f"{fname.lower()}1 = {fname}(...)', and call that")
         known = list(BUILTINS) + list(self.program.functions) + list(self.program.nets)
         raise ExprgradNameError(f"unknown function '{fname}'", span,
                                 hint=did_you_mean(fname, known))
+
+    def _callee(self, fname: str) -> Function | Net | None:
+        """What ``fname(...)`` calls: a def or a network of the layer being made, else of the
+        file (None: neither)."""
+        scope = self.scope
+        if scope is not None and fname in scope.functions:
+            return scope.functions[fname]
+        if scope is not None and fname in scope.nets:
+            return scope.nets[fname]
+        if fname in self.program.functions or fname in self.program.nets:
+            self.refs.add(fname)
+        return self.program.functions.get(fname) or self.program.nets.get(fname)
 
     def _unroll(self, stmt: Expr, env: dict[str, Node], budget: int, fname: str) -> list[Expr]:
         """``for i in range(a, b):`` as its statements, repeated, each time after ``i = k``;
@@ -790,9 +979,9 @@ class Lowerer:
             if len(expr[2]) != count:
                 raise ExprgradTypeError(f"{count} names and {len(expr[2])} values", span)
             return [self.lower_expr(e, env) for e in expr[2]]
-        if expr[0] == "call" and expr[2] in self.program.functions and not expr[4]:
-            fn = self.program.functions[expr[2]]
-            self.refs.add(expr[2])
+        callee = self._callee(expr[2]) if expr[0] == "call" and not expr[4] else None
+        fn = callee.forward if isinstance(callee, Net) else callee
+        if fn is not None:
             args = [self.lower_expr(a, env) for a in expr[3]]
             outs = self._inline_all(fn, args, expr[3], expr[1])
             if len(outs) != count:
@@ -810,8 +999,9 @@ class Lowerer:
     def _inline(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span) -> Node:
         outs = self._inline_all(fn, args, arg_exprs, span)
         if len(outs) != 1:
-            raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; unpack them, "
-                                    f"e.g. 'a, b = {fn.name}(...)'", span)
+            called = fn.name.removesuffix(".forward")  # a network calls its layer's forward
+            raise ExprgradTypeError(f"'{called}' returns {len(outs)} values; unpack them, "
+                                    f"e.g. 'a, b = {called}(...)'", span)
         return outs[0]
 
     def _inline_all(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span

@@ -48,8 +48,20 @@ from ..ir.interpret import interpret
 from ..ir.node import Node, reachable
 from ..ir.ops import EvalAlgebra
 from ..ir.program import Function, ParamTensor, Program
-from ..syntax.parser import DataDecl, Def, Expr, NetDecl, ParamDecl, Statement
+from ..syntax.parser import (
+    ConstDecl,
+    DataDecl,
+    Def,
+    Expr,
+    LayerDecl,
+    NetDecl,
+    ParamDecl,
+    Statement,
+)
 from .lowering import Lowerer, check_name, flatten_values
+
+#: the statements a session declares (a name bound to a function, network, ... of the program)
+DECLARATIONS = (Def, ParamDecl, NetDecl, DataDecl, LayerDecl, ConstDecl)
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 _ALGEBRA = EvalAlgebra()
@@ -392,21 +404,26 @@ class Environment:
             return "network"
         if name in self.program.data:
             return "data set"
+        if name in self.program.layer_types:
+            return "layer"
+        if name in self.lowerer.constants:
+            return "constant"
         return "parameter"
 
     def declare(self, stmt: Statement, origin: Origin) -> list[str]:
-        """Lower a def, param, net or data declaration; what happened, in words."""
-        assert isinstance(stmt, (Def, ParamDecl, NetDecl, DataDecl))
+        """Lower a def, param, net, data, layer or constant declaration; what happened, in
+        words."""
+        assert isinstance(stmt, DECLARATIONS)
         name = stmt.name
         said = []
         replaced = name in self.lowerer.globals
         what_before = self._kind_of_global(name) if replaced else None
+        where = self.decls[name].origin.filename if name in self.decls else "?"
         self._lower_declaration(stmt, origin)
         if name in self.bindings:
             del self.bindings[name]
             said.append(f"'{name}' is no longer a variable")
         if replaced:
-            where = self.decls[name].origin.filename if name in self.decls else "?"
             said.append(f"redefined {what_before} '{name}' (the old one came from {where}; "
                         "values computed with it keep them)")
         said.extend(self._redo_dependents(name))
@@ -420,7 +437,8 @@ class Environment:
         saved = (dict(program.functions), dict(program.params), list(program.param_order),
                  dict(program.nets), dict(program.data), dict(program.data_spans),
                  dict(lowerer.globals), dict(self.param_values), dict(self._param_leaf),
-                 dict(self._data_leaf), dict(lowerer.globals_read))
+                 dict(self._data_leaf), dict(lowerer.globals_read), dict(program.layer_types),
+                 dict(lowerer.constants))
         try:
             self._forget(name)
             lowerer.refs = set()
@@ -445,7 +463,8 @@ class Environment:
             lowerer.current = None
             (program.functions, program.params, program.param_order, program.nets, program.data,
              program.data_spans, lowerer.globals, self.param_values, self._param_leaf,
-             self._data_leaf, lowerer.globals_read) = saved
+             self._data_leaf, lowerer.globals_read, program.layer_types,
+             lowerer.constants) = saved
             raise
         self.decls[name] = _Decl(stmt, origin, set(lowerer.refs))
 
@@ -472,9 +491,10 @@ class Environment:
         program.derived.pop(name, None)
         self.lowerer.globals_read.pop(name, None)
         tensors = []
+        program.layer_types.pop(name, None)
+        self.lowerer.constants.pop(name, None)
         if name in program.nets:
-            net = program.nets.pop(name)
-            tensors = [t.name for layer in net.layers for t in (layer.weight, layer.bias)]
+            tensors = program.nets.pop(name).tensor_names
         elif name in program.params:
             tensors = [name]
         for t in tensors:

@@ -1,7 +1,8 @@
 """Text to a small syntax tree, through the lark grammar ``grammar/exprgrad.lark``.
 
 Contract: :func:`parse` returns a list of top-level statements (:class:`Def`, :class:`ParamDecl`,
-:class:`NetDecl`, :class:`DataDecl`, :class:`TrainDecl`) whose expressions are tuples
+:class:`NetDecl`, :class:`DataDecl`, :class:`TrainDecl`, :class:`ConstDecl`,
+:class:`LayerDecl`) whose expressions are tuples
 ``(kind, span, ...)`` (see :class:`AstBuilder`), or raises :class:`ExprgradSyntaxError` with the
 position, what was found and what was expected. The parse tree never leaves this module: lark's
 transformer runs inside the LALR parser (on each reduction), so building the tree is iterative and
@@ -33,7 +34,8 @@ Expr = tuple[Any, ...]
 @dataclass
 class Arg:
     name: str
-    shape: tuple[int, ...]
+    #: the dimensions as written (expressions: numbers or constants, resolved by lowering)
+    shape: tuple[Expr, ...]
     span: Span
 
 
@@ -48,7 +50,8 @@ class Def:
 @dataclass
 class ParamDecl:
     name: str
-    shape: tuple[int, ...]
+    #: the dimensions as written (expressions: numbers or constants, resolved by lowering)
+    shape: tuple[Expr, ...]
     init: Expr
     span: Span
 
@@ -86,7 +89,20 @@ class ConstDecl:
     span: Span
 
 
-Statement = Def | ParamDecl | NetDecl | DataDecl | TrainDecl | ConstDecl
+@dataclass
+class LayerDecl:
+    """``layer Dense(nin, nout):`` and its indented body: a layer type, made into networks
+    (each with its own parameters) by ``net d = Dense(3, 4)``."""
+
+    name: str
+    #: the layer's arguments (numbers known when a network is made), with their spans
+    args: list[tuple[str, Span]]
+    #: ConstDecl, ParamDecl, NetDecl and Def statements, in order
+    body: list[Any]
+    span: Span
+
+
+Statement = Def | ParamDecl | NetDecl | DataDecl | TrainDecl | ConstDecl | LayerDecl
 
 
 def grammar_text() -> str:
@@ -181,9 +197,14 @@ class AstBuilder(Transformer):  # type: ignore[type-arg]
         return ("return", _span(c[0]), [x for x in c[1:] if x is not None])
 
     # ---- top level
-    def shape(self, c: list[Any]) -> tuple[tuple[int, ...], Span]:
-        dims = tuple(int(str(t)) for t in c[1:-1] if t is not None)
+    def shape(self, c: list[Any]) -> tuple[tuple[Expr, ...], Span]:
+        dims = tuple(x for x in c[1:-1] if isinstance(x, tuple))
         return dims, _span(c[0]).merge(_span(c[-1]))
+
+    def layer_stmt(self, c: list[Any]) -> LayerDecl:
+        # NAME, LPAR, [names], RPAR, COLON, body...
+        body = [x for x in c[5:] if x is not None and not isinstance(x, Token)]
+        return LayerDecl(str(c[0]), c[2] or [], body, _span(c[0]))
 
     def arg(self, c: list[Any]) -> Arg:
         shape = c[1][0] if c[1] is not None else ()
@@ -458,7 +479,7 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str, start: str = "
         if ch == "'":
             hint = 'strings use double quotes: "like this"'
         elif ch in "=<>!":
-            hint = "comparisons are not part of the language"
+            hint = "comparisons are written <, <=, >, >=, == and !="
         elif not ch.isascii():
             hint = "names and numbers use ASCII letters, digits and '_' only"
         span = Span(line, col, line, col + 1)
@@ -482,10 +503,9 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str, start: str = "
             hint = "close it, or finish the expression inside it"
             return ExprgradSyntaxError(message, span, filename=filename, source=text, hint=hint)
         if str(tok) == "=" and tok.type != "_NL":
-            hint = "comparisons are not part of the language; '=' binds a name at the start " \
-                   "of a statement"
+            hint = "'=' binds a name at the start of a statement; compare with '=='"
         if tok.type == "_INDENT":
-            hint = "only the statements of a def are indented"
+            hint = "only the statements of a def, a for loop or a layer are indented"
         elif "RPAR" in err.expected and tok.type in ("_NL", "$END", "_DEDENT"):
             hint = "a parenthesis is not closed"
         elif "COLON" in err.expected:

@@ -58,14 +58,16 @@ from ..ir.diff import diff_args
 from ..ir.node import Node, reachable
 from ..ir.ops import BUILTINS, HELPERS
 from ..lower.lowering import LANGUAGE_WORDS, compile_program, read_source
-from ..lower.session import Environment, Origin, Partial, located, nest
+from ..lower.session import DECLARATIONS, Environment, Origin, Partial, located, nest
 from ..run.config import config_from_program
 from ..run.evaluate import format_value
 from ..run.progress import Progress
 from ..run.training import train
 from ..syntax.parser import (
+    ConstDecl,
     DataDecl,
     Def,
+    LayerDecl,
     NetDecl,
     ParamDecl,
     TrainDecl,
@@ -80,7 +82,8 @@ from .drawing import MAX_DRAW_NODES, dot_lines, render
 BUDGET = 10.0
 
 HELP = """\
-statements  def NAME(ARGS): ... (end the block with an empty line), param, net, data,
+statements  def NAME(ARGS): ... and layer NAME(ARGS): ... (end a block with an empty line),
+            param, net, data,
             NAME = EXPR (the variable remembers how it was computed), NAME += EXPR,
             EXPR (prints its value), train F(DATA, ...): steps=N, lr=R (updates the parameters)
 :grad EXPR          d EXPR / d every named value, variable and parameter it was computed from
@@ -178,7 +181,7 @@ class Session:
         tree = self._parse(text, first_line, 0, typed)
         origin = self._origin(typed, first_line)
         env = self.env
-        if isinstance(tree, (Def, ParamDecl, NetDecl, DataDecl)):
+        if isinstance(tree, DECLARATIONS):
             for said in env.declare(tree, origin):
                 self.out(said)
         elif isinstance(tree, TrainDecl):
@@ -320,13 +323,16 @@ class Session:
             self.out(f"def {name}({', '.join(args)})")
         for name in program.nets:
             self.out(f"net {name}")
-        nets = {t.name for n in program.nets.values() for layer in n.layers
-                for t in (layer.weight, layer.bias)}
+        nets = {t for n in program.nets.values() for t in n.tensor_names}
         for name in program.params:
             if name not in nets:
                 self.out(f"param {name}")
         for name in program.data:
             self.out(f"data {name}")
+        for name, layer in program.layer_types.items():
+            self.out(f"layer {name}({', '.join(arg for arg, _ in layer.args)})")
+        for name, value in self.env.lowerer.constants.items():
+            self.out(f"{name} = {value:g} (constant)")
 
     def _load(self, path: str) -> None:
         if not path:
@@ -341,7 +347,8 @@ class Session:
                 trains.append(stmt)
                 continue
             said.extend(self.env.declare(stmt, origin))
-            kind = {Def: "def", ParamDecl: "param", NetDecl: "net", DataDecl: "data"}[type(stmt)]
+            kind = {Def: "def", ParamDecl: "param", NetDecl: "net", DataDecl: "data",
+                    LayerDecl: "layer", ConstDecl: "constant"}[type(stmt)]
             names.append(f"{kind} {stmt.name}")
         self.out(f"loaded {path}: " + (", ".join(names) or "nothing"))
         for item in said:
@@ -486,8 +493,8 @@ def _derivative(e: Any, s: Any) -> Any:
 
 def _owners(env: Environment, tensors: list[str]) -> str:
     """Tensor names, those of a network said once as 'net NAME'."""
-    owner = {t.name: f"net {name}" for name, net in env.program.nets.items()
-             for layer in net.layers for t in (layer.weight, layer.bias)}
+    owner = {t: f"net {name}" for name, net in env.program.nets.items()
+             for t in net.tensor_names}
     return ", ".join(dict.fromkeys(owner.get(t, t) for t in tensors))
 
 
@@ -503,12 +510,13 @@ def _show(value: Any) -> str:
 
 
 def _is_block_start(line: str) -> bool:
+    """A line that opens an indented block (a def or a layer type)."""
     s = line.strip()
-    return s.startswith("def ") and s.endswith(":")
+    return s.split(" ", 1)[0] in ("def", "layer") and s.endswith(":")
 
 
 def inputs(lines: Iterable[str], first: int = 1) -> Iterator[tuple[str, int]]:
-    """Complete inputs from lines (numbered from ``first``): one line each, or a def block up
+    """Complete inputs from lines (numbered from ``first``): one line each, or a block up
     to an empty line or the next unindented line; ``(text, number of its first line)``."""
     pending: list[str] = []
     start = 0

@@ -741,7 +741,8 @@ class Lowerer:
                    f"{_shape_words(args[0].shape)}")
             raise ExprgradTypeError(f"{fname}() takes {REDUCTIONS[fname]}, got {got}", span,
                                     hint="softmax(m, axis=0) or softmax(m, axis=1) normalises "
-                                    "a matrix's columns or rows" if fname == "softmax" else None)
+                                    "a matrix's columns or rows" if fname == "softmax"
+                                    and v is not None and len(v.shape) == 2 else None)
         return self._reduce(fname, v, span)
 
     def _reduce(self, fname: str, v: Node, span: Span) -> Node:

@@ -57,7 +57,8 @@ from .nn import ACTIVATIONS, call_net, declare_net
 #: names a program may not bind: the language's own words and builtins
 LANGUAGE_WORDS = frozenset({"def", "return", "param", "net", "data", "train", "grad", "dout",
                             "uniform", "normal", "csv", "MLP", "Layer", "Neuron", "pi",
-                            *("mean", "softmax", "concat", "trace", "diag", "eye")})
+                            *("mean", "softmax", "concat", "trace", "diag", "eye"),
+                            *("reshape", "flatten")})
 
 #: the networks ``net`` makes without a user's ``layer`` type: name -> positional arguments
 BUILTIN_NETS = {"MLP": 2, "Layer": 2, "Neuron": 1}
@@ -66,6 +67,9 @@ BUILTIN_NETS = {"MLP": 2, "Layer": 2, "Neuron": 1}
 REDUCTIONS = {"mean": "a vector or a matrix", "softmax": "a vector",
               "max": "a vector or a matrix (or two numbers)",
               "min": "a vector or a matrix (or two numbers)"}
+
+#: the reductions that take ``axis=`` (see :meth:`Lowerer._along_axis`)
+AXIS_REDUCTIONS = ("sum", "mean", "max", "min", "logsumexp", "softmax")
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
            "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
@@ -817,8 +821,14 @@ class Lowerer:
 
     def _call(self, e: Expr, args: list[Node], env: dict[str, Node]) -> Node:
         _, span, fname, arg_exprs, kwargs = e
+        if kwargs and fname in AXIS_REDUCTIONS:
+            return self._along_axis(fname, args, arg_exprs, kwargs, env, span)
         if kwargs:
             raise ExprgradTypeError(f"'{fname}' takes no keyword arguments", kwargs[0][2])
+        if fname == "logsumexp" and len(args) == 1 and len(args[0].shape) == 2:
+            return self._reduce("logsumexp", args[0], span)
+        if fname in ("reshape", "flatten"):
+            return self._reshape(fname, args, arg_exprs, span)
         if fname in REDUCTIONS and (fname in ("mean", "softmax") or len(args) == 1):
             return self._reduction(fname, args, arg_exprs, span)
         if fname in ("concat", "trace", "diag", "eye"):
@@ -918,20 +928,137 @@ class Lowerer:
         if v is None or v.shape == () or (fname == "softmax" and len(v.shape) != 1):
             got = (f"{len(args)} arguments" if len(args) != 1 else
                    f"{_shape_words(args[0].shape)}")
-            raise ExprgradTypeError(f"{fname}() takes {REDUCTIONS[fname]}, got {got}", span)
+            raise ExprgradTypeError(f"{fname}() takes {REDUCTIONS[fname]}, got {got}", span,
+                                    hint="softmax(m, axis=0) or softmax(m, axis=1) normalises "
+                                    "a matrix's columns or rows" if fname == "softmax"
+                                    and v is not None and len(v.shape) == 2 else None)
+        return self._reduce(fname, v, span)
+
+    def _reduce(self, fname: str, v: Node, span: Span) -> Node:
+        """One of :data:`AXIS_REDUCTIONS` over all of ``v`` (a vector, or a matrix except for
+        softmax): ``sum`` itself, ``logsumexp`` of the elements, ``mean`` as ``sum(v) / n``,
+        ``softmax`` as ``exp(v - logsumexp(v))``, ``max`` and ``min`` as a chain of two-argument
+        max or min (a tie goes to the earlier element, as for two numbers)."""
+        if fname == "sum":
+            return self._apply("sum", [v], span)
         if fname == "mean":
             return self._apply("div", [self._apply("sum", [v], span),
                                        self.graph.const(float(v.size))], span)
         if fname == "softmax":
             lse = self._apply("logsumexp", [v], span)
             return self._apply("exp", [self._apply("sub", [v, lse], span)], span)
-        rows = [self._apply("index", [v], span, attr=i) for i in range(v.shape[0])]
-        elems = rows if len(v.shape) == 1 else [
-            self._apply("index", [row], span, attr=j) for row in rows for j in range(v.shape[1])]
+        if fname == "logsumexp":
+            return self._apply("logsumexp", [self._reshaped(v, (v.size,), span)], span)
+        elems = self._elements(v, span)
         out = elems[0]
         for e in elems[1:]:
             out = self._apply(fname, [out, e], span)
         return out
+
+    def _elements(self, x: Node, span: Span) -> list[Node]:
+        """The elements of ``x`` in row-major order (a scalar is its own one element)."""
+        out = [x]
+        for _ in x.shape:
+            out = [self._apply("index", [y], span, attr=i) for y in out
+                   for i in range(y.shape[0])]
+        return out
+
+    def _along_axis(self, fname: str, args: list[Node], arg_exprs: list[Expr],
+                    kwargs: list[tuple[str, Expr, Span]], env: dict[str, Node], span: Span
+                    ) -> Node:
+        """``sum(m, axis=k)`` and the other :data:`AXIS_REDUCTIONS` with ``axis=``, written with
+        index, stack, transpose and the reduction of one vector. Of a matrix [r, c]: axis 0
+        reduces each column (a vector [c]), axis 1 each row (a vector [r]); softmax keeps the
+        shape, normalising each column or each row. Of a vector, axis 0 (or -1) is the whole
+        vector. Negative axes count from the end, as in numpy."""
+        example = f"e.g. {fname}(m, axis=1)"
+        axis: Expr | None = None
+        for name, value, kw_span in kwargs:
+            if name != "axis":
+                raise ExprgradTypeError(f"{fname}() takes no keyword '{name}'", kw_span,
+                                        hint=f"its one keyword is axis=, {example}")
+            if axis is not None:
+                raise ExprgradTypeError("axis= is given twice", kw_span)
+            axis = value
+        assert axis is not None
+        if len(args) != 1:
+            raise ExprgradTypeError(f"{fname}(x, axis=k) takes one vector or matrix, got "
+                                    f"{len(args)} arguments", span, hint=example)
+        x = args[0]
+        k = _whole(self.lower_expr(axis, env))
+        if k is None:
+            raise ExprgradTypeError("an axis must be a whole number known at compile time",
+                                    axis[1], hint="axis=0 reduces each column of a matrix, "
+                                    "axis=1 each row")
+        rank = len(x.shape)
+        if rank == 0:
+            raise ExprgradTypeError(f"{fname}(x, axis={k}) needs a vector or a matrix, got a "
+                                    "scalar", arg_exprs[0][1], hint="a scalar has no axis; "
+                                    "drop axis=")
+        if not -rank <= k < rank:
+            raise ExprgradTypeError(f"axis {k} is out of range for {_shape_words(x.shape)}",
+                                    axis[1], hint="a vector has axis 0 (or -1)" if rank == 1
+                                    else "a matrix has axes 0 and 1 (or -2 and -1)")
+        if rank == 1:
+            return self._reduce(fname, x, span)
+        k %= rank
+        m = x if k == 1 else self._apply("transpose", [x], span)  # reduce m's rows
+        rows = [self._apply("index", [m], span, attr=i) for i in range(m.shape[0])]
+        if fname == "mean":  # the sums, then one division
+            sums = self._apply("stack", [self._reduce("sum", row, span) for row in rows], span)
+            return self._apply("div", [sums, self.graph.const(float(m.shape[1]))], span)
+        out = self._apply("stack", [self._reduce(fname, row, span) for row in rows], span)
+        return self._apply("transpose", [out], span) if fname == "softmax" and k == 0 else out
+
+    def _reshape(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
+                 ) -> Node:
+        """``reshape(x, [r, c])``, ``reshape(x, [n])`` (one dimension may be -1: what the
+        others leave) and ``flatten(x)``: the elements of ``x`` in row-major order, as numpy,
+        stacked into the new shape (rank at most 2, the same number of elements)."""
+        if fname == "flatten":
+            if len(args) != 1:
+                raise ExprgradTypeError(f"flatten() takes one argument, got {len(args)}", span)
+            return self._reshaped(args[0], (args[0].size,), span)
+        example = "e.g. reshape(v, [2, 3]) or reshape(m, [6])"
+        if len(args) != 2:
+            raise ExprgradTypeError(f"reshape() takes a value and a shape, got {len(args)} "
+                                    f"argument{'s' if len(args) != 1 else ''}", span,
+                                    hint=example)
+        x, shape, where = args[0], args[1], arg_exprs[1][1]
+        if len(shape.shape) != 1:
+            raise ExprgradTypeError(f"reshape()'s shape is a list of one or two sizes, got "
+                                    f"{_shape_words(shape.shape)}", where, hint=example)
+        if shape.shape[0] > 2:
+            raise ExprgradTypeError(f"values have rank at most 2; the shape asks for "
+                                    f"{shape.shape[0]} dimensions", where, hint=example)
+        items = shape.args if shape.op == "stack" else [shape] * shape.shape[0]
+        dims = [_whole_number(float(d.attr)) if d.op == "const" else None for d in items]
+        known = [d for d in dims if d is not None and d >= 1]
+        if None in dims or len(known) + dims.count(-1) != len(dims) or dims.count(-1) > 1:
+            raise ExprgradTypeError("reshape()'s sizes must be whole numbers from 1 known at "
+                                    "compile time (one may be -1: what the others leave)",
+                                    where, hint=example)
+        sizes = [d for d in dims if d is not None]  # (all of them)
+        if -1 in sizes and x.size % math.prod(known) == 0:
+            sizes[sizes.index(-1)] = x.size // math.prod(known)
+        if -1 in sizes or math.prod(sizes) != x.size:
+            asked = "[" + ", ".join(map(str, sizes)) + "]"
+            raise ExprgradTypeError(f"reshape() cannot turn {_shape_words(x.shape)} ("
+                                    f"{x.size} element{'s' if x.size != 1 else ''}) into "
+                                    f"{asked}", where, hint="the number of elements stays the "
+                                    "same; they are read row by row, as in numpy")
+        return self._reshaped(x, tuple(sizes), span)
+
+    def _reshaped(self, x: Node, shape: tuple[int, ...], span: Span) -> Node:
+        """``x`` with its elements (row-major) stacked into ``shape``, of the same size."""
+        if x.shape == shape:
+            return x
+        elems = self._elements(x, span)
+        if len(shape) == 2:
+            cols = shape[1]
+            elems = [self._apply("stack", elems[i * cols:(i + 1) * cols], span)
+                     for i in range(shape[0])]
+        return self._apply("stack", elems, span)
 
     def _matrix_helper(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
                        ) -> Node:

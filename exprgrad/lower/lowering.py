@@ -886,10 +886,12 @@ class Lowerer:
             self.refs.add(fname)
         return self.program.functions.get(fname) or self.program.nets.get(fname)
 
-    def _unroll(self, stmt: Expr, env: dict[str, Node], budget: int, fname: str) -> list[Expr]:
+    def _unroll(self, stmt: Expr, env: dict[str, Node], budget: int, fname: str | None
+                ) -> list[Expr]:
         """``for i in range(a, b):`` as its statements, repeated, each time after ``i = k``;
         the bounds must be whole numbers known at compile time (constants, numbers, outer loop
-        variables). More than ``budget`` statements is refused before any is made."""
+        variables). More than ``budget`` statements is refused before any is made. ``fname``
+        is the def's name (None: a loop typed in a session)."""
         _, span, var, start_expr, stop_expr, body = stmt
         check_name(var, span, "loop variable")
         bounds = []
@@ -910,8 +912,9 @@ class Lowerer:
                 stack.extend(inner[5])
         iterations = range(*bounds)
         if len(iterations) * (len(body) + 1) > budget:
+            loops = f"the for loops of '{fname}' unroll" if fname else "this for loop unrolls"
             raise ExprgradLimitError(
-                f"the for loops of '{fname}' unroll into more than {MAX_UNROLLED_STATEMENTS} "
+                f"{loops} into more than {MAX_UNROLLED_STATEMENTS} "
                 "statements (exprgrad.limits.MAX_UNROLLED_STATEMENTS)", span)
         out: list[Expr] = []
         for k in iterations:

@@ -6,12 +6,12 @@ Contract: an :class:`Environment` is the state behind ``exprgrad repl``. It owns
 so the cost of an input depends on the input (and the history of the values it reads), not on
 the length of the session.
 
-- **Values with history.** ``bind(name, expr)`` lowers ``expr`` against the bindings and binds
-  ``name`` to the resulting node, like the notebook's ``Value``: a number (or any constant
-  expression) becomes a fresh leaf. Every node's elements are computed once, when it is created,
-  and never change: leaves are immutable (an update of the parameters makes new parameter
-  leaves), so rebinding a name, redefining a def or training never changes what an earlier value
-  was computed from.
+- **Values with history.** ``name = expr`` (:meth:`execute`) lowers ``expr`` against the
+  bindings and binds ``name`` to the resulting node, like the notebook's ``Value``: a number (or
+  any constant expression) becomes a fresh leaf. Every node's elements are computed once, when
+  it is created, and never change: leaves are immutable (an update of the parameters makes new
+  parameter leaves), so rebinding a name, redefining a def or training never changes what an
+  earlier value was computed from.
 - Session expressions are lowered without sharing (hash-consing) and without identities that
   answer with an existing node (``x + 0`` stays an addition): each operation typed is a node of
   its own, so the gradient with respect to a named intermediate counts the paths through it, as
@@ -29,6 +29,12 @@ the length of the session.
   what it did, in words). A def reads session variables like a Python function reads globals:
   at call time, as leaves with gradients; in compiled code (:meth:`program_view`: training,
   ``:code``, ``:check``) as constants holding their current values.
+- **Statements** (:meth:`execute`): ``name = expr``, ``name op= expr``, unpacking (``a, b =
+  f(x)``, ``a, b = v``, ``a, b = x, y``) and ``for`` loops, run as Python would, one statement
+  after another. A loop is unrolled by the lowerer as in a def (the same bounds, errors and
+  limit); its variable is a number (a constant node, never named); each binding it makes is
+  named with the iteration that made it (:attr:`where`). A statement is all or nothing: the
+  bindings and names it made are undone when it fails (a mistake, an overflow, Ctrl-C).
 - Mistakes raise :class:`ExprgradError` located in the text of the input that caused them (its
   :class:`Origin`); evaluation problems (an overflow) are errors too, never a traceback.
 """
@@ -48,6 +54,7 @@ from ..ir.interpret import interpret
 from ..ir.node import Node, reachable
 from ..ir.ops import EvalAlgebra
 from ..ir.program import Function, ParamTensor, Program
+from ..limits import MAX_UNROLLED_STATEMENTS
 from ..syntax.parser import (
     ConstDecl,
     DataDecl,
@@ -83,6 +90,15 @@ class Partial:
     label: str
     grad: list[float]
     kind: str  # "value" (a named node), "variable", "param"
+
+
+@dataclass
+class _Journal:
+    """What a statement changed, to undo it: each name's binding before (None: unbound) and
+    the nodes it named."""
+
+    bindings: dict[str, Node | None] = field(default_factory=dict)
+    labeled: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -157,6 +173,9 @@ class Environment:
         self.bindings: dict[str, Node] = {}
         #: node id -> (name, line) of the first name bound to it
         self.labels: dict[int, tuple[str, int]] = {}
+        #: node id -> the iteration of the loops typed in the session that named it ("i=2")
+        self.where: dict[int, str] = {}
+        self._journal: _Journal | None = None
         #: node id -> its elements: the value of every session node, computed once
         self.values: dict[int, list[float]] = {}
         #: leaf id -> "variable", "constant", "param" or "data"
@@ -238,26 +257,132 @@ class Environment:
             self._evaluate([node], expr[1])
         return node
 
-    def bind(self, name: str, span: Span, expr: Expr, augop: str | None, line: int,
-             origin: Origin) -> Node:
-        """``name = expr`` (or ``name op= expr``); the node now bound to ``name``."""
-        with located(origin):
-            check_name(name, span, "variable")
-            if name in self.lowerer.globals:
-                what = self._kind_of_global(name)
-                raise ExprgradNameError(f"'{name}' is already the name of a {what}", span,
-                                        hint="choose another name for the variable")
-            if augop is not None:
-                if name not in self.bindings:
-                    raise ExprgradNameError(f"'{name}' has no value yet", span,
-                                            hint=f"write '{name} = ...' first")
-                expr = ("bin", span, augop, ("name", span, name), expr)
-        node = self.expression(expr, origin)
-        if self._from_constants(node):
+    def execute(self, stmt: Expr, origin: Origin) -> None:
+        """Run a statement typed in the session, as Python would: a binding ``("assign", span,
+        name, expr, augop_or_None)``, an unpacking ``("unpack", span, names, expr)`` or a for
+        loop ``("for", span, var, start, stop, body)`` (see :mod:`exprgrad.syntax.parser`).
+        Each statement is lowered and evaluated at once (a loop is unrolled, its variable a
+        number known at compile time, as in a def). All of it or nothing: when it fails (a
+        mistake, an overflow, Ctrl-C) the bindings are those it found."""
+        with located(origin), self._transaction(), self._expression_mode():
+            self.lowerer.refs = set()
+            self.lowerer.current = None
+            work: list[tuple[Expr, str]] = [(stmt, "")]  # a statement, its loops' iteration
+            unrolled = 0
+            while work:
+                stmt, where = work.pop()
+                kind, span = stmt[0], stmt[1]
+                if kind == "assign":
+                    _, _, name, expr, augop = stmt
+                    self._check_variable(name, span)
+                    if augop is not None:
+                        if name not in self.bindings:
+                            raise ExprgradNameError(f"'{name}' has no value yet", span,
+                                                    hint=f"write '{name} = ...' first")
+                        expr = ("bin", span, augop, ("name", span, name), expr)
+                    node = self.lowerer.lower_expr(expr, self.bindings)
+                    self._evaluate([node], expr[1])
+                    self._set(name, node, span.line, where)
+                elif kind == "unpack":
+                    _, _, names, expr = stmt
+                    for name in names:
+                        self._check_variable(name, span)
+                    nodes = self.lowerer._values(expr, self.bindings, len(names), span)
+                    self._evaluate(nodes, expr[1])
+                    for name, node in zip(names, nodes):
+                        self._set(name, node, span.line, where)
+                elif kind == "for":
+                    expanded = self._unroll(stmt, MAX_UNROLLED_STATEMENTS - unrolled)
+                    unrolled += len(expanded)
+                    var, size = stmt[2], len(stmt[5]) + 1
+                    items: list[tuple[Expr, str]] = []
+                    for k in range(0, len(expanded), size):
+                        number = expanded[k][3][3]  # each time: 'var = k', then the body
+                        inner = f"{where}, {var}={number}" if where else f"{var}={number}"
+                        items.append((("loop", span, var, expanded[k][3][2]), inner))
+                        items.extend((s, inner) for s in expanded[k + 1:k + size])
+                    work.extend(reversed(items))
+                elif kind == "loop":  # (made above) the loop's variable: a number, as in a def
+                    node = self.graph.const(stmt[3])
+                    self._evaluate([node], span)
+                    self._set(stmt[2], node, span.line, where, label=False)
+                else:  # (the body of a for loop typed in the session was checked first)
+                    raise AssertionError(f"unknown statement kind {kind}")
+
+    def _unroll(self, stmt: Expr, budget: int) -> list[Expr]:
+        """A for loop typed in the session, unrolled by the lowerer (its bounds and its limit
+        are a def's), after checks that only a session needs."""
+        _, span, var, start, stop, body = stmt
+        self._check_variable(var, span)
+        stack = list(body)
+        while stack:
+            inner = stack.pop()
+            if inner[0] in ("return", "grad"):
+                word = "return" if inner[0] == "return" else "grad"
+                raise ExprgradTypeError(f"'{word}' belongs in a def, not in a for loop typed in "
+                                        "the session", inner[1],
+                                        hint="define a def with the loop in it, or leave the "
+                                        f"'{word}' out")
+            if inner[0] == "for":
+                stack.extend(inner[5])
+        for bound in (start, stop):
+            node = self.lowerer.lower_expr(bound, self.bindings)
+            if node.op != "const":  # (a constant that is not whole: the lowerer says so)
+                variables = sorted(name for name in _names_in(bound) if name in self.bindings
+                                   and self.bindings[name].op != "const")
+                which = f" ('{variables[0]}')" if variables else ""
+                raise ExprgradTypeError(
+                    "a loop bound must be a whole number known at compile time", bound[1],
+                    hint="use numbers, an outer loop's variable or a loaded file's constant "
+                    f"('N = 4'); a session variable{which} is a value with a history, which is "
+                    "neither a bound nor an index")
+        return self.lowerer._unroll(stmt, self.bindings, budget, None)
+
+    def _check_variable(self, name: str, span: Span) -> None:
+        check_name(name, span, "variable")
+        if name in self.lowerer.globals:
+            what = self._kind_of_global(name)
+            raise ExprgradNameError(f"'{name}' is already the name of a {what}", span,
+                                    hint="choose another name for the variable")
+
+    def _set(self, name: str, node: Node, line: int, where: str = "", label: bool = True
+             ) -> None:
+        """Bind ``name`` to a new value: a leaf when it was computed from numbers and data
+        alone; named (``where``: in which iteration of the loops around it) unless it is a loop's
+        variable."""
+        if label and self._from_constants(node):
             node = self._leaf("<repl>", name, node.shape, list(self.values[node.id]), "variable")
+        journal = self._journal
+        if journal is not None and name not in journal.bindings:
+            journal.bindings[name] = self.bindings.get(name)
         self.bindings[name] = node
-        self.labels.setdefault(node.id, (name, line))
-        return node
+        if label and node.id not in self.labels:
+            self.labels[node.id] = (name, line)
+            if where:
+                self.where[node.id] = where
+            if journal is not None:
+                journal.labeled.append(node.id)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Bindings and names made inside are undone if it fails (nodes and values made stay:
+        nothing reaches them)."""
+        assert self._journal is None, "statements do not nest"
+        journal = self._journal = _Journal()
+        try:
+            yield
+        except BaseException:
+            for name, old in journal.bindings.items():
+                if old is None:
+                    self.bindings.pop(name, None)
+                else:
+                    self.bindings[name] = old
+            for node_id in journal.labeled:
+                self.labels.pop(node_id, None)
+                self.where.pop(node_id, None)
+            raise
+        finally:
+            self._journal = None
 
     def _from_constants(self, node: Node) -> bool:
         """Whether a new value depends on no variable or parameter: only on numbers and data.
@@ -287,6 +412,8 @@ class Environment:
         node = self.bindings.get(name)
         if node is None:
             raise ExprgradNameError(f"'{name}' is not a variable")
+        if node.op == "const":  # a loop's variable: never a gradient to report
+            return
         if self.leaf_kind.get(node.id) not in ("variable", "constant"):
             raise ExprgradValueError(f"'{name}' was computed from other values; only a leaf (a "
                                      "value typed in, like 'x = 2.0') can be marked constant",
@@ -335,7 +462,8 @@ class Environment:
         name, line = self.labels[node.id]
         if self.bindings.get(name) is node or line <= 0:
             return name
-        return f"{name} (line {line})"
+        where = self.where.get(node.id)
+        return f"{name} (line {line}, {where})" if where else f"{name} (line {line})"
 
     def element_labels(self, node: Node) -> list[str]:
         """The labels of a parameter leaf's elements (``n.layers.0.neurons.1.w.2``), marked
@@ -466,7 +594,10 @@ class Environment:
              self._data_leaf, lowerer.globals_read, program.layer_types,
              lowerer.constants) = saved
             raise
-        self.decls[name] = _Decl(stmt, origin, set(lowerer.refs))
+        refs = set(lowerer.refs)
+        if isinstance(stmt, Def):  # the constants it read (the lowerer folds them in)
+            refs |= _names_in(stmt.body) & set(lowerer.constants)
+        self.decls[name] = _Decl(stmt, origin, refs)
 
     def _initialize(self, tensors: list[str]) -> None:
         """Initial values for new tensors, through ``init`` on a program of just them (so the
@@ -587,6 +718,21 @@ def located(origin: Origin) -> Iterator[None]:
             err.filename, err.source = origin.filename, origin.source
             err.text = err.source_line()
         raise
+
+
+def _names_in(tree: Any) -> set[str]:
+    """The names a statement's syntax tree mentions (iterative)."""
+    names: set[str] = set()
+    stack = [tree]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, tuple):
+            if x and x[0] == "name" and len(x) == 3:
+                names.add(x[2])
+            stack.extend(x)
+    return names
 
 
 def _shape_of(value: Any) -> tuple[int, ...] | None:

@@ -3,8 +3,9 @@
 Contract: a :class:`Session` takes one input at a time: the statements of a file (``def``
 blocks, ``param``, ``net``, ``data``), ``train f(xs, ys): ...`` (run at once: it updates the
 session's parameters), ``NAME = EXPR`` / ``NAME += EXPR`` (the variable holds the value *and how
-it was computed*, as the notebook's ``Value``), a bare expression (printed), and the
-``:commands`` of :data:`HELP`. The state is an :class:`~exprgrad.lower.session.Environment`:
+it was computed*, as the notebook's ``Value``), ``A, B = EXPR`` (unpacking), a ``for`` loop (its
+block runs once per value of its variable; all of it or nothing), a bare expression (printed),
+and the ``:commands`` of :data:`HELP`. The state is an :class:`~exprgrad.lower.session.Environment`:
 each input is lowered against it, so an input costs the same at any point of a session, and
 completion reads names from it without compiling anything.
 
@@ -85,6 +86,8 @@ HELP = """\
 statements  def NAME(ARGS): ... and layer NAME(ARGS): ... (end a block with an empty line),
             param, net, data,
             NAME = EXPR (the variable remembers how it was computed), NAME += EXPR,
+            A, B = EXPR (a def's two results, a vector [2]) or A, B = EXPR, EXPR,
+            for I in range(N): ... (runs its block with I = 0 .. N-1; end it with an empty line),
             EXPR (prints its value), train F(DATA, ...): steps=N, lr=R (updates the parameters)
 :grad EXPR          d EXPR / d every named value, variable and parameter it was computed from
 :backward EXPR      the same, quietly: keeps the parameters' part for :step
@@ -186,9 +189,8 @@ class Session:
                 self.out(said)
         elif isinstance(tree, TrainDecl):
             self._train(tree, origin)
-        elif tree[0] == "assign":
-            _, span, name, expr, augop = tree
-            env.bind(name, span, expr, augop, span.line, origin)
+        elif tree[0] in ("assign", "unpack", "for"):
+            env.execute(tree, origin)
         else:
             self.out(_show(env.value(env.expression(tree[2], origin))))
 
@@ -472,7 +474,7 @@ class Session:
         return (set(BUILTINS) | set(COMMANDS) | (set(LANGUAGE_WORDS) - {"dout"})
                 | set(self.env.bindings)
                 | set(program.functions) | set(program.nets) | set(program.params)
-                | set(program.data))
+                | set(program.data) | set(self.env.lowerer.constants))
 
 
 def _visible(text: str) -> str:
@@ -510,14 +512,15 @@ def _show(value: Any) -> str:
 
 
 def _is_block_start(line: str) -> bool:
-    """A line that opens an indented block (a def or a layer type)."""
-    s = line.strip()
-    return s.split(" ", 1)[0] in ("def", "layer") and s.endswith(":")
+    """A line that opens an indented block: a def, a layer type or a for loop."""
+    s = line.split("#", 1)[0].strip()
+    return s.split(" ", 1)[0] in ("def", "layer", "for") and s.endswith(":")
 
 
 def inputs(lines: Iterable[str], first: int = 1) -> Iterator[tuple[str, int]]:
-    """Complete inputs from lines (numbered from ``first``): one line each, or a block up
-    to an empty line or the next unindented line; ``(text, number of its first line)``."""
+    """Complete inputs from lines (numbered from ``first``): one line each, or a block (a def,
+    a layer type, a for loop) up to an empty line or the next unindented line; ``(text, number
+    of its first line)``."""
     pending: list[str] = []
     start = 0
     for lineno, raw in enumerate(lines, first):

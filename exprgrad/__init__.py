@@ -17,7 +17,8 @@ from .version import __version__
 def train(source, *, progress=None, **settings):  # type: ignore[no-untyped-def]
     """Train a program (a .exg path, or a Program) as its 'train' statement says; keyword
     arguments override the settings (steps, lr, optimizer, seed, batch_size, reduce, backend,
-    dtype: "float32" trains in float32 on the numpy backend).
+    dtype: "float32" trains in float32 on the numpy backend; device: "cpu" (numpy, the default),
+    or "torch-cpu", "cuda", "cuda:N", "mps" to train through PyTorch tensors there).
     Returns a TrainResult: ``.losses`` (one per step), ``.params`` and ``.names``. ``progress``:
     a progress bar (default: in Jupyter and on a terminal); Ctrl-C ends training after the last
     whole step, and the result says so (``.stopped``)."""

@@ -12,13 +12,17 @@ import exprgrad
 
 GOLDEN = ROOT / "tests" / "golden"
 CASES = ["tour.exg", "micrograd.exg", "seed_tanh.exg", "seed_mlp.exg", "small_net.exg"]
+#: numpy modules (their numpy code and its array-API twins): a network, and where/max/softmax
+NUMPY_CASES = ["small_net.exg", "select.exg"]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_generated_code_matches_golden(name: str, update_golden: bool) -> None:
+@pytest.mark.parametrize("name, backend", [*((c, "python") for c in CASES),
+                                           *((c, "numpy") for c in NUMPY_CASES)])
+def test_generated_code_matches_golden(name: str, backend: str, update_golden: bool) -> None:
     source = EXAMPLES / name if (EXAMPLES / name).exists() else GOLDEN / name
-    code = exprgrad.compile_source(source.read_text(encoding="utf-8"), name)
-    golden = GOLDEN / (name.removesuffix(".exg") + ".py")
+    code = exprgrad.compile_source(source.read_text(encoding="utf-8"), name, backend=backend)
+    suffix = "_numpy" if backend == "numpy" else ""
+    golden = GOLDEN / (name.removesuffix(".exg") + suffix + ".py")
     if update_golden:
         GOLDEN.mkdir(exist_ok=True)
         golden.write_text(code, encoding="utf-8")

@@ -24,7 +24,7 @@ may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.e
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,11 +82,13 @@ def _layout(positions: list[int], shape: tuple[int, ...], total: int) -> str | N
     return None
 
 
-def _view(base: str, spec: str) -> str:
-    """The expression for a parameter tensor's view of the flat vector ``base``."""
+def _view(base: str, spec: str, xp: bool = False) -> str:
+    """The expression for a parameter tensor's view of the flat vector ``base`` (``xp``: in
+    array-API code, where ``reshape`` is a function; a copy or a view, as the library does)."""
     if spec.startswith("reshape:"):
         _, a, b, m, r, n = spec.split(":")
-        view = f"{base}[{a}:{b}].reshape({m}, {r})"
+        view = f"xp.reshape({base}[{a}:{b}], ({m}, {r}))" if xp else \
+            f"{base}[{a}:{b}].reshape({m}, {r})"
         return view if r == n else f"{view}[:, :{n}]"
     return f"{base}[{spec}]"
 
@@ -158,59 +160,105 @@ def _print(statements: Sequence[Statement]) -> list[str]:
 
 class _Writer:
     """The module's functions, written into the shared module writer; temporaries are numbered
-    across the module."""
+    across the module. With ``array_api``, every function is written twice: numpy code, which
+    first hands arrays of other libraries to its array-API twin, and that twin."""
 
-    def __init__(self, program: Program, dtype: str) -> None:
+    def __init__(self, program: Program, dtype: str, array_api: bool = True) -> None:
         self.program = program
         self.graph = program.graph
+        self.dtype_name = dtype
         self.dtype = DTYPES[dtype]  # the numpy expression of the module's float type
-        self.module = ModuleWriter(program, "numpy", "np", dtype=dtype)
+        self.array_api = array_api
+        self.module = ModuleWriter(program, "numpy", "np", dtype=dtype, twins=array_api)
         self.uses = self.module.uses
         self.uses["np"]  # every function converts its inputs with np.asarray
+        self._blocks: list[_Block] | None = None
+
+    def blocks(self) -> list[_Block]:
+        """How the flat gradient is assembled from the tensors' gradients (array-API code)."""
+        if self._blocks is None:
+            self._blocks = _gradient_blocks(self.program)
+        return self._blocks
+
+    def _emit(self, kind: str, fname: str, build: Callable[[bool], tuple[_Function, str, str]],
+              array_args: Callable[[_Function], list[str]]) -> None:
+        """Write the function of ``kind`` for ``fname`` (and its array-API twin): ``build(xp)``
+        gives ``(function, signature text, return expression)``."""
+        name = self.module.entry(fname, kind)
+        f, sig, ret = build(False)
+        head = []
+        twin = self.module.twin(fname, kind) if self.array_api else None
+        arrays = array_args(f)
+        if twin is not None and arrays:
+            same = " is ".join(f"type({a})" for a in arrays)
+            head = [f"    if not ({same} is np.ndarray) and "
+                    f"{self.uses['_foreign']}({', '.join(arrays)}):",
+                    f"        return {twin}({', '.join(f.sig_names)})"]
+        self.module.add("\n".join([f"def {name}({sig}):", f'    """{f.doc}"""', *head,
+                                   *_print(f.head), *_print(f.body), f"    return {ret}"]))
+        if twin is None or not arrays:
+            return
+        g, sig, ret = build(True)
+        start = Assign(f"{XP}, {g.dev}", f"{self.uses['_namespace']}({', '.join(arrays)})")
+        self.module.add("\n".join([
+            f"def {twin}({sig}):",
+            f'    """{name} in array-API code, for arrays of another library than numpy."""',
+            *_print([start, *g.head]), *_print(g.body), f"    return {ret}"]))
 
     def function(self, kind: str, fn: Function, roots: list[Node], doc: str,
                  param_grads: list[Node] | None, n_arg_grads: int = 0) -> None:
         """The function of ``kind`` for ``fn``: computes ``roots`` (outputs first); with
         ``param_grads``, returns the outputs and the flat parameter gradient summed over the
         batch; for ``vjp``, then the last ``n_arg_grads`` roots per example."""
-        f = _Function(self, fn, roots, param_grads)
-        ret = f.build(per_example_grads=param_grads is None and kind == "grad")
-        if kind == "vjp":
-            args = [f._per_example(r) for r in roots[len(roots) - n_arg_grads:]]
-            ret += ", (" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
-        name = self.module.entry(fn.name, kind)
-        self.module.add("\n".join([f"def {name}({', '.join(f.sig)}):", f'    """{doc}"""',
-                                   *_print(f.head), *_print(f.body), f"    return {ret}"]))
 
+        def build(xp: bool) -> tuple[_Function, str, str]:
+            f = _Function(self, fn, roots, param_grads, xp)
+            f.doc = doc
+            ret = f.build(per_example_grads=param_grads is None and kind == "grad")
+            if kind == "vjp":
+                args = [f._per_example(r) for r in roots[len(roots) - n_arg_grads:]]
+                ret += ", (" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
+            f.sig_names = list(f.sig)
+            return f, ", ".join(f.sig), ret
+
+        self._emit(kind, fn.name, build, lambda f: list(f.sig))
 
     def step(self, fn: Function, roots: list[Node], grads: list[Node], optimizer: str) -> None:
         """The training step of ``optimizer`` for the loss ``fn`` (see
         :mod:`exprgrad.emit.steps`): ``f_grad``'s statements, then the update on whole arrays,
         written by the optimizers' one formula through :class:`_ArrayAlgebra`."""
-        f = _Function(self, fn, roots, grads)
-        f.build(per_example_grads=False)
-        alg = _ArrayAlgebra(f)
-        names = {n: f.scope.fresh(n) for n in (*STATE[optimizer], *SETTINGS[optimizer], "scale")}
-        alg.scalars.update(names.values())
-        state: dict[str, Any] = {}
-        for n in STATE[optimizer]:
-            if n == "t":
-                state[n] = names[n]
-            else:
-                local = f.fresh(n)
-                f.head.append(Assign(local, f"np.asarray({names[n]}, {self.dtype})"))
-                state[n] = [local]
-        new, new_state = update(alg, optimizer, [f.p], [f.g], state,
-                                {n: names[n] for n in SETTINGS[optimizer]}, names["scale"])
-        sig = [f.sig[0], *(names[n] for n in STATE[optimizer]), *f.sig[1:],
-               *(names[n] for n in SETTINGS[optimizer]), f"{names['scale']}=1.0"]
-        returned = [f"{f._per_example(fn.outputs[0])}.sum()", new[0], *(v[0] for v in new_state)]
-        name = self.module.entry(fn.name, STEP_KINDS[optimizer])
-        doc = step_doc(fn.name, optimizer).replace("(one sequence per argument)",
-                                                    "(arrays with the batch first)")
-        self.module.add("\n".join([f"def {name}({', '.join(sig)}):", f'    """{doc}"""',
-                                   *_print(f.head), *_print(f.body),
-                                   f"    return {', '.join(returned)}"]))
+        vectors: list[str] = []
+
+        def build(xp: bool) -> tuple[_Function, str, str]:
+            f = _Function(self, fn, roots, grads, xp)
+            f.build(per_example_grads=False)
+            alg = _ArrayAlgebra(f)
+            names = {n: f.scope.fresh(n)
+                     for n in (*STATE[optimizer], *SETTINGS[optimizer], "scale")}
+            alg.scalars.update(names.values())
+            state: dict[str, Any] = {}
+            for n in STATE[optimizer]:
+                if n == "t":
+                    state[n] = names[n]
+                else:
+                    local = f.fresh(n)
+                    f.head.append(Assign(local, f.asarray(names[n])))
+                    state[n] = [local]
+            new, new_state = update(alg, optimizer, [f.p], [f.g], state,
+                                    {n: names[n] for n in SETTINGS[optimizer]}, names["scale"])
+            f.sig_names = [f.sig[0], *(names[n] for n in STATE[optimizer]), *f.sig[1:],
+                           *(names[n] for n in SETTINGS[optimizer]), names["scale"]]
+            sig = [*f.sig_names[:-1], f"{names['scale']}=1.0"]
+            vectors[:] = [f.sig[0], *(names[n] for n in STATE[optimizer] if n != "t"),
+                          *f.sig[1:]]
+            total = f._per_example(fn.outputs[0])
+            returned = [f"{XP}.sum({total})" if xp else f"{total}.sum()", new[0],
+                        *(v[0] for v in new_state)]
+            f.doc = step_doc(fn.name, optimizer).replace("(one sequence per argument)",
+                                                         "(arrays with the batch first)")
+            return f, ", ".join(sig), ", ".join(returned)
+
+        self._emit(STEP_KINDS[optimizer], fn.name, build, lambda f: list(vectors))
 
 
 class _ArrayAlgebra:
@@ -226,7 +274,7 @@ class _ArrayAlgebra:
 
     def scalar(self, op: str, args: Sequence[Any]) -> str:
         uses = self.f.w.uses
-        texts = [a if isinstance(a, str) else uses.const(a) for a in args]
+        texts = [a if isinstance(a, str) else self.f.const(a) for a in args]
         spec = OPS[op]
         local = self.f.fresh(None)
         if all(isinstance(a, float) or a in self.scalars for a in args):
@@ -234,44 +282,65 @@ class _ArrayAlgebra:
             text = spec.py(texts, [a if isinstance(a, float) else None for a in args], uses)
             self.scalars.add(local)
         else:
-            assert spec.np is not None, f"{op} has no numpy emitter"
+            emit = spec.xp if self.f.xp else spec.np
+            assert emit is not None, f"{op} has no array emitter"
             # a setting may be a numpy scalar (np.float64(0.1), np.int64(t)), which would make a
-            # float32 array float64: it is given the module's type
-            texts = [f"{self.f.w.dtype}({t})" if isinstance(a, str) and a in self.scalars
-                     else t for t, a in zip(texts, args)]
+            # float32 array float64: it is given the module's type (array-API code: a Python
+            # float, which the standard never lets change an array's type)
+            texts = [(f"float({t})" if self.f.xp else f"{self.f.dtype}({t})")
+                     if isinstance(a, str) and a in self.scalars else t
+                     for t, a in zip(texts, args)]
+            if self.f.xp and spec.xp_calls:  # numbers in the standard's functions: 0-d arrays
+                texts = [self.f.typed(a) if isinstance(a, float) else t
+                         for t, a in zip(texts, args)]
             ctx = NpCtx([False] * len(args), [()] * len(args), (), self.f.B,
                         [a if isinstance(a, float) else None for a in args], self.f.ones_of,
-                        self.f.w.dtype)
-            text = spec.np(texts, None, ctx)
+                        self.f.dtype, self.f.xp, self.f.typed)
+            text = emit(texts, None, ctx)
         self.f.body.append(Assign(local, text))
         return local
 
 
+#: the name of the array namespace in array-API code (reserved: see exprgrad.emit.names)
+XP = "xp"
+
+
 class _Function:
     """One generated function, written in order: the arguments, the parameter views, the planned
-    array operations, then the return value (after the parameter gradient's assembly)."""
+    array operations, then the return value (after the parameter gradient's assembly). With
+    ``xp``, in array-API code: every call is one of the standard's functions on the namespace
+    ``xp`` (the arguments', found by ``_namespace``), arrays are made on the arguments' device
+    ``_dev``, nothing is written in place and the flat gradient is concatenated, not filled."""
 
     def __init__(self, writer: _Writer, fn: Function, roots: list[Node],
-                 param_grads: list[Node] | None) -> None:
+                 param_grads: list[Node] | None, xp: bool = False) -> None:
         self.w, self.fn, self.roots, self.param_grads = writer, fn, roots, param_grads
+        self.xp = xp
         self.scope: Scope = writer.module.namer.scope(module_wide_numbers=True)
+        self.doc = ""
+        self.sig_names: list[str] = []
         self.head: list[Statement] = []  # arguments, views and hoisted constants
         self.body: list[Statement] = []
         self.env: dict[int, tuple[str, bool]] = {}  # node id -> (expression, batched)
         self.ones: dict[str, str] = {}
+        self.typed_consts: dict[str, str] = {}
         self.layouts: dict[str, str] = {}
         self.free: dict[tuple[int, ...], list[str]] = {}  # per-example shape -> dead arrays
         self.lse_parts: dict[int, tuple[str, str]] = {}  # logsumexp node -> (exp(v - m), sum)
+        #: the module's float type, as numpy code or array-API code names it
+        self.dtype = f"{XP}.{writer.dtype_name}" if xp else writer.dtype
         params = self.scope.fresh("params") if fn.uses_params else None
         self.sig = [self.scope.fresh(a) for a in fn.arg_names]
+        self.dev = self.scope.fresh("_dev") if xp else ""  # the arguments' device
         for node, arg, pyname in zip(fn.inputs, fn.arg_names, self.sig):
             local = self.scope.fresh(f"_{ident_part(arg)}")
-            self.head.append(Assign(local, f"np.asarray({pyname}, {writer.dtype})"))
+            self.head.append(Assign(local, self.asarray(pyname)))
             self.env[node.id] = (local, True)
         self.batch = bool(fn.inputs)
         self.B = self.scope.fresh("_B")  # the batch size
         if self.batch:
-            self.head.append(Assign(self.B, f"len({self.env[fn.inputs[0].id][0]})"))
+            first = self.env[fn.inputs[0].id][0]
+            self.head.append(Assign(self.B, f"{first}.shape[0]" if xp else f"len({first})"))
         for node in fn.inputs:  # one value per example, of the argument's shape
             local = self.env[node.id][0]
             dims = "".join(f", {d}" for d in node.shape)
@@ -282,12 +351,41 @@ class _Function:
             self._parameters(params)
         self.batched = depends_on(roots, {n.id for n in fn.inputs})
 
+    def asarray(self, name: str) -> str:
+        """An argument as an array of the module's type (on the arguments' device)."""
+        if self.xp:
+            return f"{XP}.asarray({name}, dtype={self.dtype}, device={self.dev})"
+        return f"np.asarray({name}, {self.dtype})"
+
+    def made(self, fn: str, shape: str, *values: str) -> str:
+        """A new array of the module's type: ``np.ones(shape, dtype)``, ``np.full(...)``..."""
+        if self.xp:
+            return f"{XP}.{fn}({', '.join([shape, *values])}, dtype={self.dtype}, " \
+                f"device={self.dev})"
+        return f"np.{fn}({', '.join([shape, *values, self.dtype])})"
+
+    def const(self, value: float) -> str:
+        """A number as generated code writes it (``np.inf``; ``xp.inf`` in array-API code)."""
+        text = self.w.uses.const(value)
+        return text.replace("np.", f"{XP}.") if self.xp else text
+
+    def typed(self, value: float) -> str:
+        """A number as an array of the module's type: ``np.float64(c)``, or in array-API code
+        a 0-d array on the arguments' device, made once at the top."""
+        text = self.const(value)
+        if not self.xp:
+            return f"{self.dtype}({text})"
+        if text not in self.typed_consts:
+            self.typed_consts[text] = self.scope.temp("c")
+            self.head.append(Assign(self.typed_consts[text], self.made("asarray", text)))
+        return self.typed_consts[text]
+
     def ones_of(self, n: int | str) -> str:
         """A vector of ``n`` ones (``self.B``: one per example), created once at the top."""
         key = str(n)
         if key not in self.ones:
             self.ones[key] = self.scope.fresh("_onesB" if key == self.B else f"_ones{key}")
-            self.head.append(Assign(self.ones[key], f"np.ones({key}, {self.w.dtype})"))
+            self.head.append(Assign(self.ones[key], self.made("ones", key)))
         return self.ones[key]
 
     def fresh(self, hint: str | None) -> str:
@@ -297,7 +395,7 @@ class _Function:
         """A view of the flat ``params`` per parameter tensor (a gather where none exists)."""
         program = self.w.program
         self.p = self.scope.fresh("_p")
-        self.head.append(Assign(self.p, f"np.asarray({params}, {self.w.dtype})"))
+        self.head.append(Assign(self.p, self.asarray(params)))
         where: dict[str, list[int]] = {t: [0] * program.params[t].node.size
                                        for t in program.params}
         for pos, (t, i) in enumerate(program.param_order):
@@ -308,10 +406,15 @@ class _Function:
             if spec is None:
                 spec = "[" + ", ".join(map(str, where[t])) + "]"
                 dims = ", ".join(map(str, pt.node.shape))
-                self.head.append(Assign(local, f"np.reshape({self.p}[np.asarray({spec})], "
-                                        f"({dims},))"))
+                if self.xp:
+                    self.head.append(Assign(local, f"{XP}.reshape({XP}.take({self.p}, "
+                                            f"{XP}.asarray({spec}, device={self.dev})), "
+                                            f"({dims},))"))
+                else:
+                    self.head.append(Assign(local, f"np.reshape({self.p}[np.asarray({spec})], "
+                                            f"({dims},))"))
             else:
-                self.head.append(Assign(local, _view(self.p, spec)))
+                self.head.append(Assign(local, _view(self.p, spec, self.xp)))
             self.layouts[t] = spec
             self.env[pt.node.id] = (local, False)
 
@@ -337,8 +440,10 @@ class _Function:
             return f"{value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})"
         if self.param_grads is None:
             return value
-        self.body.append(Assign(self.g, f"np.empty({len(self.w.program.param_order)}, "
-                                f"{self.w.dtype})"))
+        if self.xp:
+            self._concatenated(outer_grads)
+            return f"{value}, {self.g}"
+        self.body.append(Assign(self.g, self.made("empty", str(len(self.w.program.param_order)))))
         for t, g in zip(self.w.program.params, self.param_grads):
             self.body.append(self._gradient(g, self.layouts[t], g.id in outer_grads))
         return f"{value}, {self.g}"
@@ -353,12 +458,12 @@ class _Function:
             if node.op == "const":
                 number = float(node.attr)
                 if node.shape == ():
-                    env[node.id] = (self.w.uses.const(number), False)
+                    env[node.id] = (self.const(number), False)
                 else:
                     local = self.fresh(None)
                     dims = ", ".join(map(str, node.shape))
-                    self.body.append(Assign(local, f"np.full(({dims},), "
-                                            f"{self.w.uses.const(number)}, {self.w.dtype})"))
+                    self.body.append(Assign(local, self.made("full", f"({dims},)",
+                                                             self.const(number))))
                     env[node.id] = (local, False)
                 continue
             if node.op == "custom":
@@ -377,8 +482,13 @@ class _Function:
                 self._logsumexp(node, local, shared=node.id in shared)
             elif node.id in fused:
                 e, esum = self.lse_parts[fused[node.id].id]
-                self.body.append(Assign(local, f"np.divide({e}, {esum}[..., None], {e})"
-                                        if node.id in self.batched else f"{e} / {esum}"))
+                if node.id not in self.batched:
+                    text = f"{e} / {esum}"
+                elif self.xp:
+                    text = f"{e} / {esum}[..., None]"
+                else:
+                    text = f"np.divide({e}, {esum}[..., None], {e})"
+                self.body.append(Assign(local, text))
             else:
                 taken = self._operation(node, local, i, plan)
             env[node.id] = (local, node.id in self.batched)
@@ -400,9 +510,18 @@ class _Function:
         consts = [float(a.attr) if a.op == "const" and a.shape == () else None
                   for a in node.args]
         if not op.elementwise:  # a constant that a tensor op makes an array of: typed
-            texts = [t if k is None else f"{self.w.dtype}({t})" for t, k in zip(texts, consts)]
+            texts = [t if k is None else self.typed(k) for t, k in zip(texts, consts)]
         ctx = NpCtx(batched, [a.shape for a in node.args], node.shape, self.B, consts,
-                    self.ones_of, self.w.dtype)
+                    self.ones_of, self.dtype, self.xp, self.typed)
+        if self.xp:
+            assert op.xp is not None, f"{node.op} has no array-API emitter"
+            xp_text = op.xp(texts, node.attr, ctx)
+            if f"{XP}." in xp_text and any(k is not None for k in consts):
+                # the standard's functions take arrays, not numbers: the constants as 0-d arrays
+                texts = [t if k is None else self.typed(k) for t, k in zip(texts, consts)]
+                xp_text = op.xp(texts, node.attr, ctx)
+            self.body.append(Assign(local, xp_text))
+            return None
         if op.np_into is not None and node.id in self.batched and REUSE_BUFFERS:
             target = None
             if op.elementwise:  # an argument that dies here can take the result in place
@@ -434,6 +553,13 @@ class _Function:
         shape = node.args[0].shape
         m, e, total = self.fresh("max"), self.fresh("exp"), self.fresh("sumexp")
         body = self.body
+        if self.xp:  # the same arithmetic, in the standard's functions
+            body.append(Assign(m, f"{XP}.max({v}, axis=-1)"))
+            body.append(Assign(e, f"{XP}.exp({v} - {m}[..., None])"))
+            body.append(Assign(total, f"{e} @ {self.ones_of(shape[0])}"))
+            body.append(Assign(local, f"{XP}.log({total}) + {m}"))
+            self.lse_parts[node.id] = (e, total)
+            return
         if batched and shape[0] <= 16:  # numpy reduces short rows slowly: 4x faster by columns
             body.append(Assign(m, f"np.ascontiguousarray({v}.T).max(0)"))
         else:
@@ -457,19 +583,25 @@ class _Function:
             body.append(Assign(local, f"np.log({total}) + {m}"))
         self.lse_parts[node.id] = (e, total)
 
-    def _gradient(self, g: Node, spec: str, outer: bool) -> Assign:
-        """The statement storing one parameter tensor's gradient, summed over the batch."""
+    def _summed(self, g: Node, outer: bool) -> tuple[str, tuple[str, str] | None]:
+        """One parameter tensor's gradient summed over the batch: ``(expression, (a, b))``,
+        the second when the expression is the matrix product ``a @ b``."""
         env = self.env
         if g.id in env and not env[g.id][1]:  # the same for every example: B times it
-            value, product = (f"{self.B} * {env[g.id][0]}" if self.batch else env[g.id][0]), None
-        elif outer:  # sum over the batch of outer(a, b) = a.T @ b
+            return (f"{self.B} * {env[g.id][0]}" if self.batch else env[g.id][0]), None
+        if outer:  # sum over the batch of outer(a, b) = a.T @ b
             a, b = (env[x.id][0] for x in g.args)
-            value, product = f"{a}.T @ {b}", (f"{a}.T", b)
-        elif len(g.shape) <= 1:
+            return f"{a}.T @ {b}", (f"{a}.T", b)
+        if len(g.shape) <= 1:
             t = env[g.id][0]
-            value, product = f"{self.ones_of(self.B)} @ {t}", (self.ones_of(self.B), t)
-        else:
-            value, product = f"{env[g.id][0]}.sum(0)", None
+            return f"{self.ones_of(self.B)} @ {t}", (self.ones_of(self.B), t)
+        if self.xp:
+            return f"{XP}.sum({env[g.id][0]}, axis=0)", None
+        return f"{env[g.id][0]}.sum(0)", None
+
+    def _gradient(self, g: Node, spec: str, outer: bool) -> Assign:
+        """The statement storing one parameter tensor's gradient, summed over the batch."""
+        value, product = self._summed(g, outer)
         if spec.startswith("["):
             return Assign(f"{self.g}[np.asarray({spec})]", f"np.reshape({value}, (-1,))")
         if product is None or g.shape == ():
@@ -478,13 +610,112 @@ class _Function:
         return Assign(self.fresh("dw"),
                       f"np.matmul({product[0]}, {product[1]}, {_view(self.g, spec)})")
 
+    def _concatenated(self, outer_grads: set[int]) -> None:
+        """Array-API code: the flat gradient as one concatenation of the tensors' gradients
+        (``xp.concat``; arrays may be immutable, so nothing is written into slices), in the
+        blocks :func:`_gradient_blocks` found, or gathered in flat order where none fit."""
+        tensors = list(self.w.program.params)
+        parts: dict[str, str] = {}
+        for t, g in zip(tensors, self.param_grads or []):
+            value, _ = self._summed(g, g.id in outer_grads)
+            local = self.fresh(f"d{t}")
+            if g.shape == ():  # (a number, where the gradient is a constant)
+                value = f"{XP}.asarray({value}, dtype={self.dtype}, device={self.dev})"
+            self.body.append(Assign(local, value))
+            parts[t] = local
+        pieces = []
+        for block in self.w.blocks():
+            if block.gather is not None:  # no block structure: every element gathered
+                flat = ", ".join(f"{XP}.reshape({parts[t]}, (-1,))" for t in tensors)
+                index = f"{XP}.asarray({list(block.gather)!r}, device={self.dev})"
+                pieces.append(f"{XP}.take({XP}.concat(({flat},)), {index})")
+            elif block.rows == 1:
+                pieces.extend(f"{XP}.reshape({parts[t]}, (-1,))" for t in block.tensors)
+            else:  # rows of the tensors side by side, then flattened
+                cols = ", ".join(f"{XP}.reshape({parts[t]}, ({block.rows}, {c}))"
+                                 for t, c in zip(block.tensors, block.cols))
+                local = self.fresh("rows")
+                self.body.append(Assign(local, f"{XP}.concat(({cols},), axis=1)"))
+                pieces.append(f"{XP}.reshape({local}, (-1,))")
+        if len(pieces) == 1:
+            self.body.append(Assign(self.g, pieces[0]))
+        else:
+            self.body.append(Assign(self.g, f"{XP}.concat(({', '.join(pieces)},))"))
+
     def _per_example(self, node: Node) -> str:
         """A returned value, as an array with the batch axis even where it is constant."""
         text, batched = self.env[node.id]
         if batched or not self.batch:
             return text
-        return f"np.full(({', '.join([self.B, *map(str, node.shape)])},), {text}, " \
-            f"{self.w.dtype})"
+        dims = ", ".join([self.B, *map(str, node.shape)])
+        if self.xp:  # (xp.full takes a number only, and the value may be a 0-d array)
+            return f"{self.made('zeros', f'({dims},)')} + {text}"
+        return self.made("full", f"({dims},)", text)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A run of the flat parameter vector viewed as ``rows`` rows of ``sum(cols)`` elements,
+    each tensor of ``tensors`` taking ``cols`` columns of every row in turn (a network layer:
+    a neuron's weights, then its bias); or, with ``gather``, the whole vector as the
+    positions of the tensors' concatenated elements, in flat order."""
+
+    rows: int
+    tensors: tuple[str, ...]
+    cols: tuple[int, ...]
+    gather: tuple[int, ...] | None = None
+
+
+def _gradient_blocks(program: Program) -> list[_Block]:
+    """The flat vector's blocks in order (see :class:`_Block`), from each tensor's layout
+    (:meth:`Program.param_layout`: an offset and strides)."""
+    layout = program.param_layout()
+    # each tensor as (offset, rows, row stride, columns), its columns contiguous
+    spans: list[tuple[int, int, int, int, str]] = []
+    for t, pt in program.params.items():
+        offset, strides = layout[t]
+        shape, size = pt.node.shape, pt.node.size
+        if len(shape) == 2 and shape[0] > 1 and strides[0] != shape[1] and (
+                strides[1] == 1 or shape[1] == 1):
+            spans.append((offset, shape[0], strides[0], shape[1], t))
+        elif len(shape) == 1 and shape[0] > 1 and strides[0] != 1:
+            spans.append((offset, shape[0], strides[0], 1, t))
+        elif size == 1 or len(shape) == 1 or strides[-1] == 1:  # contiguous
+            spans.append((offset, 1, size, size, t))
+        else:
+            return _gathered(program)
+    spans.sort()
+    blocks: list[_Block] = []
+    pos, k = 0, 0
+    while k < len(spans):
+        offset, rows, stride, cols, t = spans[k]
+        if offset != pos:
+            return _gathered(program)
+        tensors, widths, width = [t], [cols], cols
+        k += 1
+        while width < stride and k < len(spans) and spans[k][0] == pos + width and \
+                spans[k][1:3] == (rows, stride):
+            tensors.append(spans[k][4])
+            widths.append(spans[k][3])
+            width += spans[k][3]
+            k += 1
+        if width != stride:
+            return _gathered(program)
+        blocks.append(_Block(rows, tuple(tensors), tuple(widths)))
+        pos += rows * stride
+    if pos != len(program.param_order):
+        return _gathered(program)
+    return blocks
+
+
+def _gathered(program: Program) -> list[_Block]:
+    """The one gathering block: for each flat position, where its element is in the tensors'
+    gradients concatenated in declaration order."""
+    start, where = 0, {}
+    for t, pt in program.params.items():
+        where[t] = start
+        start += pt.node.size
+    return [_Block(0, (), (), tuple(where[t] + i for t, i in program.param_order))]
 
 
 def _softmax_of_lse(order: list[Node]) -> dict[int, Node]:
@@ -513,16 +744,19 @@ def _unneeded_subs(order: list[Node], fused: dict[int, Node], emitted: Sequence[
 
 
 def generate_numpy(program: Program, *, verify: bool = True, dtype: str = "float64",
-                   kinds: Collection[str] | None = None, steps: Sequence[str] = ("sgd",)) -> str:
+                   kinds: Collection[str] | None = None, steps: Sequence[str] = ("sgd",),
+                   array_api: bool = True) -> str:
     """The numpy-backend module for a program (see the module docstring), computing in
     ``dtype`` (``"float64"`` or ``"float32"``; anything else is an ExprgradValueError).
     ``kinds`` (default: all) names the generated functions wanted for each def (``value``,
     ``grad``, ``vjp``, ``step``...); every loss of parameters and arguments gets the training
-    step of each optimizer in ``steps`` whose kind is wanted."""
+    step of each optimizer in ``steps`` whose kind is wanted. With ``array_api`` (the
+    default) each function has an array-API twin that arrays of other libraries are handed to
+    (see the module docstring); without, the module is numpy's alone."""
     check_dtype(dtype)
     wanted = set(ENTRY_KINDS if kinds is None else kinds)
     with no_gc():
-        writer = _Writer(program, dtype)
+        writer = _Writer(program, dtype, array_api)
         for fname, fn in program.functions.items():
             if "value" in wanted:
                 writer.function("value", fn, list(fn.outputs), f"{fname}, batched.", None)

@@ -21,15 +21,18 @@ from .scalar import NUMPY_HINT, generate
 def module_of(program: Program, functions: Sequence[Function], kinds: Collection[str],
               backend: str = "python", *, hint: str = NUMPY_HINT, dtype: str = "float64",
               steps: Sequence[str] = ("sgd",), unroll: int = 0,
-              data: tuple[str, list[list[list[float]]]] | None = None) -> types.ModuleType:
+              data: tuple[str, list[list[list[float]]]] | None = None,
+              array_api: bool = False) -> types.ModuleType:
     """The loaded module of ``functions`` (defs of ``program``, or functions built on its graph
     such as the predictor) with only their generated functions of ``kinds``, on ``backend``
     (``"python"`` or ``"numpy"``, computing in ``dtype``); ``hint`` goes with a scalar limit's
     refusal; ``steps``, ``unroll`` and ``data`` say which training steps the step kinds are
-    written for (see :func:`exprgrad.emit.scalar.generate`)."""
+    written for (see :func:`exprgrad.emit.scalar.generate`); ``array_api``: a numpy module
+    with the array-API twins (for arrays of other libraries: training on a device), which
+    commands computing on numpy arrays do without."""
     only = replace(program, functions={fn.name: fn for fn in functions})
     if backend == "numpy":
-        code = generate_numpy(only, kinds=kinds, dtype=dtype, steps=steps)
+        code = generate_numpy(only, kinds=kinds, dtype=dtype, steps=steps, array_api=array_api)
     else:
         code = generate(only, kinds=kinds, hint=hint, steps=steps, unroll=unroll, data=data)
     return module_from_code(code, f"exg_{backend}", f"<exprgrad:{program.filename}>")

@@ -228,7 +228,7 @@ class ModuleWriter:
     """Collects the functions of one generated module and prints it (see module docstring)."""
 
     def __init__(self, program: Any, backend: str, float_module: str,
-                 dtype: str | None = None) -> None:
+                 dtype: str | None = None, twins: bool = False) -> None:
         self.program = program
         self.backend = backend
         self.dtype = dtype  # the numpy float type's name, printed as DTYPE (numpy modules)
@@ -252,6 +252,11 @@ class ModuleWriter:
             for kind, suffix in ENTRY_KINDS.items():
                 if kind != "value":
                     self._names[fname][kind] = self.namer.public(fname.rstrip("_") + suffix)
+        #: with ``twins`` (numpy modules), the private name of each function's array-API twin
+        self._twins: dict[str, dict[str, str]] = {f: {} for f in program.functions}
+        for fname in program.functions if twins else ():
+            for kind, name in self._names[fname].items():
+                self._twins[fname][kind] = self.namer.public(f"_{name}_xp")
 
     def entry(self, fname: str, kind: str) -> str:
         """The Python name of the generated function of ``kind`` for the user's ``fname``
@@ -259,6 +264,11 @@ class ModuleWriter:
         name = self._names[fname][kind]
         self.entries.setdefault(fname, {})[kind] = name
         return name
+
+    def twin(self, fname: str, kind: str) -> str | None:
+        """The private name of the array-API twin of the function of ``kind`` for ``fname``
+        (numpy modules written with twins; else None)."""
+        return self._twins[fname].get(kind)
 
     def add(self, text: str) -> None:
         self.chunks.append(text)

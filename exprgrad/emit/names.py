@@ -3,9 +3,10 @@
 Contract:
 - A :class:`Namer` holds the module-level names. It starts with every name the module must not
   rebind: Python's keywords and builtins, the modules generated code imports (``math``,
-  ``random``, ``np``), the module constants and the runtime helpers. :meth:`Namer.public` gives a
-  user's function a Python name: the user's own name where it is free, else that name with a
-  numbered suffix; a name once given is never given again.
+  ``random``, ``np``), the array namespace of numpy modules' array-API code (``xp``), the
+  module constants and the runtime helpers. :meth:`Namer.public` gives a user's function a
+  Python name: the user's own name where it is free, else that name with a numbered suffix; a
+  name once given is never given again.
 - A :class:`Scope` holds one generated function's locals. It never gives out a module-level
   name, nor a name it gave before. :meth:`Scope.fresh` turns a wanted name (a user's argument,
   ``_w_0`` for a parameter element) into a unique one; :meth:`Scope.temp` numbers temporaries.
@@ -22,7 +23,7 @@ import keyword
 import re
 
 #: module-level names the generated modules define or import themselves
-MODULE_NAMES = frozenset({"math", "random", "np", "numpy", "init_params", "PARAM_NAMES",
+MODULE_NAMES = frozenset({"math", "random", "np", "numpy", "xp", "init_params", "PARAM_NAMES",
                           "FUNCTIONS", "ENTRY_POINTS", "SOURCE", "SOURCE_SHA256",
                           "EXPRGRAD_VERSION", "BACKEND", "DTYPE", "UNROLLED", "PARAM_TENSORS",
                           "params_by_name", "params_from_names", "PARAM_COUNT", "PARAM_INIT",

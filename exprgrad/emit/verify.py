@@ -9,8 +9,12 @@ and the parameter helpers (``init_params``, ``param_names``, ...) exactly as
 assignments to plain local names (possibly inside a ``for ... in zip(<the function's
 arguments>)`` loop) and one ``return``, over arithmetic, comparisons, conditional expressions,
 numbers, and calls of ``math``/``numpy`` functions and the helpers (numpy ufuncs may write into
-an array the function made). Names containing ``__`` never pass (the helpers are compared as
-text). It is run on every module exprgrad loads, so nothing a ``.exg``
+an array the function made). Numpy modules' array-API code calls functions of the namespace
+``xp`` from an allowlist of the array API standard's names (with the keywords ``axis``, ``dtype``
+and ``device`` only), and ``xp`` is bound only by ``xp, _dev = _namespace(...)``; a numpy
+function may start with ``if <test>: return <its twin>(<its own arguments>)``, handing arrays of
+another library to its array-API twin. Names containing ``__`` never pass (the helpers are
+compared as text). It is run on every module exprgrad loads, so nothing a ``.exg``
 file says can make compiled code do anything but arithmetic.
 """
 
@@ -35,7 +39,14 @@ class UnsafeCodeError(ExprgradError):
 #: table's ``np_calls``
 OWN_NUMPY_CALLS = frozenset({"asarray", "float64", "float32", "ones", "full", "empty",
                              "reshape", "divide", "ascontiguousarray", "subtract", "exp", "log",
-                             "add", "matmul", "inf", "nan"})
+                             "add", "matmul", "inf", "nan", "ndarray"})
+#: the array-API functions (and dtypes, constants) the numpy backend writes itself in array-API
+#: code, beyond the op table's ``xp_calls``; every one is in the array API standard 2023.12
+#: (tests/test_array_api.py checks them against array-api-strict)
+OWN_XP_CALLS = frozenset({"asarray", "float64", "float32", "ones", "zeros", "full", "reshape",
+                          "take", "concat", "max", "exp", "log", "sum", "inf", "nan"})
+#: the keyword arguments array-API calls may take
+XP_KEYWORDS = frozenset({"axis", "dtype", "device"})
 
 _MODULES = {"math", "random", "numpy"}
 _CONSTANT_NAMES = set(CONSTANTS)
@@ -55,14 +66,17 @@ def _math_attrs() -> set[str]:
 #: derived from the op table (see exprgrad.ir.ops: ``py`` and ``np_calls``) and the backends' own
 _MATH_ATTRS = _math_attrs()
 _NUMPY_ATTRS = {c for spec in OPS.values() for c in spec.np_calls} | OWN_NUMPY_CALLS
+_XP_ATTRS = {c for spec in OPS.values() for c in spec.xp_calls} | OWN_XP_CALLS
 #: array attributes numpy code may use on its own values
-_ARRAY_ATTRS = {"T", "sum", "max", "reshape"}
+_ARRAY_ATTRS = {"T", "sum", "max", "reshape", "shape"}
+#: names bound to modules (``xp``: the array namespace of array-API code)
+_NAMESPACES = {"math": None, "np": None, "xp": None}
 #: numpy functions numpy code calls with an output array after their inputs (``np.add(a, b,
 #: out)``), by number of inputs; the output must be an array the function itself made
 _OUT_CALLS = {c: spec.arity for spec in OPS.values() if spec.np_into is not None and spec.arity
               for c in spec.np_calls}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.MatMult, ast.BitOr, ast.BitAnd)
-_CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
+_CMPOPS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq, ast.Is, ast.IsNot)
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,7 +129,7 @@ def _expression(node: ast.AST, callables: set[str]) -> None:
                 raise _fail(n, f"constant {n.value!r}")
         elif isinstance(n, ast.BinOp) and isinstance(n.op, _BINOPS):
             stack.extend((n.left, n.right))
-        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.Not)):
             stack.append(n.operand)
         elif isinstance(n, ast.Compare) and all(isinstance(o, _CMPOPS) for o in n.ops):
             stack.append(n.left)
@@ -125,18 +139,21 @@ def _expression(node: ast.AST, callables: set[str]) -> None:
         elif isinstance(n, ast.IfExp):
             stack.extend((n.test, n.body, n.orelse))
         elif isinstance(n, ast.Attribute) and n.attr in _ARRAY_ATTRS and not (
-                isinstance(n.value, ast.Name) and n.value.id in ("math", "np")):
+                isinstance(n.value, ast.Name) and n.value.id in _NAMESPACES):
             stack.append(n.value)  # x.T, x.sum(...) on arrays the function made
         elif isinstance(n, ast.Attribute):
-            base = n.value
-            allowed = _MATH_ATTRS if isinstance(base, ast.Name) and base.id == "math" else (
-                _NUMPY_ATTRS if isinstance(base, ast.Name) and base.id == "np" else None)
+            base = n.value.id if isinstance(n.value, ast.Name) else None
+            allowed = {"math": _MATH_ATTRS, "np": _NUMPY_ATTRS, "xp": _XP_ATTRS}.get(base or "")
             if allowed is None or n.attr not in allowed:
                 raise _fail(n, f"attribute .{n.attr}")
         elif isinstance(n, ast.Call):
-            if n.keywords:
-                raise _fail(n, "keyword arguments")
             func = n.func
+            if n.keywords:  # only array-API calls take keywords, and only these
+                if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                        and func.value.id == "xp") or any(
+                            k.arg not in XP_KEYWORDS for k in n.keywords):
+                    raise _fail(n, "keyword arguments")
+                stack.extend(k.value for k in n.keywords)
             if isinstance(func, ast.Name):
                 if func.id not in callables:
                     raise _fail(n, f"call of {func.id!r}")
@@ -192,19 +209,25 @@ def _local_base(node: ast.AST) -> bool:
 
 
 def _function(fn: ast.FunctionDef, callables: set[str], first: bool = True,
-              last: bool = True) -> None:
+              last: bool = True, functions: frozenset[str] = frozenset()) -> None:
     """A generated function, or one run of its body (``first``: the run that may start with
-    the docstring; ``last``: the run that must end with the ``return``)."""
+    the docstring and the hand-over to a twin, one of ``functions``; ``last``: the run that
+    must end with the ``return``)."""
     if fn.decorator_list or fn.returns or fn.args.defaults[:-1] or fn.args.vararg or \
             fn.args.kwarg or fn.args.kwonlyargs or fn.args.posonlyargs:
         raise _fail(fn, f"function {fn.name} has a disallowed signature")
     for arg in fn.args.args:
         _check_name(arg, arg.arg)
+        if arg.arg in _NAMESPACES:
+            raise _fail(arg, f"an argument named {arg.arg}")
     for default in fn.args.defaults:
         _literal(default)
     body = fn.body
     if first and body and isinstance(body[0], ast.Expr) and \
             isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        body = body[1:]
+    if first and body and isinstance(body[0], ast.If):
+        _hand_over(body[0], fn, callables, functions)
         body = body[1:]
     for stmt in body:
         if isinstance(stmt, ast.Assign):
@@ -218,9 +241,30 @@ def _function(fn: ast.FunctionDef, callables: set[str], first: bool = True,
             raise _fail(stmt, f"{type(stmt).__name__} statement in {fn.name}")
 
 
+def _hand_over(stmt: ast.If, fn: ast.FunctionDef, callables: set[str],
+               functions: frozenset[str]) -> None:
+    """``if <test>: return twin(<the function's arguments, in order>)``: a numpy function
+    handing arrays of another library to its array-API twin, another function of the module."""
+    _expression(stmt.test, callables)
+    call = stmt.body[0].value if len(stmt.body) == 1 and isinstance(
+        stmt.body[0], ast.Return) else None
+    args = [a.arg for a in fn.args.args]
+    if stmt.orelse or not isinstance(call, ast.Call) or call.keywords or not isinstance(
+            call.func, ast.Name) or call.func.id not in functions or call.func.id == fn.name \
+            or [getattr(a, "id", None) for a in call.args] != args:
+        raise _fail(stmt, "an if statement other than the hand-over to an array-API twin")
+
+
 def _assign(stmt: ast.Assign, callables: set[str]) -> None:
     for target in stmt.targets:
         _target(target)
+        names = {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        if names & _NAMESPACES.keys() and not (
+                isinstance(target, ast.Tuple) and [getattr(t, "id", None) for t in target.elts][
+                    :1] == ["xp"] and len(target.elts) == 2 and isinstance(stmt.value, ast.Call)
+                and isinstance(stmt.value.func, ast.Name)
+                and stmt.value.func.id == "_namespace" and "_namespace" in callables):
+            raise _fail(stmt, f"assignment to {', '.join(sorted(names & _NAMESPACES.keys()))}")
     _expression(stmt.value, callables)
 
 
@@ -261,16 +305,19 @@ def verify_module(code: str) -> None:
     string closed); a piece that does not parse alone is refused.
     """
     helpers = _helper_dumps()
-    defined = set(re.findall(r"^def (\w+)\(", code, re.MULTILINE)) & set(helpers)
-    callables = defined | {"abs", "float", "len"}
+    functions = frozenset(re.findall(r"^def (\w+)\(", code, re.MULTILINE))
+    defined = functions & set(helpers)
+    callables = set(defined) | {"abs", "float", "len", "type"}
+    functions -= set(helpers)
     offset = 0
     for k, block in enumerate(code.split("\n\n\n")):
         lines = block.split("\n")
         if len(lines) > CHUNK_LINES and lines[0].startswith("def ") and \
                 _def_name(lines[0]) not in helpers:
-            _long_function(lines, offset, callables)
+            _long_function(lines, offset, callables, functions)
         else:
-            _top_level(_parse(block, offset).body, helpers, callables, first_block=k == 0)
+            _top_level(_parse(block, offset).body, helpers, callables, first_block=k == 0,
+                       functions=functions)
         offset += len(lines) + 2
 
 
@@ -287,7 +334,8 @@ def _parse(text: str, offset: int) -> ast.Module:
                               f"parse on its own ({err.msg})") from None
 
 
-def _long_function(lines: list[str], offset: int, callables: set[str]) -> None:
+def _long_function(lines: list[str], offset: int, callables: set[str],
+                   functions: frozenset[str]) -> None:
     """A generated function's body, run by run under its ``def`` line (see verify_module)."""
     start, n = 1, len(lines)
     while start < n:
@@ -301,12 +349,12 @@ def _long_function(lines: list[str], offset: int, callables: set[str]) -> None:
             raise _fail(tree.body[-1] if tree.body else tree, "a statement after a function")
         fn.lineno = offset + 1
         _check_name(fn, fn.name)
-        _function(fn, callables, first=start == 1, last=end == n)
+        _function(fn, callables, first=start == 1, last=end == n, functions=functions)
         start = end
 
 
 def _top_level(body: list[ast.stmt], helpers: dict[str, str], callables: set[str],
-               first_block: bool) -> None:
+               first_block: bool, functions: frozenset[str] = frozenset()) -> None:
     """The statements of a top-level block."""
     for index, stmt in enumerate(body):
         if first_block and index == 0 and isinstance(stmt, ast.Expr) and \
@@ -327,6 +375,6 @@ def _top_level(body: list[ast.stmt], helpers: dict[str, str], callables: set[str
                     raise _fail(stmt, f"helper {stmt.name} differs from exprgrad's")
                 continue
             _check_name(stmt, stmt.name)
-            _function(stmt, callables)
+            _function(stmt, callables, functions=functions)
         else:
             raise _fail(stmt, f"{type(stmt).__name__} at module level")

@@ -24,6 +24,12 @@ Each :class:`OpSpec` entry gives
   written into a given output array (``np.add(a, b, out)``), or ``None`` where the form does not
   apply; the numpy backend uses it to reuse dead temporaries instead of allocating.
 - ``np_view``: the numpy result may share memory with an argument (a transpose, an index).
+- ``xp`` and ``xp_calls``: the array-API emitter (the same operation written for any namespace
+  ``xp`` that follows the Python array API standard, 2023.12, through ``array-api-compat``) and the
+  ``xp.`` functions it may write. Derived from the numpy template for elementwise ops (numpy names
+  that the standard spells differently are renamed: ``arctan`` is ``atan``, ``power`` is ``pow``);
+  tensor ops' emitters write both forms, by :attr:`NpCtx.xp`. The numpy backend writes every
+  function twice: numpy code (in-place ``out=`` ufuncs, numpy methods) and array-API code.
 - ``sym``: the sympy counterpart, on sympy expressions.
 - ``unroll``: for tensor ops, how output elements are made from input elements with an "element
   algebra" (the scalar emitter, sympy and the evaluator each provide one).
@@ -96,6 +102,27 @@ def _batch_of(a, batch, *shape):
         raise ValueError(f"an argument of shape {a.shape}: one value of shape {shape} per "
                          f"example of the batch ({batch}) was expected")
     return a
+''',
+    # numpy backend: whether an argument is an array of a library other than numpy (PyTorch,
+    # CuPy, JAX, array-api-strict...): the function then runs its array-API twin (asked only
+    # when an argument is not a numpy array; numpy arrays, lists and numbers never import
+    # array_api_compat)
+    "_foreign": '''\
+def _foreign(*arrays):
+    for a in arrays:
+        if not isinstance(a, (np.ndarray, np.generic, list, tuple, float, int)):
+            import array_api_compat
+            return any(array_api_compat.is_array_api_obj(b)
+                       and not array_api_compat.is_numpy_array(b) for b in arrays)
+    return False
+''',
+    # ... and the namespace and device of the array-API version: the arguments' (lists and
+    # numbers among them are converted onto that device); arrays of two libraries are a TypeError
+    "_namespace": '''\
+def _namespace(*arrays):
+    import array_api_compat
+    found = [a for a in arrays if array_api_compat.is_array_api_obj(a)]
+    return array_api_compat.array_namespace(*found), array_api_compat.device(found[0])
 ''',
     "_div": '''\
 def _div(a, b):
@@ -697,13 +724,20 @@ class NpCtx:
     batch: str  # the expression for the batch size
     consts: Sequence[float | None] = ()  # per argument: its value when it is a scalar constant
     ones: Callable[[int], str] = lambda n: f"np.ones({n})"  # a vector of n ones (hoisted)
-    #: the module's float type (``np.float64`` or ``np.float32``): every array an emitter
-    #: creates from numbers alone takes it, so a float32 module never makes a float64 array
+    #: the module's float type (``np.float64`` or ``np.float32``; ``xp.float64`` in array-API
+    #: code): every array an emitter creates from numbers alone takes it, so a float32 module
+    #: never makes a float64 array
     dtype: str = "np.float64"
+    #: array-API code (``xp.``, no ``out=``, no numpy methods) instead of numpy code
+    xp: bool = False
+    #: array-API code: a number as a 0-d array of the module's type on the arguments' device
+    #: (hoisted); the standard's functions take arrays, not Python numbers
+    typed: Callable[[float], str] = repr
 
 
 def np_t(text: str) -> str:
-    """The transpose of a numpy expression, cancelling a trailing ``.T`` on a plain name."""
+    """The transpose of a numpy expression, cancelling a trailing ``.T`` on a plain name. (Only
+    ever of a matrix: ``.T`` of a two-dimensional array is in the array API standard too.)"""
     if text.endswith(".T") and text[:-2].isidentifier():
         return text[:-2]
     return f"{text}.T"
@@ -712,10 +746,20 @@ def np_t(text: str) -> str:
 #: a numpy function call form ``(ufunc, x, y)``, or a whole expression where there is none
 NpForm = tuple[str, str, str] | str
 _OPERATORS = {"np.multiply": "*", "np.matmul": "@"}
+#: numpy names that the array API standard (2023.12) spells differently
+XP_NAMES = {"arctan": "atan", "arcsin": "asin", "arccos": "acos", "arctan2": "atan2",
+            "power": "pow", "asarray": "astype", "swapaxes": "permute_dims", "dot": "vecdot"}
+
+
+def xp_name(np_call: str) -> str:
+    """``np.power`` -> ``xp.pow``: a numpy function as the array API names it."""
+    name = np_call.removeprefix("np.")
+    return "xp." + XP_NAMES.get(name, name)
 
 
 def _form_emitters(form: Callable[[Sequence[str], NpCtx], NpForm]) -> tuple[Any, Any]:
-    """The ``np`` and ``np_into`` emitters of an op whose numpy code is chosen by ``form``."""
+    """The ``np`` and ``np_into`` emitters of an op whose numpy code is chosen by ``form``
+    (the ``np`` emitter writes array-API code when ``NpCtx.xp``; ``np_into`` is numpy's)."""
 
     def np_(a: Sequence[str], attr: Any, c: NpCtx) -> str:
         f = form(a, c)
@@ -723,7 +767,7 @@ def _form_emitters(form: Callable[[Sequence[str], NpCtx], NpForm]) -> tuple[Any,
             return f
         ufunc, x, y = f
         op = _OPERATORS.get(ufunc)
-        return f"{x} {op} {y}" if op else f"{ufunc}({x}, {y})"
+        return f"{x} {op} {y}" if op else f"{xp_name(ufunc) if c.xp else ufunc}({x}, {y})"
 
     def into(a: Sequence[str], attr: Any, c: NpCtx, out: str) -> str | None:
         f = form(a, c)
@@ -770,18 +814,19 @@ def _vjp_lse(b: Graph, g: Node, out: Node, a: Sequence[Node], attr: Any
 
 def _np_sum(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     rank = len(c.shapes[0])
+    lib = "xp" if c.xp else "np"
     if not c.batched[0] or rank == 0:
-        return f"np.sum({a[0]})" if not c.batched[0] else a[0]
+        return f"{lib}.sum({a[0]})" if not c.batched[0] else a[0]
     if rank == 1:  # a matrix-vector product: much faster than a reduction over short rows
         return f"{a[0]} @ {c.ones(c.shapes[0][0])}"
     axes = ", ".join(str(i) for i in range(1, rank + 1))
-    return f"{a[0]}.sum(({axes},))"
+    return f"xp.sum({a[0]}, axis=({axes},))" if c.xp else f"{a[0]}.sum(({axes},))"
 
 
 def _np_dot(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if any(c.batched):
         return f"({a[0]} * {a[1]}) @ {c.ones(c.shapes[0][0])}"
-    return f"np.dot({a[0]}, {a[1]})"
+    return f"xp.vecdot({a[0]}, {a[1]})" if c.xp else f"np.dot({a[0]}, {a[1]})"
 
 
 def _matmul_form(a: Sequence[str], c: NpCtx) -> NpForm:
@@ -812,7 +857,9 @@ _MATMUL_NP = _form_emitters(_matmul_form)
 
 
 def _np_transpose(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    return f"np.swapaxes({a[0]}, 1, 2)" if c.batched[0] else np_t(a[0])
+    if not c.batched[0]:
+        return np_t(a[0])
+    return f"xp.permute_dims({a[0]}, (0, 2, 1))" if c.xp else f"np.swapaxes({a[0]}, 1, 2)"
 
 
 def _np_outer(a: Sequence[str], attr: Any, c: NpCtx) -> str:
@@ -824,38 +871,56 @@ def _np_full(item: str, batched: bool, shape: Shape, c: NpCtx) -> str:
     if batched:
         return item
     dims = ", ".join([c.batch, *map(str, shape)])
-    return f"np.broadcast_to({item}, ({dims},))"
+    return f"{'xp' if c.xp else 'np'}.broadcast_to({item}, ({dims},))"
+
+
+def _stacked(items: Sequence[str], axis: int, c: NpCtx) -> str:
+    """``np.stack`` (``xp.stack``) of the items along ``axis``."""
+    tail = "" if axis == 0 else (f", axis={axis}" if c.xp else f", {axis}")
+    return f"{'xp' if c.xp else 'np'}.stack((" + ", ".join(items) + f",){tail})"
+
+
+#: index texts ending a numpy index; the array API (strict) wants every axis of a multi-axis
+#: index spelled, or an ellipsis for the rest
+_REST = {False: "", True: ", ..."}
+
+
+def _new_axis(a: str, c: NpCtx) -> str:
+    """``a`` with a new axis after the batch axis (or first, unbatched)."""
+    return f"{a}[:, None{_REST[c.xp]}]" if c.batched[0] else f"{a}[None{_REST[c.xp]}]"
 
 
 def _np_stack(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     if len(a) == 1:
-        return f"{a[0]}[:, None]" if c.batched[0] else f"{a[0]}[None]"
+        return _new_axis(a[0], c)
     if not any(c.batched):
-        return "np.stack((" + ", ".join(a) + ",))"
+        return _stacked(a, 0, c)
     items = [_np_full(x, b, s, c) for x, b, s in zip(a, c.batched, c.shapes)]
-    return "np.stack((" + ", ".join(items) + ",), 1)"
+    return _stacked(items, 1, c)
 
 
 def _np_index(a: Sequence[str], attr: Any, c: NpCtx) -> str:
-    return f"{a[0]}[:, {attr}]" if c.batched[0] else f"{a[0]}[{attr}]"
+    rest = _REST[c.xp]
+    return f"{a[0]}[:, {attr}{rest}]" if c.batched[0] else f"{a[0]}[{attr}{rest}]"
 
 
 def _np_scatter(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     index, full = attr
     if full[0] == 1:  # the whole (one-row) tensor: just a new axis
-        return f"{a[0]}[:, None]" if c.batched[0] else f"{a[0]}[None]"
-    zero = f"np.zeros_like({a[0]})"
+        return _new_axis(a[0], c)
+    zero = f"{'xp' if c.xp else 'np'}.zeros_like({a[0]})"
     items = [a[0] if i == index else zero for i in range(full[0])]
-    return "np.stack((" + ", ".join(items) + ",)" + (", 1)" if c.batched[0] else ")")
+    return _stacked(items, 1 if c.batched[0] else 0, c)
 
 
 def _np_broadcast(a: Sequence[str], attr: Any, c: NpCtx) -> str:
     shape = tuple(attr)
+    lib = "xp" if c.xp else "np"
     if not c.batched[0]:
-        return f"np.broadcast_to({a[0]}, ({', '.join(map(str, shape))},))"
+        return f"{lib}.broadcast_to({a[0]}, ({', '.join(map(str, shape))},))"
     expand = ", ".join([":"] + ["None"] * len(shape))
     dims = ", ".join([c.batch, *map(str, shape)])
-    return f"np.broadcast_to({a[0]}[{expand}], ({dims},))"
+    return f"{lib}.broadcast_to({a[0]}[{expand}], ({dims},))"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -875,6 +940,8 @@ class OpSpec:
     np_into: Callable[[Sequence[str], Any, NpCtx, str], str | None] | None = None
     np_view: bool = False
     np_calls: frozenset[str] = frozenset()
+    xp: Callable[[Sequence[str], Any, NpCtx], str] | None = None
+    xp_calls: frozenset[str] = frozenset()
     sym: Callable[..., Any] | None = None
     mp: Callable[..., Any] | None = None
     unroll: Callable[..., list[Any]] | None = None
@@ -966,28 +1033,43 @@ def _template(text: str) -> PyEmitter:
 
 
 def _np_template(text: str) -> Callable[[Sequence[str], Any, NpCtx], str]:
-    """``{0}``, ``{1}``: the arguments; ``{dtype}``: the module's float type (NpCtx.dtype)."""
+    """``{0}``, ``{1}``: the arguments; ``{dtype}``: the module's float type (NpCtx.dtype);
+    ``{zero}``: 0 as a 0-d array of that type (array-API code)."""
 
     def emit(a: Sequence[str], attr: Any, ctx: NpCtx) -> str:
-        return text.format(*a, dtype=ctx.dtype)
+        return text.format(*a, dtype=ctx.dtype, zero=ctx.typed(0.0) if "{zero}" in text else "")
 
     return emit
 
 
 _NP_CALL = re.compile(r"\bnp\.([A-Za-z_][A-Za-z0-9_]*)")
+_XP_CALL = re.compile(r"\bxp\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _xp_template(np_template: str) -> str:
+    """A numpy template as array-API code: ``np.arctan({0})`` -> ``xp.atan({0})``."""
+    return _NP_CALL.sub(lambda m: xp_name(m[0]), np_template)
+
+
+def _xp_emitter(np_template: str, xp_template: str | None) -> dict[str, Any]:
+    """The ``xp`` and ``xp_calls`` fields of an elementwise op (see the module docstring)."""
+    text = xp_template if xp_template is not None else _xp_template(np_template)
+    return {"xp": _np_template(text), "xp_calls": frozenset(_XP_CALL.findall(text))}
 
 
 def _unary(name: str, vjp: Vjp, ref: Callable[..., float], py: str, np_: str,
            sym: Callable[..., Any], builtin: str | None = None, simplify: Any = None,
            ufunc: str | None = None, mp: Callable[..., Any] | None = None,
-           domain: Callable[..., bool] | None = None, kink: float | None = None) -> OpSpec:
+           domain: Callable[..., bool] | None = None, kink: float | None = None,
+           xp: str | None = None) -> OpSpec:
     """``py`` is a template (see :class:`Uses`); ``np_`` is a template over ``{0}``, or the bare
-    name of the numpy ufunc computing it."""
+    name of the numpy ufunc computing it; ``xp``, the array-API template where ``np_`` renamed
+    is not one."""
     if "{" not in np_:
         ufunc, np_ = np_, np_ + "({0})"
     return OpSpec(
         name=name, arity=1, shape_of=_elementwise_shape, vjp=vjp, label=name, ref=ref,
-        py=_template(py), np=_np_template(np_),
+        py=_template(py), np=_np_template(np_), **_xp_emitter(np_, xp),
         np_into=_ufunc_into(ufunc) if ufunc else None, np_calls=_np_calls_of(np_, ufunc),
         sym=sym, mp=mp, unroll=_elementwise_unroll,
         builtin=builtin if builtin is not None else name, elementwise=True, simplify=simplify,
@@ -1005,7 +1087,7 @@ def _binary(name: str, label: str, vjp: Vjp, ref: Callable[..., float], py: PyEm
         ufunc, np_ = np_, np_ + "({0}, {1})"
     return OpSpec(
         name=name, arity=2, shape_of=_elementwise_shape, vjp=vjp, label=label, ref=ref,
-        py=_template(py) if isinstance(py, str) else py,
+        py=_template(py) if isinstance(py, str) else py, **_xp_emitter(np_, None),
         np=_np_template(np_), np_into=_ufunc_into(ufunc) if ufunc else None,
         np_calls=_np_calls_of(np_, ufunc), sym=sym, mp=mp, unroll=_elementwise_unroll,
         builtin=builtin, elementwise=True, simplify=simplify, domain=domain,
@@ -1022,11 +1104,14 @@ def _np_calls_of(template: str, ufunc: str | None) -> frozenset[str]:
 
 def _tensor(name: str, arity: int | None, shape_of: Any, vjp: Vjp, unroll: Any, np_: Any,
             np_calls: str, builtin: str | None = None, simplify: Any = None,
-            label: str | None = None, np_into: Any = None, np_view: bool = False) -> OpSpec:
-    """``np_calls``: the numpy functions ``np_`` and ``np_into`` may write, space-separated."""
+            label: str | None = None, np_into: Any = None, np_view: bool = False,
+            xp_calls: str = "") -> OpSpec:
+    """``np_calls``: the numpy functions ``np_`` and ``np_into`` may write, space-separated;
+    ``xp_calls``: the array-API functions ``np_`` writes when ``NpCtx.xp`` (it writes both)."""
     return OpSpec(name=name, arity=arity, shape_of=shape_of, vjp=vjp, label=label or name,
                   np=np_, np_calls=frozenset(np_calls.split()), unroll=unroll, builtin=builtin,
-                  simplify=simplify, np_into=np_into, np_view=np_view)
+                  simplify=simplify, np_into=np_into, np_view=np_view, xp=np_,
+                  xp_calls=frozenset(xp_calls.split()))
 
 
 def _py_div(a: Sequence[str], k: Sequence[float | None], u: Uses) -> str:
@@ -1104,7 +1189,8 @@ _register(
            domain=lambda a, b: b != 0),
     replace(_binary("pow", "**", _vjp_pow, _h("_pow"), _py_pow, "", lambda a, b: a**b,
                     simplify=_simp_pow, domain=lambda a, b: a > 0),
-            np=_POW_NP[0], np_into=_POW_NP[1], np_calls=frozenset({"multiply", "power"})),
+            np=_POW_NP[0], np_into=_POW_NP[1], np_calls=frozenset({"multiply", "power"}),
+            xp=_POW_NP[0], xp_calls=frozenset({"pow"})),
     # max and min return the first argument on a tie and nan when either argument is nan;
     # pick_max and pick_min (internal) say which argument they returned, for the gradient
     _binary("max", "max", _picked("pick_max"), _ref_max,
@@ -1133,6 +1219,7 @@ _register(
     OpSpec("where", 3, _elementwise_shape, _vjp_where, "where", ref=_ref_where,
            py=_template("{1} if {0} != 0.0 else {2}"),
            np=_np_template("np.where({0} != 0.0, {1}, {2})"), np_calls=frozenset({"where"}),
+           **_xp_emitter("np.where({0} != 0.0, {1}, {2})", None),
            sym=lambda c, a, b: _sym().Piecewise((a, _sym().Ne(c, 0)), (b, True)),
            unroll=_elementwise_unroll,
            builtin="where", elementwise=True, domain=lambda c, a, b: c != 0),
@@ -1168,10 +1255,11 @@ _register(
     _unary("cosh", _vjp_cosh, _h("_cosh"), "{_cosh}({0})", "np.cosh",
            lambda a: _sym().cosh(a), mp=lambda a: _mpmath().cosh(a)),
     _unary("sigmoid", _vjp_sigmoid, _h("_sigmoid"), "{_sigmoid}({0})",
-           "np.exp(-np.logaddexp(0.0, -{0}))", lambda a: 1 / (1 + _sym().exp(-a))),
+           "np.exp(-np.logaddexp(0.0, -{0}))", lambda a: 1 / (1 + _sym().exp(-a)),
+           xp="xp.exp(-xp.logaddexp({zero}, -{0}))"),
     _unary("relu", _vjp_relu, lambda a: 0.0 if a <= 0.0 else a, "0.0 if {0} <= 0.0 else {0}",
            "np.where({0} <= 0.0, 0.0, {0})", lambda a: _sym().Max(0, a),
-           kink=0.0),
+           kink=0.0, xp="xp.where({0} <= 0.0, {zero}, {0})"),
     _unary("sin", _vjp_sin, _h("_sin"), "{_sin}({0})", "np.sin", lambda a: _sym().sin(a),
            mp=lambda a: _mpmath().sin(a)),
     _unary("cos", _vjp_cos, _h("_cos"), "{_cos}({0})", "np.cos", lambda a: _sym().cos(a),
@@ -1190,7 +1278,8 @@ _register(
     _unary("abs", _vjp_abs, abs, "abs({0})", "np.abs", lambda a: _sym().Abs(a), mp=abs,
            kink=0.0),
     _unary("softplus", _vjp_softplus, _h("_softplus"), "{_softplus}({0})",
-           "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a))),
+           "np.logaddexp(0.0, {0})", lambda a: _sym().log(1 + _sym().exp(a)),
+           xp="xp.logaddexp({zero}, {0})"),
     _unary("step", _vjp_none, lambda a: 1.0 if a > 0.0 else 0.0, "1.0 if {0} > 0.0 else 0.0",
            "np.asarray({0} > 0.0, {dtype})", lambda a: _sym().Heaviside(a, 0),
            mp=lambda a, h0=None: _heaviside(a, h0),
@@ -1199,26 +1288,29 @@ _register(
            "1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else 0.0 * {0})", "np.sign",
            lambda a: _sym().sign(a), mp=lambda a: _mpmath().sign(a), kink=0.0),
     _tensor("sum", 1, _sum_shape, _vjp_sum, _sum_unroll, _np_sum, "sum", builtin="sum",
-            np_view=True),
-    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, "dot", builtin="dot"),
+            np_view=True, xp_calls="sum"),
+    _tensor("dot", 2, _dot_shape, _vjp_dot, _dot_unroll, _np_dot, "dot", builtin="dot",
+            xp_calls="vecdot"),
     # numpy: written by exprgrad.emit.arrays as a block (max once, exponentials shared with the
     # gradient)
     _tensor("logsumexp", 1, _shape_lse, _vjp_lse, _unroll_lse, None, "", builtin="logsumexp"),
     _tensor("matmul", 2, _matmul_shape, _vjp_matmul, _matmul_unroll,
-            _MATMUL_NP[0], "matmul multiply dot", label="@", np_into=_MATMUL_NP[1]),
+            _MATMUL_NP[0], "matmul multiply dot", label="@", np_into=_MATMUL_NP[1],
+            xp_calls="vecdot"),
     _tensor("transpose", 1, _transpose_shape, _vjp_transpose, _transpose_unroll,
             _np_transpose, "swapaxes", builtin="transpose", simplify=_simp_transpose,
-            np_view=True),
+            np_view=True, xp_calls="permute_dims"),
     _tensor("outer", 2, _outer_shape, _vjp_outer, _outer_unroll,
             _np_outer, "", builtin="outer"),
     _tensor("stack", None, _stack_shape, _vjp_stack, _stack_unroll, _np_stack,
-            "stack broadcast_to", label="[...]", np_view=True),
+            "stack broadcast_to", label="[...]", np_view=True, xp_calls="stack broadcast_to"),
     _tensor("index", 1, _index_shape, _vjp_index, _index_unroll, _np_index, "",
             simplify=_simp_index, label="[i]", np_view=True),
     _tensor("scatter", 1, _scatter_shape, _vjp_scatter, _scatter_unroll, _np_scatter,
-            "stack zeros_like", label="scatter", np_view=True),
+            "stack zeros_like", label="scatter", np_view=True, xp_calls="stack zeros_like"),
     _tensor("broadcast", 1, _broadcast_shape, _vjp_broadcast, _broadcast_unroll, _np_broadcast,
-            "broadcast_to", simplify=_simp_broadcast, label="broadcast", np_view=True),
+            "broadcast_to", simplify=_simp_broadcast, label="broadcast", np_view=True,
+            xp_calls="broadcast_to"),
 )
 
 #: builtin function name in the language -> op name

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ExprgradTypeError, ExprgradValueError, Span
 from ..ir.program import Program
+from .device import check_device
 from .losscurve import figure_bytes, loss_figure
 
 #: the most training steps one run may take
@@ -26,6 +27,9 @@ _OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "predict": str, "batch": int, "dtype": str,
 }
 
+
+#: settings of a run that a train statement does not give (the Python API's and the CLI's)
+_RUN_SETTINGS: dict[str, Callable[[Any], Any]] = {"device": str}
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -47,6 +51,10 @@ class TrainConfig:
     backend: str = "auto"
     predict: str | None = None
     dtype: str = "float64"  # float32: parameters, data and arithmetic (numpy backend only)
+    #: where the numpy backend computes: "cpu" (numpy), or a PyTorch device ("torch-cpu",
+    #: "cuda", "cuda:N", "mps"; exprgrad.run.device). Given on the command line or in Python,
+    #: never in a train statement (a file trains anywhere)
+    device: str = "cpu"
 
 
 @dataclass
@@ -61,6 +69,7 @@ class TrainResult:
     backend: str = "python"
     extra: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"  # what training computed in; params are Python floats either way
+    device: str = "cpu"  # where: numpy ("cpu"), or the PyTorch device named
 
     @property
     def final_loss(self) -> float:
@@ -73,7 +82,8 @@ class TrainResult:
         first = f"{self.losses[0]:.6g}" if self.losses else "nan"
         text = (f"{self.steps} steps, loss {first} -> {self.final_loss:.6g}, "
                 f"{self.config.optimizer} (lr {self.config.lr:g}), backend {self.backend}"
-                f"{'' if self.dtype == 'float64' else ' ' + self.dtype}, "
+                f"{'' if self.dtype == 'float64' else ' ' + self.dtype}"
+                f"{'' if self.device == 'cpu' else ' on ' + self.device}, "
                 f"{len(self.params)} parameters")
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
@@ -127,12 +137,13 @@ def settings_of(program: Program, settings: dict[str, Any]) -> TrainConfig:
     """The program's training settings with keyword overrides (the Python API's), checked:
     an unknown name or a value of the wrong type is a clear error."""
     config = config_from_program(program)
+    types = {**_OPTION_TYPES, **_RUN_SETTINGS}
     for key, value in settings.items():
         key = "batch_size" if key == "batch" else key
-        if key not in _OPTION_TYPES:
+        if key not in types:
             raise ExprgradTypeError(f"unknown training setting {key!r}",
-                                     hint="settings: " + ", ".join(sorted(_OPTION_TYPES)))
-        kind = _OPTION_TYPES[key]
+                                     hint="settings: " + ", ".join(sorted(types)))
+        kind = types[key]
         wanted = {int: "a whole number", float: "a number", str: "a name"}[kind]  # type: ignore[index]
         if kind is str and not isinstance(value, str) or kind in (int, float) and (
                 isinstance(value, bool) or not isinstance(value, (int, float))
@@ -174,3 +185,8 @@ def validate_config(config: TrainConfig, span: Span | None = None) -> None:
         raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend; the python "
                                  "backend computes with Python floats (float64)", span,
                                  hint="set backend=numpy (--backend numpy)")
+    check_device(config.device, span)
+    if config.device != "cpu" and config.backend == "python":
+        raise ExprgradValueError(f"device {config.device} runs the numpy backend's code; the "
+                                 "python backend computes with Python floats on the CPU", span,
+                                 hint="leave the backend to auto, or set backend=numpy")

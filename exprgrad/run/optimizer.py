@@ -1,4 +1,5 @@
-"""The optimizers (sgd, momentum, adam), written once for lists and numpy arrays.
+"""The optimizers (sgd, momentum, adam), written once for lists and arrays (numpy's, or a
+device's through their array API namespace).
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ class Optimizer:
         if self.array:
             import numpy as np
 
-            self.sqrt: Callable[[Any], Any] = np.sqrt
-            self.finite: Callable[[Any], bool] = lambda g: bool(np.isfinite(g).all())
-            self.v: Any = np.zeros_like(params)  # the parameters' dtype (float32 stays float32)
-            self.m: Any = np.zeros_like(params)
+            lib: Any = np
+            if not isinstance(params, np.ndarray):  # a PyTorch tensor (training on a device)
+                import array_api_compat
+
+                lib = array_api_compat.array_namespace(params)
+            self.sqrt: Callable[[Any], Any] = lib.sqrt
+            self.finite: Callable[[Any], bool] = lambda g: bool(lib.all(lib.isfinite(g)))
+            self.v: Any = lib.zeros_like(params)  # the parameters' dtype (float32 stays float32)
+            self.m: Any = lib.zeros_like(params)
         else:
             self.sqrt = math.sqrt
             self.finite = lambda g: all(map(math.isfinite, g))

@@ -28,6 +28,7 @@ from ..ir.program import Function, Program
 from ..lower.nn import call_net
 from .config import TrainConfig, TrainResult, config_from_program, validate_config
 from .data import examples_from
+from .device import ArrayOps, array_namespace
 from .optimizer import Optimizer
 from .progress import Progress
 
@@ -54,7 +55,7 @@ def _numpy_installed() -> bool:
 
 
 def _use_numpy(config: TrainConfig, n_examples: int, n_params: int) -> bool:
-    if config.backend == "numpy":
+    if config.backend == "numpy" or config.device != "cpu":  # (a device runs numpy modules)
         if not _numpy_installed():
             raise ExprgradValueError("the numpy backend needs numpy, which is not installed",
                                      hint="pip install numpy, or train with backend=python")
@@ -235,20 +236,25 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
             if config.backend == "python" or not _numpy_installed():
                 raise
             use_numpy = True  # backend=auto: too large for the scalar backend, not for numpy
+    # numpy arrays, or PyTorch tensors on config.device (the modules' array-API twins)
+    arrays = ArrayOps(config.dtype, *array_namespace(config.device, config.dtype)) if (
+        config.device != "cpu") else None
     if use_numpy:
         import numpy as np
 
+        arrays = arrays or ArrayOps(config.dtype)
+        twins = arrays.xp is not None
         if fn.inputs:
             module_np = module_of(program, [fn], (wanted,), "numpy", dtype=config.dtype,
-                                  steps=(config.optimizer,))
-            columns = [_column(np, [ex[i] for ex in examples], config.dtype, name)
+                                  steps=(config.optimizer,), array_api=twins)
+            columns = [arrays.put(_column(np, [ex[i] for ex in examples], config.dtype, name))
                        for i, name in enumerate(fn.arg_names)]
             fused = FusedStep(module_np, fn.name, columns, len(examples), config,
-                              lambda: np.zeros(n, dtype=config.dtype), operator.getitem,
-                              lambda v: bool(np.isfinite(v).all()))
+                              lambda: arrays.zeros(n), arrays.select, arrays.finite)
         else:  # a loss of no arguments: its gradient, and the optimizer on arrays
             batch_grad = _per_example_step(module_of(program, [fn], ("grad",), "numpy",
-                                                     dtype=config.dtype), fn.name, examples)
+                                                     dtype=config.dtype, array_api=twins),
+                                           fn.name, examples)
     else:
         assert module is not None, "made above for the scalar backend"
         if wanted in module.ENTRY_POINTS[fn.name]:
@@ -260,10 +266,8 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
 
     rng = random.Random(config.seed)
     params = list(init) if init is not None else initial_params(program, config.seed)
-    if use_numpy:  # updated as whole arrays
-        import numpy as np
-
-        params = np.asarray(params, dtype=config.dtype)  # type: ignore[assignment]
+    if arrays is not None:  # updated as whole arrays
+        params = arrays.put(params)
     opt = Optimizer(config, params)
     losses: list[float] = []
     stopped = None
@@ -332,9 +336,10 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     seconds = time.perf_counter() - start
     if progress:
         progress.close()
-    params = [float(p) for p in params]
+    params = arrays.host(params) if arrays is not None else [float(p) for p in params]
     return TrainResult(losses, params, program.param_names, len(losses), seconds, config,
-                       stopped, "numpy" if use_numpy else "python", dtype=config.dtype)
+                       stopped, "numpy" if use_numpy else "python", dtype=config.dtype,
+                       device=config.device)
 
 
 def final_loss(program: Program, result: TrainResult, examples: list[list[Any]],

@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = command("train", "train a network as the file's 'train' statement says",
                 ["exprgrad train examples/seed_mlp.exg --plot loss.png --save params.json",
-                 "exprgrad train examples/moons.exg --steps 500 --optimizer adam --lr 0.01"])
+                 "exprgrad train examples/moons.exg --steps 500 --optimizer adam --lr 0.01",
+                 "exprgrad train examples/moons.exg --device cuda"])
     t.add_argument("file", help="the .exg file, with a 'train' statement")
     t.add_argument("--steps", type=int, help="number of steps (passes over the data)")
     t.add_argument("--lr", type=float, help="the learning rate")
@@ -227,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=["float64", "float32"], default=None,
                    help="float type of the parameters, data and arithmetic (default float64; "
                    "float32 needs the numpy backend)")
+    t.add_argument("--device", default=None,
+                   help="where the numpy backend computes: cpu (numpy arrays, the default), or "
+                   "through PyTorch tensors: torch-cpu, cuda, cuda:N, mps (needs PyTorch; "
+                   "the same generated module, its array-API code)")
     t.add_argument("--save", help="write the trained parameters to this JSON file")
     t.add_argument("--load", help="start from parameters saved by --save")
     t.add_argument("--plot", help="draw the loss curve to this .png, .svg or .pdf file")

@@ -45,7 +45,8 @@ def train_cli(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, program: Program) -> int:
     config = config_from_program(program)
     pred_fn = predictor(program, config)  # a bad predict= fails before training, not after
-    for key in ("steps", "lr", "optimizer", "seed", "batch_size", "reduce", "backend", "dtype"):
+    for key in ("steps", "lr", "optimizer", "seed", "batch_size", "reduce", "backend", "dtype",
+                "device"):
         value = getattr(args, key, None)
         if value is not None:
             setattr(config, key, value)
@@ -90,7 +91,7 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         "seconds": round(result.seconds, 4),
         "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else None,
         "examples": len(examples), "seed": config.seed, "backend": result.backend,
-        "dtype": result.dtype,
+        "dtype": result.dtype, "device": result.device,
         "stopped": result.stopped,
     }
     if acc is not None:
@@ -106,7 +107,8 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         print(f"trained {config.loss} for {result.steps} steps with {config.optimizer} "
               f"(lr {config.lr}) in {result.seconds:.2f}s "
               f"({summary['steps_per_second']} steps/s, {result.backend} backend"
-              f"{'' if result.dtype == 'float64' else ', ' + result.dtype})")
+              f"{'' if result.dtype == 'float64' else ', ' + result.dtype}"
+              f"{'' if result.device == 'cpu' else ', PyTorch on ' + result.device})")
         print(f"final loss: {last:.6g}")
         if acc is not None:
             print(f"training accuracy: {100 * acc:.1f}% ({round(acc * len(examples))} of "

@@ -189,24 +189,67 @@ def exprgrad_scalar(name: str, params: list[float], xs: list[Any], ys: list[Any]
     return Built(step, lambda: [float(v) for v in state["p"]], note)
 
 
+def _numpy_module(name: str, dtype: str, array_api: bool = True) -> Any:
+    """exprgrad's numpy module for a workload (``array_api=False``: without the array-API
+    twins and the hand-over at the top of each function, numpy's code alone)."""
+    program = compile_program(SOURCES[name][0], f"{name}.exg")
+    wanted = inspect.signature(generate_numpy).parameters
+    if not array_api and "array_api" not in wanted:
+        raise Unavailable("exprgrad's numpy backend has no array-API twins to leave out yet")
+    options: dict[str, Any] = {} if array_api else {"array_api": False}
+    if dtype != "float64" and "dtype" not in wanted:
+        raise Unavailable("exprgrad's numpy backend has no dtype parameter (generate_numpy) yet")
+    if dtype != "float64":
+        options["dtype"] = dtype
+    try:
+        code = generate_numpy(program, **options)
+    except (TypeError, ValueError) as err:
+        raise Unavailable(f"generate_numpy({options}) refused: {err}") from err
+    return module_from_code(code, "bench_np", "<bench>")
+
+
 def exprgrad_numpy(name: str, params: list[float], xs: list[Any], ys: list[Any],
-                   lr: float = LR, dtype: str = "float64") -> Built:
+                   lr: float = LR, dtype: str = "float64", array_api: bool = True) -> Built:
     import numpy as np
 
-    program = compile_program(SOURCES[name][0], f"{name}.exg")
-    if dtype == "float64":
-        code = generate_numpy(program)
-    elif "dtype" in inspect.signature(generate_numpy).parameters:
-        try:
-            code = generate_numpy(program, dtype=dtype)  # type: ignore[call-arg]
-        except (TypeError, ValueError) as err:
-            raise Unavailable(f"generate_numpy(dtype={dtype!r}) refused: {err}") from err
-    else:
-        raise Unavailable("exprgrad's numpy backend has no dtype parameter (generate_numpy) yet")
-    mod = module_from_code(code, "bench_np", "<bench>")
+    mod = _numpy_module(name, dtype, array_api)
     loss_grad = mod.loss_grad
     X, Y = np.asarray(xs, dtype=dtype), np.asarray(ys, dtype=dtype)
     state = {"p": np.asarray(params, dtype=dtype)}
+
+    def step() -> float:
+        values, g = loss_grad(state["p"], X, Y)
+        state["p"] -= lr * g
+        return float(values.sum())
+
+    return Built(step, lambda: state["p"].tolist())
+
+
+def exprgrad_numpy_alone(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                         lr: float = LR, dtype: str = "float64") -> Built:
+    """exprgrad's numpy module without the array-API twins: what the hand-over to them costs
+    numpy arrays is exprgrad's time over this one's."""
+    if name == "seed":
+        raise Unavailable("for the numpy workloads (moons, digits)")
+    return exprgrad_numpy(name, params, xs, ys, lr, dtype, array_api=False)
+
+
+def exprgrad_torch(name: str, params: list[float], xs: list[Any], ys: list[Any],
+                   lr: float = LR, dtype: str = "float64") -> Built:
+    """The same numpy module's ``loss_grad`` on PyTorch CPU tensors (its array-API twin), an
+    in-place update on the tensor: what ``--device torch-cpu`` computes, on one thread."""
+    import torch
+
+    if name == "seed":
+        raise Unavailable("for the numpy workloads (moons, digits)")
+    mod = _numpy_module(name, dtype)
+    if not hasattr(mod, "_foreign"):
+        raise Unavailable("exprgrad's numpy modules have no array-API twins yet")
+    torch.set_num_threads(1)
+    tdtype = getattr(torch, dtype)
+    X, Y = torch.tensor(xs, dtype=tdtype), torch.tensor(ys, dtype=tdtype)
+    state = {"p": torch.tensor(params, dtype=tdtype)}
+    loss_grad = mod.loss_grad
 
     def step() -> float:
         values, g = loss_grad(state["p"], X, Y)
@@ -625,6 +668,8 @@ EXPRGRAD_SCALAR, EXPRGRAD_NUMPY, EXPRGRAD_NUMPY32 = (
 CONTENDERS = [
     Contender(EXPRGRAD_SCALAR, exprgrad_scalar),
     Contender(EXPRGRAD_NUMPY, exprgrad_numpy),
+    Contender("exprgrad numpy, no array-API twins", exprgrad_numpy_alone),
+    Contender("exprgrad twin on PyTorch (1 thread)", exprgrad_torch),
     Contender("straight_w1.py (hand-written)", straight_w1),
     Contender("hand-written Python", handwritten_python),
     Contender("hand-written numpy", handwritten_numpy),
@@ -635,6 +680,8 @@ CONTENDERS = [
     Contender("PyTorch eager (1 thread)", pytorch_eager),
     Contender("JAX jit", jax_jit, own_process=True),
     Contender(EXPRGRAD_NUMPY32, _float32_only(exprgrad_numpy), "float32"),
+    Contender("exprgrad numpy float32, no twins", _float32_only(exprgrad_numpy_alone),
+              "float32"),
     Contender("hand-written numpy float32", _float32_only(handwritten_numpy), "float32"),
     Contender("PyTorch eager float32", _float32_only(pytorch_eager), "float32"),
     Contender("JAX jit float32", _float32_only(jax_jit), "float32", own_process=True),

@@ -20,6 +20,14 @@ arithmetic are Python floats, which numpy 2 (NEP 50) never lets upcast an array;
 module computes in float32 throughout, with no float64 temporary.
 Numbers follow the numeric policy of :mod:`exprgrad.ir.ops` through numpy's IEEE arithmetic (numpy
 may print RuntimeWarnings for domain errors). The output passes :mod:`exprgrad.emit.verify`.
+
+Every function is written twice (unless ``array_api=False``): numpy code, whose first statement
+hands arrays of another library (PyTorch, CuPy, JAX, array-api-strict: anything
+``array_api_compat`` recognises that is not numpy) to its twin ``_<name>_xp``; and that twin, the
+same computation in the array API standard (2023.12) on the namespace ``xp`` of its arguments
+(``array_api_compat.array_namespace``), arrays made on their device, nothing written in place,
+constants handed to functions as 0-d arrays, the flat parameter gradient concatenated from the
+tensors' gradients (:func:`_gradient_blocks`). numpy arrays, lists and numbers run numpy's code.
 """
 
 from __future__ import annotations

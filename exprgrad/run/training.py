@@ -369,7 +369,8 @@ def values_of(module: types.ModuleType, fn: Function, params: Sequence[float],
 
 def predictor(program: Program, config: TrainConfig) -> Function | None:
     """The function that maps an input to a prediction: ``predict=``, a def named ``predict``,
-    or (when the file has one network) that network applied to the loss's first argument."""
+    or (when the file has one built-in network) that network applied to the loss's first
+    argument."""
     name = config.predict or ("predict" if "predict" in program.functions else None)
     if name is not None:
         if name not in program.functions:
@@ -380,7 +381,7 @@ def predictor(program: Program, config: TrainConfig) -> Function | None:
         return None
 
     net = next(iter(program.nets.values()))
-    if loss.arg_shapes[0] != (net.nin,):
+    if net.forward is not None or loss.arg_shapes[0] != (net.nin,):  # (a user layer's: no)
         return None
     graph = program.graph
     x = graph.make("input", (), ("predict", loss.arg_names[0], 0), (net.nin,))

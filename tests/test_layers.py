@@ -5,11 +5,14 @@ central differences, both backends, sympy's check, renaming, the REPL, and locat
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, ROOT, run_cli
 
 import exprgrad
 from exprgrad.api import compile_program, load_source
@@ -257,3 +260,23 @@ def test_a_mistake_inside_a_layer_names_the_network_being_made(tmp_path) -> None
     assert result.returncode == 2
     assert "3:20: name error: 'y' is not defined" in result.stderr
     assert "made by 'net d = D(...)' on line 5" in result.stderr
+
+
+def test_import_hook_and_draw_of_a_network_of_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``import model`` of a file with layer types gives the module load_source gives; the
+    collapsed drawing (Graphviz's dot) shows one box per network."""
+    (tmp_path / "model.exg").write_text(SOURCE)
+    code = ("import exprgrad, json\nexprgrad.install()\nimport model\n"
+            "print(json.dumps(model.f(model.init_params(0), [0.5, -1.0, 2.0])))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    mod = load_source(SOURCE, "model.exg")
+    assert float(result.stdout) == mod.f(mod.init_params(0), [0.5, -1.0, 2.0])
+    drawn = run_cli("graph", str(tmp_path / "model.exg"), "f", "--collapse", "-o",
+                    str(tmp_path / "f.svg"))
+    assert drawn.returncode == 0, drawn.stderr
+    svg = (tmp_path / "f.svg").read_text()
+    for box in (">d<", ">r1<", ">r2<"):
+        assert box in svg

@@ -280,3 +280,21 @@ def test_import_hook_and_draw_of_a_network_of_layers(tmp_path) -> None:  # type:
     svg = (tmp_path / "f.svg").read_text()
     for box in (">d<", ">r1<", ">r2<"):
         assert box in svg
+
+
+def test_layers_nested_past_the_limit_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from exprgrad.limits import MAX_LAYER_DEPTH
+
+    def chain(depth: int) -> str:
+        text = "layer L0(n):\n    param w = 1.0\n    def forward(x):\n        return w * x\n"
+        for k in range(1, depth + 1):
+            text += (f"layer L{k}(n):\n    net inner = L{k - 1}(n)\n    def forward(x):\n"
+                     "        return inner(x)\n")
+        return text + f"net top = L{depth}(1)\ndef f(x):\n    return top(x)\n"
+
+    mod = load_source(chain(MAX_LAYER_DEPTH - 1), "deep.exg")
+    assert mod.param_names() == ["top" + ".inner" * (MAX_LAYER_DEPTH - 1) + ".w"]
+    assert mod.f([3.0], 2.0) == 6.0
+    (tmp_path / "deep.exg").write_text(chain(MAX_LAYER_DEPTH))
+    result = run_cli("compile", str(tmp_path / "deep.exg"))
+    assert result.returncode == 2 and "layers nested more than 100 deep" in result.stderr

@@ -427,9 +427,12 @@ class Lowerer:
                     finally:
                         self.graph.group = saved
         except ExprgradError as err:
-            made = f"made by 'net {name.rsplit('.', 1)[-1]} = {layer.name}(...)' on line " \
-                   f"{stmt.span.line}"
-            err.hint = f"{err.hint}; {made}" if err.hint else made
+            inner = getattr(err, "network", None) or name  # the innermost network being made
+            err.network = inner  # type: ignore[attr-defined]
+            if outer is None:  # said once, by the outermost: which network, which statement
+                made = (f"made by 'net {name} = {layer.name}(...)' on line {stmt.span.line}" +
+                        (f", in its network '{inner}'" if inner != name else ""))
+                err.hint = f"{err.hint}; {made}" if err.hint else made
             raise
         finally:
             self.scope = outer

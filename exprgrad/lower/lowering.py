@@ -420,7 +420,8 @@ class Lowerer:
                     scope.nets[item.name] = self.make_net(item, f"{name}.{item.name}")
                     tensors.extend(scope.nets[item.name].tensor_names)
                 else:
-                    saved, self.graph.group = self.graph.group, name
+                    # drawn collapsed, a network is one box: its outermost network's
+                    saved, self.graph.group = self.graph.group, name.split(".", 1)[0]
                     try:
                         scope.functions[item.name] = self.lower_def(
                             dataclasses.replace(item, name=f"{name}.{item.name}"))
@@ -840,11 +841,11 @@ class Lowerer:
         if isinstance(callee, Function):
             return self._inline(callee, args, arg_exprs, span)
         if isinstance(callee, Net) and callee.forward is not None:
-            saved, self.graph.group = self.graph.group, callee.name  # one box when collapsed
-            try:
-                return self._inline(callee.forward, args, arg_exprs, span)
-            finally:
-                self.graph.group = saved
+            outs = self._call_forward(callee, args, arg_exprs, span, fname)
+            if len(outs) != 1:
+                raise ExprgradTypeError(f"'{fname}' returns {len(outs)} values; unpack them, "
+                                        f"e.g. 'a, b = {fname}(...)'", span)
+            return outs[0]
         if isinstance(callee, Net):
             if len(args) != 1:
                 raise ExprgradTypeError(f"network '{fname}' takes one input vector", span)
@@ -876,6 +877,17 @@ class Lowerer:
         known = list(BUILTINS) + list(self.program.functions) + list(self.program.nets)
         raise ExprgradNameError(f"unknown function '{fname}'", span,
                                 hint=did_you_mean(fname, known))
+
+    def _call_forward(self, net: Net, args: list[Node], arg_exprs: list[Expr], span: Span,
+                      called: str) -> list[Node]:
+        """The results of ``called(...)``, a network of a user's layer type: its forward,
+        inlined (drawn collapsed, as one box: the outermost network's)."""
+        assert net.forward is not None
+        saved, self.graph.group = self.graph.group, self.graph.group or net.name
+        try:
+            return self._inline_all(net.forward, args, arg_exprs, span, called)
+        finally:
+            self.graph.group = saved
 
     def _callee(self, fname: str) -> Function | Net | None:
         """What ``fname(...)`` calls: a def or a network of the layer being made, else of the
@@ -1116,11 +1128,14 @@ class Lowerer:
         fn = callee.forward if isinstance(callee, Net) else callee
         if fn is not None:
             args = [self.lower_expr(a, env) for a in expr[3]]
-            outs = self._inline_all(fn, args, expr[3], expr[1])
+            outs = (self._call_forward(callee, args, expr[3], expr[1], expr[2])
+                    if isinstance(callee, Net) else self._inline_all(fn, args, expr[3], expr[1]))
+            if len(outs) == 1 and outs[0].shape == (count,):  # one vector of `count` elements
+                return [self._apply("index", outs, span, attr=i) for i in range(count)]
             if len(outs) != count:
-                raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} value"
+                raise ExprgradTypeError(f"'{expr[2]}' returns {len(outs)} value"
                                         f"{'s' if len(outs) != 1 else ''}, not {count}", span,
-                                        hint=f"'{fn.name}' is defined on line {fn.span.line}")
+                                        hint=f"'{expr[2]}' is defined on line {fn.span.line}")
             return outs
         value = self.lower_expr(expr, env)
         if value.shape != (count,):
@@ -1132,22 +1147,23 @@ class Lowerer:
     def _inline(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span) -> Node:
         outs = self._inline_all(fn, args, arg_exprs, span)
         if len(outs) != 1:
-            called = fn.name.removesuffix(".forward")  # a network calls its layer's forward
-            raise ExprgradTypeError(f"'{called}' returns {len(outs)} values; unpack them, "
-                                    f"e.g. 'a, b = {called}(...)'", span)
+            raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; unpack them, "
+                                    f"e.g. 'a, b = {fn.name}(...)'", span)
         return outs[0]
 
-    def _inline_all(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span
-                    ) -> list[Node]:
-        """The results of ``fn`` at ``args``, its body inlined."""
+    def _inline_all(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span,
+                    called: str | None = None) -> list[Node]:
+        """The results of ``fn`` at ``args``, its body inlined; ``called`` is the name the
+        call used, for messages (default: the function's)."""
+        called = called or fn.name
         if len(args) != len(fn.inputs):
-            raise ExprgradTypeError(f"'{fn.name}' takes {len(fn.inputs)} argument"
+            raise ExprgradTypeError(f"'{called}' takes {len(fn.inputs)} argument"
                                     f"{'s' if len(fn.inputs) != 1 else ''}, got {len(args)}",
-                                    span, hint=f"'{fn.name}({', '.join(fn.arg_names)})' is "
+                                    span, hint=f"'{called}({', '.join(fn.arg_names)})' is "
                                     f"defined on line {fn.span.line}")
         for arg, shape, expr in zip(args, fn.arg_shapes, arg_exprs):
             if arg.shape != shape:
-                raise ExprgradTypeError(f"'{fn.name}' takes {_shape_words(shape)} here, got "
+                raise ExprgradTypeError(f"'{called}' takes {_shape_words(shape)} here, got "
                                         f"{_shape_words(arg.shape)}", expr[1])
         mapping = dict(zip(fn.inputs, args))
         mapping.update(self.inline_extra(fn, span))

@@ -909,14 +909,13 @@ class Lowerer:
         is the def's name (None: a loop typed in a session)."""
         _, span, var, start_expr, stop_expr, body = stmt
         check_name(var, span, "loop variable")
-        bounds = []
-        for expr in (start_expr, stop_expr):
-            bound = _whole(self.lower_expr(expr, env))
-            if bound is None:
-                raise ExprgradTypeError("a loop bound must be a whole number known at compile "
-                                        "time", expr[1], hint="use numbers, constants ('N = 4' "
-                                        "at file level) or an outer loop's variable")
-            bounds.append(bound)
+        bounds = self._bounds(stmt, env)
+        if bounds is None:
+            expr = next(e for e in (start_expr, stop_expr)
+                        if _whole(self.lower_expr(e, env)) is None)
+            raise ExprgradTypeError("a loop bound must be a whole number known at compile "
+                                    "time", expr[1], hint="use numbers, constants ('N = 4' "
+                                    "at file level) or an outer loop's variable")
         stack = list(body)
         while stack:
             inner = stack.pop()
@@ -926,7 +925,7 @@ class Lowerer:
             if inner[0] == "for":
                 stack.extend(inner[5])
         iterations = range(*bounds)
-        if len(iterations) * (len(body) + 1) > budget:
+        if self._unrolled_size(stmt, env, budget) > budget:
             loops = f"the for loops of '{fname}' unroll" if fname else "this for loop unrolls"
             raise ExprgradLimitError(
                 f"{loops} into more than {MAX_UNROLLED_STATEMENTS} "
@@ -936,6 +935,42 @@ class Lowerer:
             out.append(("assign", span, var, ("num", span, float(k), str(k)), None))
             out.extend(body)
         return out
+
+    def _bounds(self, stmt: Expr, env: dict[str, Node]) -> tuple[int, int] | None:
+        """The bounds of a for loop when they are whole numbers known here, else None."""
+        start, stop = (_whole(self.lower_expr(e, env)) for e in stmt[3:5])
+        return None if start is None or stop is None else (start, stop)
+
+    def _unrolled_size(self, stmt: Expr, env: dict[str, Node], budget: int, depth: int = 0
+                       ) -> int:
+        """About how many statements the for loop ``stmt`` unrolls into, known before any is
+        made: its iterations times its body, an inner loop counted at the larger of its sizes
+        at the outer variable's first and last values (exact for bounds linear in it); an inner
+        loop whose bounds use what the body computes counts one statement (it is checked when
+        reached), and so does one nested more than 32 deep. Stops counting past ``budget``."""
+        bounds = self._bounds(stmt, env) if depth <= 32 else None
+        if bounds is None:
+            return 1
+        count = max(0, bounds[1] - bounds[0])
+        if count == 0:
+            return 1
+        size = 1
+        for inner in stmt[5]:
+            if inner[0] != "for":
+                size += 1
+                continue
+            sizes = []
+            for k in {bounds[0], bounds[1] - 1}:
+                try:
+                    sizes.append(self._unrolled_size(
+                        inner, {**env, stmt[2]: self.graph.const(float(k))}, budget,
+                        depth + 1))
+                except ExprgradError:  # (bounds that need the body: counted when reached)
+                    sizes.append(1)
+            size += max(sizes)
+            if size > budget:
+                break
+        return count * size if count <= budget else budget + 1
 
     def _reduction(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
                    ) -> Node:

@@ -342,3 +342,20 @@ def test_collapsed_drawing_is_one_box_per_outermost_network(tmp_path) -> None:  
     dot = (tmp_path / "c.dot").read_text()
     boxes = [line for line in dot.splitlines() if "box3d" in line]
     assert len(boxes) == 1 and 'label="r"' in boxes[0], boxes
+
+
+def test_layers_doubling_past_the_network_limit_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each layer holds two networks of the one before: 2^40 networks, refused at once
+    (counted over the layer types); 2^10 of them compile and sum to 2^10 * w."""
+    def doubling(levels: int) -> str:
+        text = "layer L0(k):\n    param w = 1.0\n    def forward(x):\n        return w * x\n"
+        for i in range(1, levels + 1):
+            text += (f"layer L{i}(k):\n    net a = L{i - 1}(k)\n    net b = L{i - 1}(k)\n"
+                     "    def forward(x):\n        return a(x) + b(x)\n")
+        return text + f"net top = L{levels}(1)\ndef f(x):\n    return top(x)\n"
+
+    (tmp_path / "exp.exg").write_text(doubling(40))
+    result = run_cli("compile", str(tmp_path / "exp.exg"))
+    assert result.returncode == 2 and "MAX_NETWORKS" in result.stderr, result.stderr
+    mod = load_source(doubling(6), "d.exg")
+    assert mod.PARAM_COUNT == 64 and mod.f(mod.init_params(0), 0.5) == 32.0

@@ -34,6 +34,7 @@ from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import ENTRY_KINDS, Function, Net, ParamTensor, Program
 from ..limits import (
     MAX_LAYER_DEPTH,
+    MAX_NETWORKS,
     MAX_NODES,
     MAX_PARAMS,
     MAX_TENSOR_ELEMENTS,
@@ -405,6 +406,11 @@ class Lowerer:
         if len(self.making) >= MAX_LAYER_DEPTH:
             raise ExprgradLimitError(f"layers nested more than {MAX_LAYER_DEPTH} deep "
                                      "(exprgrad.limits.MAX_LAYER_DEPTH)", stmt.kind_span)
+        if self.scope is None and self._networks_in(layer.name) > MAX_NETWORKS:
+            raise ExprgradLimitError(f"a network of layer '{layer.name}' holds more than "
+                                     f"{MAX_NETWORKS} networks (exprgrad.limits.MAX_NETWORKS)",
+                                     stmt.kind_span, hint="each inner 'net' of a layer makes "
+                                     "its networks again, in every network of the layer")
         scope = _Scope(name, self._layer_arguments(layer, stmt))
         outer, self.scope = self.scope, scope
         self.making.append(layer.name)
@@ -439,6 +445,25 @@ class Lowerer:
             self.scope = outer
             self.making.pop()
         return Net(name, layer.name, 0, [], forward=scope.functions["forward"], tensors=tensors)
+
+    def _networks_in(self, kind: str) -> int:
+        """How many networks one network of layer type ``kind`` is made of, itself included
+        (counted over the layer types, not made: a layer of two layers of two layers ... is
+        refused before it takes any time). At most MAX_NETWORKS + 1."""
+        counts: dict[str, int] = {}
+        order = [kind]  # each layer type after the ones it holds (they were declared earlier)
+        seen = {kind}
+        for name in order:
+            for item in self.program.layer_types[name].body:
+                if (isinstance(item, NetDecl) and item.kind in self.program.layer_types
+                        and item.kind not in seen):
+                    seen.add(item.kind)
+                    order.append(item.kind)
+        for name in reversed(order):
+            inner = [counts.get(item.kind, 1) for item in self.program.layer_types[name].body
+                     if isinstance(item, NetDecl)]
+            counts[name] = min(MAX_NETWORKS + 1, 1 + sum(inner))
+        return counts[kind]
 
     def _layer_arguments(self, layer: LayerDecl, stmt: NetDecl) -> dict[str, float]:
         """The numbers ``net r = Residual(4)`` binds to the layer's arguments (by position,

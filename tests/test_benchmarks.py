@@ -64,3 +64,14 @@ def test_compile_scale_substitutes_the_sizes_and_prints_its_table(capsys) -> Non
         assert small[2] == large[2]  # the source does not grow with the loop
         assert int(small[4].replace(",", "")) < int(large[4].replace(",", ""))
         assert large[7] == "1.00 / 1.00"
+
+
+def test_the_array_api_contenders_pass_their_check_on_moons() -> None:
+    """exprgrad's numpy module without its twins, and its twin on PyTorch tensors, take the
+    reference step (as every contender must before it is timed)."""
+    xs, ys = run.load_data("moons")
+    params = run.exprgrad.load_source(run.SOURCES["moons"][0]).init_params(0)
+    ref_loss, ref_params = run.reference_step("moons", params, xs, ys, 0.01)
+    for make in (run.exprgrad_numpy_alone, run.exprgrad_torch):
+        built = make("moons", params, xs, ys, 0.01)
+        assert run.check(built, ref_loss, ref_params, "float64")[1] is None, make.__name__

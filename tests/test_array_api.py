@@ -334,6 +334,12 @@ def test_the_allowlist_checks_the_array_api_code() -> None:
         assert attack != code
         with pytest.raises(UnsafeCodeError):
             verify_module(attack)
+    scalar = exprgrad.compile_source("param w = 0.5\ndef loss(x, y):\n"
+                                     "    return (w * x - y) ** 2\n")
+    loop = re.search(r"\n    for (\w+), (\w+) in zip\(", scalar)
+    assert loop is not None
+    with pytest.raises(UnsafeCodeError):  # the namespace's name is bound by _namespace only
+        verify_module(scalar.replace(loop.group(0), f"\n    for xp, {loop.group(2)} in zip("))
 
 
 # ---- training through PyTorch ------------------------------------------------------------------

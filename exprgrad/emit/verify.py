@@ -280,7 +280,7 @@ def _batch_loop(stmt: ast.For, fn: ast.FunctionDef, callables: set[str]) -> None
             and all(isinstance(a, ast.Name) and a.id in args for a in it.args)):
         raise _fail(stmt, "a loop over something other than zip of the arguments")
     if stmt.orelse or not isinstance(stmt.target, ast.Tuple) or not all(
-            isinstance(t, ast.Name) for t in stmt.target.elts):
+            isinstance(t, ast.Name) and t.id not in _NAMESPACES for t in stmt.target.elts):
         raise _fail(stmt, "a loop of an unexpected form")
     _target(stmt.target)
     for inner in stmt.body:

@@ -342,6 +342,22 @@ def test_the_allowlist_checks_the_array_api_code() -> None:
         verify_module(scalar.replace(loop.group(0), f"\n    for xp, {loop.group(2)} in zip("))
 
 
+def test_user_names_never_take_the_namespace_s_name() -> None:
+    """A def and an argument called xp (the twins' namespace) are renamed, on both paths."""
+    source = "param w = 0.5\ndef xp(xp, dev):\n    return (w * xp - dev) ** 2 * w\n"
+    module = exprgrad.load_source(source, "names.exg", backend="numpy")
+    assert module.ENTRY_POINTS["xp"]["value"] != "xp"
+    grad = exprgrad.entry_point(module, "xp", "grad")
+    x, y = np.array([1.0, 2.0, -1.0]), np.array([0.5, 3.0, 0.0])
+    values, g = grad([0.75], x, y)
+    np.testing.assert_allclose(values, (0.75 * x - y) ** 2 * 0.75, rtol=1e-15)
+    expected = np.sum((0.75 * x - y) ** 2 + 2 * (0.75 * x - y) * x * 0.75)
+    np.testing.assert_allclose(g, [expected], rtol=1e-14)
+    t_values, t_g = grad([0.75], torch.asarray(x), torch.asarray(y))
+    np.testing.assert_allclose(t_values.numpy(), values, rtol=1e-14)
+    np.testing.assert_allclose(t_g.numpy(), g, rtol=1e-14)
+
+
 # ---- training through PyTorch ------------------------------------------------------------------
 
 

@@ -416,7 +416,9 @@ def _fast_csv(data: bytes, fields: int) -> Any:
     except (ValueError, pd.errors.ParserError):
         return None
     table = frame.to_numpy(dtype=np.float64)
-    return table if table.shape[1] == fields else None
+    if table.shape[1] != fields or not np.isfinite(table).all():
+        return None  # (a plain number that overflowed, 1e999: the strict reader refuses it)
+    return table
 
 
 def _newlines_before(path: str, offset: int) -> int:
@@ -571,6 +573,11 @@ def connect(address: str | None, timeout: float = CONNECT_TIMEOUT) -> Iterator[A
 
     if not timeout > 0:
         raise ExprgradValueError("--scheduler-timeout must be a positive number of seconds")
+    if not re.fullmatch(r"(?:(?:tcp|tls)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}",
+                        address):
+        raise ExprgradValueError(f"--scheduler {address!r} is not the address of a Dask "
+                                 "scheduler", hint="give it as tcp://HOST:PORT (a scheduler "
+                                 "listens on port 8786 by default)")
     quiet = logging.getLogger("distributed")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its own log lines would repeat the error below

@@ -36,6 +36,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         print(f"exprgrad: error: {message}", file=sys.stderr)
+        if message.startswith("unrecognized arguments") and any(
+                word.lower().endswith((".csv", ".parquet", ".pq")) for word in message.split()):
+            print("hint: quote a --data pattern ('part-*.csv') so that exprgrad expands it, "
+                  "not the shell", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -12,8 +12,9 @@ Contract:
 - :class:`ChunkedData` reads every block once to count and check it (a bad cell is an
   :class:`~exprgrad.errors.ExprgradValueError` naming ``file:line:col``, before any training),
   then serves what training needs: the summed loss and gradient over all examples (each
-  block's share computed by the generated numpy module's ``f_grad`` and the shares reduced by
-  ``dask.array``'s sum), the summed loss alone, and the rows of given example numbers.
+  block's share computed by the generated numpy module's ``f_grad``, the shares added up in a
+  tree of ``dask.delayed`` tasks), the summed loss alone, and the rows of given example
+  numbers.
   Computations run on Dask's local threaded scheduler, or on a ``dask.distributed`` cluster
   (:func:`connect`). Nothing but Dask schedules work.
 - :func:`train_chunked` trains as :func:`exprgrad.run.training.train` does on the same
@@ -553,6 +554,17 @@ def _fsum(values: Sequence[float]) -> float:
         return float(sum(values))
 
 
+#: how many blocks' shares one task of the reduction adds up
+FAN_IN = 8
+
+
+def _add(*shares: Any) -> Any:
+    total = shares[0].copy()
+    for share in shares[1:]:
+        total += share
+    return total
+
+
 def _take(table: Any, rows: Any) -> Any:
     return table[rows]
 
@@ -603,7 +615,7 @@ class ChunkedData:
 
     def __init__(self, source: Source, fn: Function, client: Any = None,
                  dtype: str = "float64") -> None:
-        need("dask.array")
+        need("dask")
         need("pandas")
         import dask
         import numpy as np
@@ -643,17 +655,18 @@ class ChunkedData:
 
     def totals(self, code: str, name: str, params: Any) -> tuple[float, Any]:
         """``(summed loss, summed gradient)`` over every example: each block's by the module's
-        ``f_grad``, reduced by ``dask.array``'s sum."""
+        ``f_grad``, then added up in a tree of ``FAN_IN`` shares a task (a fixed order: the
+        same sums on threads and on a cluster)."""
         import dask
-        import dask.array as da
         import numpy as np
 
-        width = 1 + len(params)
         code_t, params_t = dask.delayed(code), dask.delayed(np.asarray(params))
-        shares = [da.from_delayed(dask.delayed(block_grad, pure=True)(
-            t, code_t, name, self.layout, params_t, self.dtype), (width,), dtype=np.float64)
-            for t in self.tables]
-        (total,) = self.compute([da.stack(shares).sum(axis=0)])
+        level = [dask.delayed(block_grad, pure=True)(t, code_t, name, self.layout, params_t,
+                                                     self.dtype) for t in self.tables]
+        while len(level) > 1:
+            level = [dask.delayed(_add, pure=True)(*level[i:i + FAN_IN])
+                     for i in range(0, len(level), FAN_IN)]
+        (total,) = self.compute(level)
         return float(total[0]), total[1:]
 
     def loss(self, code: str, name: str, params: Any) -> float:

@@ -12,11 +12,12 @@ Workloads:
   + noise, in CSV files of 50,000 rows each (2 files for 10^5 rows, 20 for 10^6; the same
   in Parquet), full-batch SGD; and Adam on minibatches of 1,024.
 
-Every configuration runs in a process of its own, which reports its peak resident memory
-(``resource.getrusage``: the process's own, and for the cluster the largest of its worker
-processes). A configuration's first step's loss must equal in-memory training's (1e-9
-relative) or it is reported FAILED and the script exits 1. Wall-clock times; the machine's
-2 cores are shared by Dask's threads (or the two workers) and BLAS.
+Every configuration runs in a process of its own, started by a launcher that never holds
+data, and reports its peak resident memory (``resource.getrusage``; for the cluster also the
+largest worker's, from its ``/proc/self/status``: see ``_worker_peak``). A configuration's
+first step's loss must equal in-memory training's (1e-9 relative) or it is reported FAILED
+and the script exits 1. Wall-clock times; BLAS on one thread; the machine's 2 cores are
+shared by Dask's two threads (or the two workers, and the scheduler).
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         result = train(program, config=config, examples=examples)
         extra: dict[str, Any] = {}
     else:
+        workers = None
         from exprgrad.run.chunked import ChunkedData, connect, open_source, train_chunked
 
         cluster = None
@@ -141,16 +143,28 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
                 data = ChunkedData(source, fn, client)
                 setup = time.perf_counter() - start
                 result = train_chunked(program, data, config=config)
+                if client is not None:  # each worker's own peak (see _worker_peak)
+                    workers = max(client.run(_worker_peak).values())
         finally:
             if cluster is not None:
                 cluster.close()
         extra = {"blocks": len(data.blocks)}
     usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"setup_s": setup, "epoch_s": result.seconds / max(1, result.steps),
             "peak_mb": usage, "workers_peak_mb": workers if spec["mode"] == "cluster" else None,
             "first_loss": result.losses[0], "last_loss": result.losses[-1],
             "stopped": result.stopped, **extra}
+
+
+def _worker_peak() -> float:
+    """A worker's peak resident memory in MB. Its ``getrusage`` peak would count the process it
+    was forked from (Linux keeps ``ru_maxrss`` across ``execve``), so this reads the kernel's
+    high-water mark of the worker's own address space (``VmHWM``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return math.nan
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write every result to this file")
     ap.add_argument("--quick", action="store_true", help="10^4 rows, 1 epoch: a smoke run")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--make-data", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.make_data:
+        made = make_data(Path(args.make_data[0]), [int(r) for r in args.make_data[1].split(",")])
+        print(json.dumps({k: str(v) for k, v in made.items()}))
+        return 0
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
@@ -187,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 1 if args.quick else args.epochs
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
-        folders = make_data(workdir, rows)
+        # made in a process of its own: a child's getrusage peak starts from its parent's
+        # resident size at the fork, so the parent that starts every configuration stays small
+        made = subprocess.run([sys.executable, __file__, "--make-data", str(workdir),
+                               ",".join(map(str, rows))], capture_output=True, text=True)
+        if made.returncode:
+            print(made.stderr, file=sys.stderr)
+            return 1
+        folders = json.loads(made.stdout.strip().splitlines()[-1])
         plan: list[tuple[str, str, dict[str, Any]]] = []
         for mode, label, more in MODES:
             plan.append(("digits (1,797)", label, {"program": "digits", "mode": mode,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from exprgrad.errors import ExprgradValueError
 from exprgrad.lower.lowering import program_of
 from exprgrad.readers import csv_block
-from exprgrad.run.chunked import ChunkedData, _fast_csv, open_source, train_chunked
+from exprgrad.run.chunked import ChunkedData, fast_csv, open_source, train_chunked
 from exprgrad.run.config import TrainConfig, config_from_program
 from exprgrad.run.training import train
 from exprgrad.ui.cli import main
@@ -338,9 +338,9 @@ _FIELD = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(_FIELD, min_size=2, max_size=2), min_size=1, max_size=6))
-def test_the_fast_csv_path_reads_what_the_strict_reader_reads(rows: list[list[str]]) -> None:
+def test_thefast_csv_path_reads_what_the_strict_reader_reads(rows: list[list[str]]) -> None:
     data = "".join(",".join(r) + "\n" for r in rows).encode()
-    fast = _fast_csv(data, 2)
+    fast = fast_csv(data, 2)
     try:
         strict = csv_block(data, "f.csv", 1, 2)
     except ExprgradValueError:
@@ -362,3 +362,20 @@ def test_in_memory_shuffle_is_what_chunked_training_replays() -> None:
     a.shuffle(items)
     b.shuffle(packed)
     assert items == list(packed) and items != sorted(items)
+
+
+def test_the_benchmark_runs_a_configuration_and_checks_it(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import chunked as bench  # benchmarks/chunked.py
+
+    folder = bench.make_data(tmp_path, [3000])["regression-3000"]
+    assert len(list(folder.glob("part-*.csv"))) == 1 == len(list(folder.glob("*.parquet")))
+    spec = {"program": "regression", "epochs": 2, "folder": str(folder)}
+    memory = bench.run_child({**spec, "mode": "memory"})
+    chunked = bench.run_child({**spec, "mode": "threads", "format": "parquet"})
+    assert "error" not in memory and "error" not in chunked, (memory, chunked)
+    assert math.isclose(memory["first_loss"], chunked["first_loss"], rel_tol=1e-12)
+    assert math.isclose(memory["last_loss"], chunked["last_loss"], rel_tol=1e-12)
+    assert chunked["peak_mb"] > 0 and chunked["blocks"] == 1

@@ -46,12 +46,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import ExprgradError, ExprgradTypeError, ExprgradValueError
+from ..emit.arrays import generate_numpy
+from ..emit.load import entry_point, module_from_code
+from ..emit.module import initial_params
+from ..emit.steps import STEP_KINDS
+from ..errors import ExprgradError, ExprgradTypeError, ExprgradValueError, Span
 from ..ir.program import Function, Program
 from ..readers import csv_block, number
 from .config import TrainConfig, TrainResult, validate_config
 from .optimizer import Optimizer
 from .progress import Progress
+from .training import FusedStep
 
 #: the largest block of a CSV file read at once, in bytes (``--blocksize``)
 BLOCKSIZE = 32 * 1024 * 1024
@@ -168,8 +173,6 @@ def find_files(pattern: str) -> tuple[str, list[str]]:
 
 def _csv_head(path: str) -> tuple[list[str] | None, int | None, int]:
     """``(header names or None, fields per row or None for no data, data start offset)``."""
-    from ..errors import Span
-
     with _reading(path), open(path, "rb") as f:
         offset = 3 if f.read(3) == b"\xef\xbb\xbf" else 0
         f.seek(offset)
@@ -391,7 +394,7 @@ def read_block(block: Block) -> Any:
     with _reading(block.path), open(block.path, "rb") as f:
         f.seek(block.start)
         data = f.read(block.end - block.start)
-    table = _fast_csv(data, block.fields)
+    table = fast_csv(data, block.fields)
     if table is None:  # exprgrad's strict reader: the same numbers, or the error's line
         first = 1 + _newlines_before(block.path, block.start)
         rows = csv_block(data, block.path, first, block.fields)
@@ -399,7 +402,7 @@ def read_block(block: Block) -> Any:
     return np.ascontiguousarray(table[:, list(block.usecols)])
 
 
-def _fast_csv(data: bytes, fields: int) -> Any:
+def fast_csv(data: bytes, fields: int) -> Any:
     """The block parsed by pandas, when it holds only plain numbers in rows of ``fields``;
     else None. Python's ``float`` and pandas' parser agree on every number tested
     (tests/test_chunked.py compares them on random fields)."""
@@ -489,8 +492,6 @@ _MODULES_LOCK = threading.Lock()
 def _module(code: str) -> types.ModuleType:
     """The module of generated ``code``, made once per process (a worker gets the text, which
     the driver generated and verified)."""
-    from ..emit.load import module_from_code
-
     key = hashlib.sha256(code.encode()).hexdigest()
     with _MODULES_LOCK:
         module = _MODULES.get(key)
@@ -520,8 +521,6 @@ def block_grad(table: Any, code: str, name: str, layout: Any, params: Any, dtype
     """``[summed loss, summed gradient...]`` of one block (float64)."""
     import numpy as np
 
-    from ..emit.load import entry_point
-
     out = np.zeros(1 + len(params))
     if table.shape[0]:
         f = entry_point(_module(code), name, "grad")
@@ -536,8 +535,6 @@ def block_loss(table: Any, code: str, name: str, layout: Any, params: Any, dtype
                ) -> float:
     """The summed loss of one block."""
     import numpy as np
-
-    from ..emit.load import entry_point
 
     if not table.shape[0]:
         return 0.0
@@ -711,9 +708,6 @@ class ChunkedData:
 
 def loss_code(program: Program, fn: Function, config: TrainConfig) -> str:
     """The numpy module's text for the loss: its value, gradient and the optimizer's step."""
-    from ..emit.arrays import generate_numpy
-    from ..emit.steps import STEP_KINDS
-
     only = replace(program, functions={fn.name: fn})
     return generate_numpy(only, kinds=("value", "grad", STEP_KINDS[config.optimizer]),
                           dtype=config.dtype, steps=(config.optimizer,))
@@ -746,8 +740,6 @@ def train_chunked(program: Program, data: ChunkedData, *, config: TrainConfig,
     """Train on ``data`` with the numbers of in-memory training (see the module docstring)."""
     import numpy as np
 
-    from ..emit.module import initial_params
-    from .training import FusedStep
 
     fn = check_trainable(program, config)
     code = code or loss_code(program, fn, config)

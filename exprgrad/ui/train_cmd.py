@@ -18,8 +18,20 @@ from ..emit.build import module_of
 from ..errors import EXIT_INTERRUPTED, ExprgradError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.lowering import program_of
-from ..readers import read_csv
-from ..run.chunked import wants_chunked
+from ..readers import csv_header, read_csv
+from ..run.chunked import (
+    BLOCKSIZE,
+    ChunkedData,
+    check_trainable,
+    connect,
+    loss_code,
+    need,
+    open_source,
+    select_columns,
+    train_chunked,
+    wants_chunked,
+)
+from ..run.chunked import final_loss as chunked_final_loss
 from ..run.config import TrainConfig, TrainResult, config_from_program, validate_config
 from ..run.data import examples_from, split_row
 from ..run.evaluate import check_value, jsonable
@@ -84,9 +96,6 @@ def _train(args: argparse.Namespace, program: Program) -> int:
 def _picked_examples(path: str, cols: str, fn: Function) -> list[list[Any]]:
     """The examples of an in-memory CSV file with ``--cols`` picking the columns (as chunked
     training picks them: by 0-based index, range or header name)."""
-    from ..readers import csv_header
-    from ..run.chunked import select_columns
-
     rows = read_csv(path)
     if not rows:
         raise ExprgradValueError(f"there are no training examples in {path!r}", filename=path)
@@ -104,18 +113,6 @@ def _picked_examples(path: str, cols: str, fn: Function) -> list[list[Any]]:
 def _train_chunked(args: argparse.Namespace, program: Program, config: TrainConfig,
                    init: list[float] | None, progress: Progress) -> int:
     """``exprgrad train --data PATTERN``: training in chunks through Dask (run/chunked.py)."""
-    from ..run.chunked import (
-        BLOCKSIZE,
-        ChunkedData,
-        check_trainable,
-        connect,
-        loss_code,
-        need,
-        open_source,
-        train_chunked,
-    )
-    from ..run.chunked import final_loss as chunked_final_loss
-
     need("dask")
     fn = check_trainable(program, config)
     blocksize = BLOCKSIZE

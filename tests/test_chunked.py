@@ -276,6 +276,9 @@ def test_bad_input_is_a_located_error(data: Path, tmp_path: Path,
         (["--data", files(a=ok), "--blocksize", "lots"], "--blocksize 'lots' is not a size"),
         (["--data", files(a=ok), "--scheduler", "nonsense"], "is not the address of a Dask"),
         (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler trains on --data in chunks"),
+        (["--chunked"], "--chunked trains on --data in chunks"),
+        (["--data", str(data / "all.csv"), "--blocksize", "1MiB"],
+         "--blocksize is for chunked training"),
         (["--data", files(a=ok + "1,2,3,1e300\n"), "--dtype", "float32"],
          "does not fit float32"),
     ]
@@ -379,3 +382,25 @@ def test_the_benchmark_runs_a_configuration_and_checks_it(tmp_path: Path) -> Non
     assert math.isclose(memory["first_loss"], chunked["first_loss"], rel_tol=1e-12)
     assert math.isclose(memory["last_loss"], chunked["last_loss"], rel_tol=1e-12)
     assert chunked["peak_mb"] > 0 and chunked["blocks"] == 1
+
+
+def test_ctrl_c_keeps_the_whole_steps_and_writes_them_at_once(
+        data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    two, _ = _chunked(data, "part-*.csv", _config(data, steps=2))
+    real = ChunkedData.totals
+    calls = []
+
+    def interrupted_third(self: ChunkedData, *args: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChunkedData, "totals", interrupted_third)
+    out = data / "interrupted.json"
+    code = main(["train", str(data / "p.exg"), "--data", str(data / "part-*.csv"), "--steps",
+                 "5", "--quiet", "--save", str(out), "--force"])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted during step 3" in err and "--save" in err
+    assert list(json.loads(out.read_text())["params"].values()) == two.params

@@ -65,9 +65,15 @@ def _train(args: argparse.Namespace, program: Program) -> int:
     validate_config(config)
     chunked = wants_chunked(args.data, getattr(args, "chunked", False),
                             getattr(args, "scheduler", None))
-    if getattr(args, "scheduler", None) is not None and args.data is None:
-        raise ExprgradValueError("--scheduler trains on --data in chunks; give --data",
-                                 hint="e.g. --data 'part-*.csv' --scheduler tcp://HOST:8786")
+    for flag, given in (("--scheduler", getattr(args, "scheduler", None) is not None),
+                        ("--chunked", getattr(args, "chunked", False))):
+        if given and args.data is None:
+            raise ExprgradValueError(f"{flag} trains on --data in chunks; give --data",
+                                     hint="e.g. --data 'part-*.csv' --scheduler "
+                                     "tcp://HOST:8786")
+    if getattr(args, "blocksize", None) is not None and not chunked:
+        raise ExprgradValueError("--blocksize is for chunked training",
+                                 hint="add --chunked to read one CSV file in blocks")
     init = load_params(args.load, program) if args.load else None
     progress = Progress(config.steps, sys.stderr, not (args.quiet or args.json))
     if chunked:
@@ -130,7 +136,9 @@ def _train_chunked(args: argparse.Namespace, program: Program, config: TrainConf
         data = ChunkedData(source, fn, client, config.dtype)
         result = train_chunked(program, data, config=config, init=init, progress=progress,
                                interruptible=True, code=code)
-        last = chunked_final_loss(data, code, result)
+        interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
+        # (after Ctrl-C, the parameters are written at once, without another pass for the loss)
+        last = math.nan if interrupted else chunked_final_loss(data, code, result)
     return _report(args, program, config, result, last, data.n, [], [])
 
 

@@ -404,3 +404,24 @@ def test_ctrl_c_keeps_the_whole_steps_and_writes_them_at_once(
     err = capsys.readouterr().err
     assert code == 130 and "interrupted during step 3" in err and "--save" in err
     assert list(json.loads(out.read_text())["params"].values()) == two.params
+
+
+def test_matrix_and_vector_arguments_take_their_columns_row_major(tmp_path: Path) -> None:
+    # loss(m[2, 2], y[2]): columns 0-3 are m row by row, 4-5 are y (softmax cross-entropy)
+    (tmp_path / "p.exg").write_text(
+        "net n = MLP(4, [5, 2], out=linear)\n\n"
+        "def loss(m[2, 2], y[2]):\n    z = n(flatten(m))\n    return logsumexp(z) - dot(y, z)\n\n"
+        "train loss(): optimizer=adam, lr=0.05, steps=3, seed=1\n")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(90, 4))
+    labels = (x[:, 0] * x[:, 3] > 0).astype(int)
+    rows = np.column_stack([x, np.eye(2)[labels]])
+    (tmp_path / "all.csv").write_text("".join(_line(r) + "\n" for r in rows))
+    for k, (lo, hi) in enumerate([(0, 13), (13, 14), (14, 60), (60, 90)]):
+        (tmp_path / f"part-{k}.csv").write_text("".join(_line(r) + "\n" for r in rows[lo:hi]))
+    for batch in (0, 8):
+        config = _config(tmp_path, batch_size=batch)
+        memory = _in_memory(tmp_path, config)
+        chunked, chunks = _chunked(tmp_path, "part-*.csv", config, window=16)
+        assert chunks.layout == ((0, (2, 2)), (4, (2,)))
+        assert _close(memory.losses, chunked.losses) and _close(memory.params, chunked.params)

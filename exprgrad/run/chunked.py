@@ -50,7 +50,7 @@ from ..emit.arrays import generate_numpy
 from ..emit.load import entry_point, module_from_code
 from ..emit.module import initial_params
 from ..emit.steps import STEP_KINDS
-from ..errors import ExprgradError, ExprgradTypeError, ExprgradValueError, Span
+from ..errors import ExprgradTypeError, ExprgradValueError, Span
 from ..ir.program import Function, Program
 from ..readers import csv_block, number
 from .config import TrainConfig, TrainResult, validate_config
@@ -635,6 +635,7 @@ class ChunkedData:
         self.n = int(self.offsets[-1])
         if not self.n:
             raise ExprgradValueError(f"there are no training examples in {source.pattern!r}")
+
     def compute(self, tasks: list[Any]) -> list[Any]:
         """Dask computes ``tasks``, on the cluster or on local threads."""
         import dask
@@ -851,5 +852,5 @@ def final_loss(data: ChunkedData, code: str, result: TrainResult) -> float:
     return total / data.n if result.config.reduce == "mean" else total
 
 
-__all__ = ["BLOCKSIZE", "WINDOW", "Block", "ChunkedData", "ExprgradError", "Source", "connect",
-           "final_loss", "open_source", "train_chunked", "wants_chunked"]
+__all__ = ["BLOCKSIZE", "WINDOW", "Block", "ChunkedData", "Source", "connect", "final_loss",
+           "open_source", "train_chunked", "wants_chunked"]

@@ -227,8 +227,12 @@ def test_a_local_cluster_gives_the_local_result(data: Path,
     for batch in ("0", "40"):
         local, remote = results["threads", batch], results[address, batch]
         assert remote["chunked"]["scheduler"] == address and remote["chunked"]["blocks"] > 7
-        assert remote["first_loss"] == local["first_loss"]  # the same graph, the same sums
-        assert remote["final_loss"] == local["final_loss"]
+        # the same graph, the same sums: equal in every run so far; the tolerance only allows
+        # for a BLAS that splits a product's sum by its threads
+        assert math.isclose(remote["first_loss"], local["first_loss"], rel_tol=1e-14)
+        assert math.isclose(remote["final_loss"], local["final_loss"], rel_tol=1e-14)
+        assert remote["final_loss"] != results["threads", "0" if batch == "40" else "40"][
+            "final_loss"]  # (full batch and minibatches did train differently)
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

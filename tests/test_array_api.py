@@ -447,6 +447,17 @@ def test_without_pytorch_a_device_says_how_to_install_it() -> None:
         "https://pytorch.org/get-started), or train on numpy: --device cpu"]
 
 
+def test_chunked_training_refuses_a_device() -> None:
+    """Chunked training computes each block on numpy (on Dask's workers): a device there is an
+    error, not ignored."""
+    result = run_cli("train", "examples/moons.exg", "--data", "examples/data/moons.csv",
+                     "--chunked", "--device", "torch-cpu", "--steps", "2")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "examples/moons.exg: error: chunked training computes on numpy arrays; device "
+        "torch-cpu is for training in memory"), result.stderr
+
+
 def test_a_device_is_a_run_setting_not_a_train_statement_option() -> None:
     source = ("param w = 0.5\ndef loss(x, y):\n    return (w * x - y) ** 2\n"
               "data xs = [1.0, 2.0]\ndata ys = [2.0, 4.0]\n"

@@ -23,3 +23,5 @@ MAX_SCALAR_PARAMS = 200_000
 MAX_UNROLLED_STATEMENTS = 1_000_000
 #: the deepest nesting of networks made from layer types (a layer whose network holds a network)
 MAX_LAYER_DEPTH = 100
+#: the most networks one network of a layer type may be made of (itself and every inner one)
+MAX_NETWORKS = 100_000

@@ -187,9 +187,9 @@ def parse_value(name: str, text: str) -> float | list[Any]:
             raise ExprgradValueError(f"{name}={_short(text)} nests lists more than twice",
                                      hint="a value is a number, a vector [1, 2] or a matrix "
                                      "[[1, 2], [3, 4]]")
-    try:
-        value = json.loads(text, parse_int=_json_number, parse_float=_json_number,
-                           parse_constant=_json_number)
+    try:  # (nan, inf and -inf inside lists too, as the module docstring says numbers are)
+        value = json.loads(_SPECIAL.sub(_json_special, text), parse_int=_json_number,
+                           parse_float=_json_number, parse_constant=_json_number)
     except ValueError as err:
         if "does not fit a float" in str(err):
             raise ExprgradValueError(f"{name}=...: {err}") from None
@@ -198,6 +198,17 @@ def parse_value(name: str, text: str) -> float | list[Any]:
         raise ExprgradValueError(f"{name}={_short(text)} is not a number or a list of numbers",
                                  hint="e.g. x=1.5, x=[1, 2, 3] or m=[[1, 2], [3, 4]]")
     return value
+
+
+#: nan, inf, infinity (any case, signed) standing alone in a command-line list
+_SPECIAL = re.compile(r"(?<![\w.])([+-]?)(nan|infinity|inf)(?![\w.])", re.IGNORECASE | re.ASCII)
+
+
+def _json_special(match: re.Match[str]) -> str:
+    """JSON's spelling of a special float (which parse_constant reads)."""
+    if match[2].lower() == "nan":
+        return "NaN"
+    return "-Infinity" if match[1] == "-" else "Infinity"
 
 
 def _numbers_only(value: Any) -> bool:

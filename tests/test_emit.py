@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 
 from exprgrad.emit.names import MODULE_NAMES, Namer
 from exprgrad.emit.scalar import FUSE_LIMIT, Assign, Op, Var, _dce, _fuse, _op_count
@@ -94,3 +95,18 @@ def test_no_local_takes_the_name_of_a_generated_function() -> None:
                 t.id for n in ast.walk(fn) if isinstance(n, ast.Assign)
                 for t in n.targets if isinstance(t, ast.Name)}
             assert not local & functions, (fn.name, local & functions)
+
+
+def test_long_names_give_short_locals() -> None:
+    """A 20,000-character parameter name (and networks nested under long names) gives locals
+    of at most 60 characters, still distinct per element, and the right sum."""
+    from exprgrad.api import compile_source, load_source
+
+    long = "p" * 20_000
+    text = f"param {long}[3, 4] = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]\n" \
+           f"def f(x):\n    return x * sum({long})\n"
+    code = compile_source(text, "long.exg")
+    names = set(re.findall(r"\b_pp\w*", code))
+    assert len(names) == 12 and max(map(len, names)) <= 60
+    assert load_source(text, "long.exg").f(load_source(text, "l.exg").init_params(0), 2.0) \
+        == 2 * 78

@@ -223,3 +223,18 @@ def test_budget_and_outputs_edges(tmp_path: Path) -> None:
     assert not (tmp_path / "new.py").exists()
     same = run_cli("train", SEED, "--save", "x.png", "--plot", "x.png", cwd=tmp_path)
     assert same.returncode == 2 and "both name" in same.stderr
+
+
+def test_nan_and_inf_inside_command_line_lists() -> None:
+    """nan, inf and -inf are numbers alone (x=nan) and inside lists, in any case; a word that
+    only starts like one, or one in quotes, is not."""
+    from exprgrad.errors import ExprgradValueError
+    from exprgrad.readers import parse_value
+
+    value = parse_value("v", "[1, nan, -Inf, +infinity]")
+    assert isinstance(value, list) and value[0] == 1.0 and value[1] != value[1]
+    assert value[2:] == [float("-inf"), float("inf")]
+    assert parse_value("m", "[[NAN, 2], [3, -inf]]")[1] == [3.0, float("-inf")]  # type: ignore[index]
+    for bad in ("[1, nanx, 2]", '[1, "nan", 2]', "[1, nan.5]"):
+        with pytest.raises(ExprgradValueError):
+            parse_value("v", bad)

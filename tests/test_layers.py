@@ -5,11 +5,14 @@ central differences, both backends, sympy's check, renaming, the REPL, and locat
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, run_cli
+from conftest import EXAMPLES, ROOT, run_cli
 
 import exprgrad
 from exprgrad.api import compile_program, load_source
@@ -226,7 +229,7 @@ def test_layers_at_the_repl_prompt() -> None:
     ("layer D(n):\n    net e = D(n)\n    def forward(x[n]):\n        return x\n",
      "2:13: type error: layer 'D' contains a network of its own type"),
     ("layer D(n):\n    param W[n, n] = 1.0\n    def forward(x[n]):\n        return W @ x\n"
-     "net d = D(2)\ndef f(x[3]):\n    return sum(d(x))\n", "7:18: type error: 'd.forward' takes "
+     "net d = D(2)\ndef f(x[3]):\n    return sum(d(x))\n", "7:18: type error: 'd' takes "
      "a vector [2] here, got a vector [3]"),
     ("layer D(n):\n    def forward(x[n]):\n        return x, x\nnet d = D(2)\n"
      "def f(x[2]):\n    return sum(d(x))\n", "6:16: type error: 'd' returns 2 values"),
@@ -257,3 +260,102 @@ def test_a_mistake_inside_a_layer_names_the_network_being_made(tmp_path) -> None
     assert result.returncode == 2
     assert "3:20: name error: 'y' is not defined" in result.stderr
     assert "made by 'net d = D(...)' on line 5" in result.stderr
+
+
+def test_import_hook_and_draw_of_a_network_of_layers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``import model`` of a file with layer types gives the module load_source gives; the
+    collapsed drawing (Graphviz's dot) shows one box per network."""
+    (tmp_path / "model.exg").write_text(SOURCE)
+    code = ("import exprgrad, json\nexprgrad.install()\nimport model\n"
+            "print(json.dumps(model.f(model.init_params(0), [0.5, -1.0, 2.0])))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, result.stderr
+    mod = load_source(SOURCE, "model.exg")
+    assert float(result.stdout) == mod.f(mod.init_params(0), [0.5, -1.0, 2.0])
+    drawn = run_cli("graph", str(tmp_path / "model.exg"), "f", "--collapse", "-o",
+                    str(tmp_path / "f.svg"))
+    assert drawn.returncode == 0, drawn.stderr
+    svg = (tmp_path / "f.svg").read_text()
+    for box in (">d<", ">r1<", ">r2<"):
+        assert box in svg
+
+
+def test_layers_nested_past_the_limit_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from exprgrad.limits import MAX_LAYER_DEPTH
+
+    def chain(depth: int) -> str:
+        text = "layer L0(n):\n    param w = 1.0\n    def forward(x):\n        return w * x\n"
+        for k in range(1, depth + 1):
+            text += (f"layer L{k}(n):\n    net inner = L{k - 1}(n)\n    def forward(x):\n"
+                     "        return inner(x)\n")
+        return text + f"net top = L{depth}(1)\ndef f(x):\n    return top(x)\n"
+
+    mod = load_source(chain(MAX_LAYER_DEPTH - 1), "deep.exg")
+    assert mod.param_names() == ["top" + ".inner" * (MAX_LAYER_DEPTH - 1) + ".w"]
+    assert mod.f([3.0], 2.0) == 6.0
+    (tmp_path / "deep.exg").write_text(chain(MAX_LAYER_DEPTH))
+    result = run_cli("compile", str(tmp_path / "deep.exg"))
+    assert result.returncode == 2 and "layers nested more than 100 deep" in result.stderr
+
+
+def test_the_only_network_predicts_when_it_is_made_of_a_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """y = 3 x0 + x1, fitted exactly by a linear layer: the predictions are the targets."""
+    (tmp_path / "p.exg").write_text(
+        "layer Lin(n):\n    param w[n] = 0.1\n    def forward(x[n]):\n        return dot(w, x)\n"
+        "net r = Lin(2)\ndef loss(x[2], y):\n    return (r(x) - y) ** 2\n"
+        "data xs = [[1, 2], [0, 1], [1, 0]]\ndata ys = [5, 1, 3]\n"
+        "train loss(xs, ys): steps=400, lr=0.05\n")
+    trained = run_cli("train", str(tmp_path / "p.exg"), "--save", str(tmp_path / "p.json"))
+    assert trained.returncode == 0, trained.stderr
+    assert "prediction" in trained.stdout
+    result = run_cli("predict", str(tmp_path / "p.exg"), "--params", str(tmp_path / "p.json"))
+    assert result.returncode == 0, result.stderr
+    assert [round(float(v), 6) for v in result.stdout.split()] == [5.0, 1.0, 3.0]
+
+
+def test_unpacking_one_vector_a_def_or_network_returns() -> None:
+    text = ("def g(x):\n    return [x, 2 * x]\n\nlayer Two(n):\n    param w[2] = [3, 4]\n"
+            "    def forward(x):\n        return w * x\n\nnet t = Two(1)\n\n"
+            "def f(x):\n    a, b = g(x)\n    c, d = t(x)\n    return a * b + c * d\n")
+    mod = load_source(text, "u.exg")
+    x = 1.5
+    value, grad = mod.f_grad(mod.init_params(0), x)
+    assert value == x * 2 * x + 3 * x * 4 * x
+    assert list(grad) == [4 * x * x, 3 * x * x]  # d/dw of 2x^2 + w0 x w1 x, w = [3, 4]
+
+
+def test_collapsed_drawing_is_one_box_per_outermost_network(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Nested networks, a forward of two results and a parameter-only subexpression
+    (0.5 * g): every operation of the network r is inside r's one box."""
+    text = ("layer Lin(n):\n    param w[n] = 0.5\n    def forward(x[n]):\n        return w * x\n"
+            "layer Outer(n):\n    net inner = Lin(n)\n    param g = 2.0\n    def forward(x[n]):\n"
+            "        return x + 0.5 * g * inner(x)\n"
+            "layer Top(n):\n    net b1 = Outer(n)\n    def forward(x[n]):\n"
+            "        return b1(x), x\n"
+            "net r = Top(2)\ndef f(x[2]):\n    a, b = r(x)\n    return sum(a * b)\n")
+    (tmp_path / "c.exg").write_text(text)
+    result = run_cli("graph", str(tmp_path / "c.exg"), "f", "--collapse", "-o",
+                     str(tmp_path / "c.dot"))
+    assert result.returncode == 0, result.stderr
+    dot = (tmp_path / "c.dot").read_text()
+    boxes = [line for line in dot.splitlines() if "box3d" in line]
+    assert len(boxes) == 1 and 'label="r"' in boxes[0], boxes
+
+
+def test_layers_doubling_past_the_network_limit_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each layer holds two networks of the one before: 2^40 networks, refused at once
+    (counted over the layer types); 2^10 of them compile and sum to 2^10 * w."""
+    def doubling(levels: int) -> str:
+        text = "layer L0(k):\n    param w = 1.0\n    def forward(x):\n        return w * x\n"
+        for i in range(1, levels + 1):
+            text += (f"layer L{i}(k):\n    net a = L{i - 1}(k)\n    net b = L{i - 1}(k)\n"
+                     "    def forward(x):\n        return a(x) + b(x)\n")
+        return text + f"net top = L{levels}(1)\ndef f(x):\n    return top(x)\n"
+
+    (tmp_path / "exp.exg").write_text(doubling(40))
+    result = run_cli("compile", str(tmp_path / "exp.exg"))
+    assert result.returncode == 2 and "MAX_NETWORKS" in result.stderr, result.stderr
+    mod = load_source(doubling(6), "d.exg")
+    assert mod.PARAM_COUNT == 64 and mod.f(mod.init_params(0), 0.5) == 32.0

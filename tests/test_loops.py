@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 
 import exprgrad
-from exprgrad.api import compile_program, entry_point, module_from_code
+from exprgrad.api import compile_program, entry_point, load_source, module_from_code
 from exprgrad.emit.arrays import generate_numpy
 
 SOURCE = """N = 4
@@ -98,3 +98,26 @@ def test_mistakes_are_located(tmp_path, text: str, message: str) -> None:  # typ
     result = run_cli("compile", str(tmp_path / "l.exg"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr and "^" in result.stderr
+
+
+@pytest.mark.parametrize("bounds", ["range(1e19)", "range(0, 1e300)", "range(2 ** 70)"])
+def test_a_huge_bound_is_the_limit_error(tmp_path, bounds: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "h.exg").write_text(f"def f(x):\n    for i in {bounds}:\n        x = x + 1\n"
+                                    "    return x\n")
+    result = run_cli("compile", str(tmp_path / "h.exg"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "MAX_UNROLLED_STATEMENTS" in result.stderr
+
+
+def test_nested_loops_are_counted_before_unrolling(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """1000 x 999 inner statements are refused at the outer loop; a triangle of 100 (inner
+    bounds from the outer variable) compiles and sums i for j < i."""
+    (tmp_path / "n.exg").write_text("def f(x):\n    for i in range(1000):\n"
+                                    "        for j in range(999):\n            x = x + 1\n"
+                                    "    return x\n")
+    result = run_cli("compile", str(tmp_path / "n.exg"))
+    assert result.returncode == 2 and ":2:9: limit exceeded" in result.stderr, result.stderr
+    text = ("def f(x):\n    s = 0 * x\n    for i in range(100):\n        for j in range(i):\n"
+            "            s += x\n    return s\n")
+    value, grad = load_source(text, "t.exg").f_grad(2.0)
+    assert value == 2.0 * 4950 and grad == (4950.0,)

@@ -131,3 +131,20 @@ def test_commands_load_code_sympy_vars_reset(tmp_path: Path) -> None:
     assert "ok       g" in out
     assert (tmp_path / "ab.svg").read_text().count("data") >= 3
     assert out.rstrip().endswith("forgot everything")
+
+
+def test_load_starts_from_the_files_own_initial_parameters(tmp_path: Path) -> None:
+    """Two random parameters and two networks: after :load, f(1) is what the file's module
+    computes with init_params(0) (which eval uses), even after earlier declarations drew
+    other seeds."""
+    (tmp_path / "two.exg").write_text(
+        "param u = uniform(-1, 1)\nparam v = uniform(-1, 1)\nnet a = Neuron(1)\n"
+        "net b = Neuron(1)\n\ndef f(x):\n    return u + v * x + a([x]) + b([x])\n")
+    import exprgrad
+
+    mod = exprgrad.load(tmp_path / "two.exg")
+    expected = mod.f(mod.init_params(0), 1.0)
+    typed = f"param w = uniform(0, 1)\nnet c = Neuron(2)\n:load {tmp_path / 'two.exg'}\nf(1)\n"
+    result = run_cli("repl", input=typed)
+    assert result.returncode == 0, result.stderr
+    assert abs(float(result.stdout.splitlines()[-1]) - expected) < 1e-9

@@ -34,9 +34,17 @@ _PYTHON_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset
 
 _SEVERAL_UNDERSCORES = re.compile(r"_{2,}")
 
+#: the longest local name given (a parameter element of networks nested in networks, named
+#: ``_top_inner_..._w_0_1``, is cut there; the suffixes keep names apart)
+MAX_LOCAL_NAME = 60
+
 
 def ident_part(text: str) -> str:
-    """A user name (possibly dotted, like ``n.layers.0.w``) as an identifier fragment."""
+    """A user name (possibly dotted, like ``n.layers.0.w``) as an identifier fragment; a name
+    longer than 40 characters keeps its first 12 and last 27 (where a nested network's tensor
+    names differ), so locals stay short whatever the names."""
+    if len(text) > 40:
+        text = f"{text[:12]}_{text[-27:]}"
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
@@ -83,8 +91,9 @@ class Scope:
         self._counter = counter
 
     def fresh(self, wanted: str) -> str:
-        """A local named ``wanted`` if that is free here and at module level, else suffixed."""
-        return Namer._take(wanted, self.namer.taken, self.taken)
+        """A local named ``wanted`` (its first ``MAX_LOCAL_NAME`` characters) if that is free
+        here and at module level, else suffixed."""
+        return Namer._take(wanted[:MAX_LOCAL_NAME], self.namer.taken, self.taken)
 
     def temp(self, hint: str = "t") -> str:
         """A numbered temporary, ``_t7`` (or ``_<hint>7``)."""

@@ -399,8 +399,9 @@ def check_function(program: Program, module: types.ModuleType, fname: str, *,
     sampled = len(partials) * len(fn.outputs) > SYMPY_SAMPLE
     if sampled:
         sample = sorted(rng.sample(sample, max(1, SYMPY_SAMPLE // len(fn.outputs))))
-        report.notes.append(f"{fname}: sympy compared {len(sample)} of {len(partials)} partials "
-                            f"(sampled with seed {seed}); finite differences covered all")
+        report.notes.append(f"{fname}: sympy takes a sample of {len(sample)} of {len(partials)} "
+                            f"partials (seed {seed}; those it has no time for are said to be "
+                            "skipped); finite differences cover all")
     for k, out in enumerate(fn.outputs):
         grads = derived.grads[k]
         # a tensor output's gradient is that of the sum of its elements (docs/generated.md)

@@ -74,7 +74,10 @@ class Graph:
                                         or (op == "mul" and simpler.op == "const")):
                 return simpler  # (the strong zero x * 0 -> 0 is a value rule: always kept)
         if self.simplify and spec.fold is not None and args and all(a.op == "const" for a in args):
-            value = spec.fold([a.attr for a in args], attr, [a.shape for a in args], shape)
+            # plain floats: a constant's attr compares by repr (its hash-consing key), which
+            # arithmetic must not see (nan == nan, 3.0 != 3 there)
+            value = spec.fold([float(a.attr) for a in args], attr, [a.shape for a in args],
+                              shape)
             if value is not None:
                 return self.const(value, shape)
         return self.make(op, args, attr, shape)

@@ -110,8 +110,9 @@ def _div(a, b):
 def _pow(a, b):
     try:
         r = a ** b
-    except ZeroDivisionError:
-        return math.inf
+    except ZeroDivisionError:  # 0 to a negative power; -0.0 to an odd one is -inf (IEEE)
+        return -math.inf if math.copysign(1.0, a) < 0.0 and b == int(b) and int(b) % 2 else \
+            math.inf
     except OverflowError:
         return -math.inf if a < 0.0 and b == int(b) and int(b) % 2 else math.inf
     if isinstance(r, complex):

@@ -34,6 +34,7 @@ from ..ir.ops import BUILTINS, OPS, ShapeMismatch
 from ..ir.program import ENTRY_KINDS, Function, Net, ParamTensor, Program
 from ..limits import (
     MAX_LAYER_DEPTH,
+    MAX_NETWORKS,
     MAX_NODES,
     MAX_PARAMS,
     MAX_TENSOR_ELEMENTS,
@@ -405,6 +406,11 @@ class Lowerer:
         if len(self.making) >= MAX_LAYER_DEPTH:
             raise ExprgradLimitError(f"layers nested more than {MAX_LAYER_DEPTH} deep "
                                      "(exprgrad.limits.MAX_LAYER_DEPTH)", stmt.kind_span)
+        if self.scope is None and self._networks_in(layer.name) > MAX_NETWORKS:
+            raise ExprgradLimitError(f"a network of layer '{layer.name}' holds more than "
+                                     f"{MAX_NETWORKS} networks (exprgrad.limits.MAX_NETWORKS)",
+                                     stmt.kind_span, hint="each inner 'net' of a layer makes "
+                                     "its networks again, in every network of the layer")
         scope = _Scope(name, self._layer_arguments(layer, stmt))
         outer, self.scope = self.scope, scope
         self.making.append(layer.name)
@@ -420,21 +426,44 @@ class Lowerer:
                     scope.nets[item.name] = self.make_net(item, f"{name}.{item.name}")
                     tensors.extend(scope.nets[item.name].tensor_names)
                 else:
-                    saved, self.graph.group = self.graph.group, name
+                    # drawn collapsed, a network is one box: its outermost network's
+                    saved, self.graph.group = self.graph.group, name.split(".", 1)[0]
                     try:
                         scope.functions[item.name] = self.lower_def(
                             dataclasses.replace(item, name=f"{name}.{item.name}"))
                     finally:
                         self.graph.group = saved
         except ExprgradError as err:
-            made = f"made by 'net {name.rsplit('.', 1)[-1]} = {layer.name}(...)' on line " \
-                   f"{stmt.span.line}"
-            err.hint = f"{err.hint}; {made}" if err.hint else made
+            inner = getattr(err, "network", None) or name  # the innermost network being made
+            err.network = inner  # type: ignore[attr-defined]
+            if outer is None:  # said once, by the outermost: which network, which statement
+                made = (f"made by 'net {name} = {layer.name}(...)' on line {stmt.span.line}" +
+                        (f", in its network '{inner}'" if inner != name else ""))
+                err.hint = f"{err.hint}; {made}" if err.hint else made
             raise
         finally:
             self.scope = outer
             self.making.pop()
         return Net(name, layer.name, 0, [], forward=scope.functions["forward"], tensors=tensors)
+
+    def _networks_in(self, kind: str) -> int:
+        """How many networks one network of layer type ``kind`` is made of, itself included
+        (counted over the layer types, not made: a layer of two layers of two layers ... is
+        refused before it takes any time). At most MAX_NETWORKS + 1."""
+        counts: dict[str, int] = {}
+        order = [kind]  # each layer type after the ones it holds (they were declared earlier)
+        seen = {kind}
+        for name in order:
+            for item in self.program.layer_types[name].body:
+                if (isinstance(item, NetDecl) and item.kind in self.program.layer_types
+                        and item.kind not in seen):
+                    seen.add(item.kind)
+                    order.append(item.kind)
+        for name in reversed(order):
+            inner = [counts.get(item.kind, 1) for item in self.program.layer_types[name].body
+                     if isinstance(item, NetDecl)]
+            counts[name] = min(MAX_NETWORKS + 1, 1 + sum(inner))
+        return counts[kind]
 
     def _layer_arguments(self, layer: LayerDecl, stmt: NetDecl) -> dict[str, float]:
         """The numbers ``net r = Residual(4)`` binds to the layer's arguments (by position,
@@ -837,11 +866,11 @@ class Lowerer:
         if isinstance(callee, Function):
             return self._inline(callee, args, arg_exprs, span)
         if isinstance(callee, Net) and callee.forward is not None:
-            saved, self.graph.group = self.graph.group, callee.name  # one box when collapsed
-            try:
-                return self._inline(callee.forward, args, arg_exprs, span)
-            finally:
-                self.graph.group = saved
+            outs = self._call_forward(callee, args, arg_exprs, span, fname)
+            if len(outs) != 1:
+                raise ExprgradTypeError(f"'{fname}' returns {len(outs)} values; unpack them, "
+                                        f"e.g. 'a, b = {fname}(...)'", span)
+            return outs[0]
         if isinstance(callee, Net):
             if len(args) != 1:
                 raise ExprgradTypeError(f"network '{fname}' takes one input vector", span)
@@ -874,6 +903,17 @@ class Lowerer:
         raise ExprgradNameError(f"unknown function '{fname}'", span,
                                 hint=did_you_mean(fname, known))
 
+    def _call_forward(self, net: Net, args: list[Node], arg_exprs: list[Expr], span: Span,
+                      called: str) -> list[Node]:
+        """The results of ``called(...)``, a network of a user's layer type: its forward,
+        inlined (drawn collapsed, as one box: the outermost network's)."""
+        assert net.forward is not None
+        saved, self.graph.group = self.graph.group, self.graph.group or net.name
+        try:
+            return self._inline_all(net.forward, args, arg_exprs, span, called)
+        finally:
+            self.graph.group = saved
+
     def _callee(self, fname: str) -> Function | Net | None:
         """What ``fname(...)`` calls: a def or a network of the layer being made, else of the
         file (None: neither)."""
@@ -894,14 +934,13 @@ class Lowerer:
         is the def's name (None: a loop typed in a session)."""
         _, span, var, start_expr, stop_expr, body = stmt
         check_name(var, span, "loop variable")
-        bounds = []
-        for expr in (start_expr, stop_expr):
-            bound = _whole(self.lower_expr(expr, env))
-            if bound is None:
-                raise ExprgradTypeError("a loop bound must be a whole number known at compile "
-                                        "time", expr[1], hint="use numbers, constants ('N = 4' "
-                                        "at file level) or an outer loop's variable")
-            bounds.append(bound)
+        bounds = self._bounds(stmt, env)
+        if bounds is None:
+            expr = next(e for e in (start_expr, stop_expr)
+                        if _whole(self.lower_expr(e, env)) is None)
+            raise ExprgradTypeError("a loop bound must be a whole number known at compile "
+                                    "time", expr[1], hint="use numbers, constants ('N = 4' "
+                                    "at file level) or an outer loop's variable")
         stack = list(body)
         while stack:
             inner = stack.pop()
@@ -911,7 +950,7 @@ class Lowerer:
             if inner[0] == "for":
                 stack.extend(inner[5])
         iterations = range(*bounds)
-        if len(iterations) * (len(body) + 1) > budget:
+        if self._unrolled_size(stmt, env, budget) > budget:
             loops = f"the for loops of '{fname}' unroll" if fname else "this for loop unrolls"
             raise ExprgradLimitError(
                 f"{loops} into more than {MAX_UNROLLED_STATEMENTS} "
@@ -921,6 +960,42 @@ class Lowerer:
             out.append(("assign", span, var, ("num", span, float(k), str(k)), None))
             out.extend(body)
         return out
+
+    def _bounds(self, stmt: Expr, env: dict[str, Node]) -> tuple[int, int] | None:
+        """The bounds of a for loop when they are whole numbers known here, else None."""
+        start, stop = (_whole(self.lower_expr(e, env)) for e in stmt[3:5])
+        return None if start is None or stop is None else (start, stop)
+
+    def _unrolled_size(self, stmt: Expr, env: dict[str, Node], budget: int, depth: int = 0
+                       ) -> int:
+        """About how many statements the for loop ``stmt`` unrolls into, known before any is
+        made: its iterations times its body, an inner loop counted at the larger of its sizes
+        at the outer variable's first and last values (exact for bounds linear in it); an inner
+        loop whose bounds use what the body computes counts one statement (it is checked when
+        reached), and so does one nested more than 32 deep. Stops counting past ``budget``."""
+        bounds = self._bounds(stmt, env) if depth <= 32 else None
+        if bounds is None:
+            return 1
+        count = max(0, bounds[1] - bounds[0])
+        if count == 0:
+            return 1
+        size = 1
+        for inner in stmt[5]:
+            if inner[0] != "for":
+                size += 1
+                continue
+            sizes = []
+            for k in {bounds[0], bounds[1] - 1}:
+                try:
+                    sizes.append(self._unrolled_size(
+                        inner, {**env, stmt[2]: self.graph.const(float(k))}, budget,
+                        depth + 1))
+                except ExprgradError:  # (bounds that need the body: counted when reached)
+                    sizes.append(1)
+            size += max(sizes)
+            if size > budget:
+                break
+        return count * size if count <= budget else budget + 1
 
     def _reduction(self, fname: str, args: list[Node], arg_exprs: list[Expr], span: Span
                    ) -> Node:
@@ -1113,11 +1188,14 @@ class Lowerer:
         fn = callee.forward if isinstance(callee, Net) else callee
         if fn is not None:
             args = [self.lower_expr(a, env) for a in expr[3]]
-            outs = self._inline_all(fn, args, expr[3], expr[1])
+            outs = (self._call_forward(callee, args, expr[3], expr[1], expr[2])
+                    if isinstance(callee, Net) else self._inline_all(fn, args, expr[3], expr[1]))
+            if len(outs) == 1 and outs[0].shape == (count,):  # one vector of `count` elements
+                return [self._apply("index", outs, span, attr=i) for i in range(count)]
             if len(outs) != count:
-                raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} value"
+                raise ExprgradTypeError(f"'{expr[2]}' returns {len(outs)} value"
                                         f"{'s' if len(outs) != 1 else ''}, not {count}", span,
-                                        hint=f"'{fn.name}' is defined on line {fn.span.line}")
+                                        hint=f"'{expr[2]}' is defined on line {fn.span.line}")
             return outs
         value = self.lower_expr(expr, env)
         if value.shape != (count,):
@@ -1129,22 +1207,23 @@ class Lowerer:
     def _inline(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span) -> Node:
         outs = self._inline_all(fn, args, arg_exprs, span)
         if len(outs) != 1:
-            called = fn.name.removesuffix(".forward")  # a network calls its layer's forward
-            raise ExprgradTypeError(f"'{called}' returns {len(outs)} values; unpack them, "
-                                    f"e.g. 'a, b = {called}(...)'", span)
+            raise ExprgradTypeError(f"'{fn.name}' returns {len(outs)} values; unpack them, "
+                                    f"e.g. 'a, b = {fn.name}(...)'", span)
         return outs[0]
 
-    def _inline_all(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span
-                    ) -> list[Node]:
-        """The results of ``fn`` at ``args``, its body inlined."""
+    def _inline_all(self, fn: Function, args: list[Node], arg_exprs: list[Expr], span: Span,
+                    called: str | None = None) -> list[Node]:
+        """The results of ``fn`` at ``args``, its body inlined; ``called`` is the name the
+        call used, for messages (default: the function's)."""
+        called = called or fn.name
         if len(args) != len(fn.inputs):
-            raise ExprgradTypeError(f"'{fn.name}' takes {len(fn.inputs)} argument"
+            raise ExprgradTypeError(f"'{called}' takes {len(fn.inputs)} argument"
                                     f"{'s' if len(fn.inputs) != 1 else ''}, got {len(args)}",
-                                    span, hint=f"'{fn.name}({', '.join(fn.arg_names)})' is "
+                                    span, hint=f"'{called}({', '.join(fn.arg_names)})' is "
                                     f"defined on line {fn.span.line}")
         for arg, shape, expr in zip(args, fn.arg_shapes, arg_exprs):
             if arg.shape != shape:
-                raise ExprgradTypeError(f"'{fn.name}' takes {_shape_words(shape)} here, got "
+                raise ExprgradTypeError(f"'{called}' takes {_shape_words(shape)} here, got "
                                         f"{_shape_words(arg.shape)}", expr[1])
         mapping = dict(zip(fn.inputs, args))
         mapping.update(self.inline_extra(fn, span))

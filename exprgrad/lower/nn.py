@@ -60,7 +60,8 @@ def call_net(graph: Graph, net: Net, x: Node,
     saved = graph.group
     try:
         for layer in net.layers:
-            graph.group = layer.weight.name.rsplit(".", 1)[0]
+            # one box per layer when drawn collapsed (inside a user's network: that network's)
+            graph.group = saved or layer.weight.name.rsplit(".", 1)[0]
             pre = graph.apply("add", graph.apply("matmul", node_of(layer.weight), x),
                               node_of(layer.bias))
             x = pre if layer.act == "linear" else graph.apply(layer.act, pre)

@@ -24,6 +24,7 @@ from ..emit.load import entry_point
 from ..emit.module import initial_params
 from ..emit.steps import SETTINGS, STATE, STEP_KINDS
 from ..errors import ExprgradError, ExprgradLimitError, ExprgradTypeError, ExprgradValueError
+from ..ir.graph import substitute
 from ..ir.program import Function, Program
 from ..lower.nn import call_net
 from .config import TrainConfig, TrainResult, config_from_program, validate_config
@@ -369,7 +370,8 @@ def values_of(module: types.ModuleType, fn: Function, params: Sequence[float],
 
 def predictor(program: Program, config: TrainConfig) -> Function | None:
     """The function that maps an input to a prediction: ``predict=``, a def named ``predict``,
-    or (when the file has one network) that network applied to the loss's first argument."""
+    or (when the file has one network, of one input and one result) that network applied to
+    the loss's first argument."""
     name = config.predict or ("predict" if "predict" in program.functions else None)
     if name is not None:
         if name not in program.functions:
@@ -380,15 +382,19 @@ def predictor(program: Program, config: TrainConfig) -> Function | None:
         return None
 
     net = next(iter(program.nets.values()))
-    if loss.arg_shapes[0] != (net.nin,):
+    forward = net.forward  # a network of a user's layer type: one input, one result
+    if forward is not None and (len(forward.inputs) != 1 or len(forward.outputs) != 1):
+        return None
+    shape = forward.arg_shapes[0] if forward is not None else (net.nin,)
+    if loss.arg_shapes[0] != shape:
         return None
     graph = program.graph
-    x = graph.make("input", (), ("predict", loss.arg_names[0], 0), (net.nin,))
+    x = graph.make("input", (), ("predict", loss.arg_names[0], 0), shape)
     graph.name(x, loss.arg_names[0])
-    out = call_net(graph, net, x)
-    fn = Function("predict", [loss.arg_names[0]], [(net.nin,)], [x], [out], loss.span,
-                  uses_params=True)
-    return fn
+    out = (substitute(graph, forward.outputs, {forward.inputs[0]: x})[0] if forward is not None
+           else call_net(graph, net, x))
+    return Function("predict", [loss.arg_names[0]], [shape], [x], [out], loss.span,
+                    uses_params=True)
 
 
 def accuracy(preds: list[Any], targets: list[Any]) -> float | None:

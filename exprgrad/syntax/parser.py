@@ -508,8 +508,8 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str, start: str = "
             hint = "only the statements of a def, a for loop or a layer are indented"
         elif "RPAR" in err.expected and tok.type in ("_NL", "$END", "_DEDENT"):
             hint = "a parenthesis is not closed"
-        elif "COLON" in err.expected:
-            hint = "a def line ends with ':'"
+        elif "COLON" in err.expected and _opens_block(text, line):
+            hint = "a def, for or layer line ends with ':'"
     elif isinstance(err, UnexpectedEOF):
         message = "unexpected end of the file"
         span = Span(line, col, line, col + 1)
@@ -517,6 +517,13 @@ def _syntax_error(err: UnexpectedInput, text: str, filename: str, start: str = "
         message = str(err)
         span = Span(line, col, line, col + 1)
     return ExprgradSyntaxError(message, span, filename=filename, source=text, hint=hint)
+
+
+def _opens_block(text: str, line: int) -> bool:
+    """Whether line ``line`` of ``text`` starts a def, a for loop or a layer type."""
+    lines = text.splitlines()
+    words = lines[line - 1].split() if 1 <= line <= len(lines) else []
+    return bool(words) and words[0] in ("def", "for", "layer")
 
 
 def _unclosed_paren(start: str) -> Token | None:

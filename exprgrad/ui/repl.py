@@ -98,7 +98,8 @@ statements  def NAME(ARGS): ... and layer NAME(ARGS): ... (end a block with an e
 :sympy EXPR         sympy's form of EXPR and its derivatives (10 s budget)
 :check NAME         check a def's gradient against sympy and finite differences (10 s budget)
 :const NAME         treat a variable as a constant (no gradient reported for it)
-:load FILE.exg      load a file's definitions (later definitions replace earlier ones)
+:load FILE.exg      load a file's definitions (later definitions replace earlier ones); its
+                    parameters start as the file's init_params(0), as in eval and train
 :vars               variables and definitions
 :reset              forget everything
 :help               this text
@@ -340,7 +341,7 @@ class Session:
         if not path:
             raise ExprgradValueError(":load needs a file name")
         text = read_source(path)
-        compile_program(text, path)  # the file on its own first: its mistakes, at its lines
+        alone = compile_program(text, path)  # the file on its own first: its mistakes, its lines
         statements = parse(text, path)
         origin = Origin(path, text)
         names, said, trains = [], [], []
@@ -352,6 +353,11 @@ class Session:
             kind = {Def: "def", ParamDecl: "param", NetDecl: "net", DataDecl: "data",
                     LayerDecl: "layer", ConstDecl: "constant"}[type(stmt)]
             names.append(f"{kind} {stmt.name}")
+        # its parameters start as the file's init_params(0): as eval, train and its module do
+        start = {t: [0.0] * tensor.node.size for t, tensor in alone.params.items()}
+        for value, (t, i) in zip(self.env.init(alone, 0), alone.param_order):
+            start[t][i] = value
+        self.env.set_params(start)
         self.out(f"loaded {path}: " + (", ".join(names) or "nothing"))
         for item in said:
             self.out(item)

@@ -1,6 +1,6 @@
 """examples/lstm.exg (two stacked cells of a user-defined LSTMCell layer, a for loop over T time
-steps, concat, unpacking, eye): its readouts against an LSTM written here from the parameters by
-name, its gradients against central differences of that reference, the python and numpy
+steps, concat, unpacking, a slice): its readouts against an LSTM written here from the parameters
+by name, its gradients against central differences of that reference, the python and numpy
 backends against each other, training to a small loss, and a longer sequence by rewriting T."""
 
 from __future__ import annotations

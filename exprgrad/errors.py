@@ -73,6 +73,14 @@ class ExprgradError(Exception):
         self.text = self.source_line()
         self.msg = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # pickled whole (span, file, hint, ...): chunked training raises these on Dask workers
+        state = dict(self.__dict__)
+        if isinstance(self, ImportError):  # (kept by ImportError itself, not in __dict__)
+            state.update(name=self.name, path=self.path)
+        return (_rebuild_error, (type(self), self.message, self.span, self.filename,
+                                 self.source, self.hint, state))
+
     def with_source(self, filename: str, source: str) -> ExprgradError:
         """Attach the file name and text (if no file is known yet); returns self for chaining."""
         if self.source is None and self.filename == "<string>":
@@ -117,6 +125,17 @@ class ExprgradError(Exception):
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)
+
+
+def _rebuild_error(cls: type[ExprgradError], message: str, span: Span | None, filename: str,
+                   source: str | None, hint: str | None, state: dict[str, object]
+                   ) -> ExprgradError:
+    """An unpickled :class:`ExprgradError` (any subclass, whatever its ``__init__`` takes)."""
+    err = cls.__new__(cls)
+    ExprgradError.__init__(err, message, span, filename=filename, source=source, hint=hint)
+    for key, value in state.items():
+        setattr(err, key, value)
+    return err
 
 
 def _printable(text: str) -> str:

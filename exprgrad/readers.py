@@ -129,6 +129,67 @@ def read_csv(path: str | Path) -> list[tuple[int, list[float]]]:
     return rows
 
 
+def csv_block(data: bytes, shown: str, first_line: int, fields: int) -> list[list[float]]:
+    """The rows of a block of a CSV file (whole lines, no header: chunked training reads a file
+    in such blocks), by the rules of :func:`read_csv`: every row has ``fields`` numbers, empty
+    rows are skipped, and a mistake is reported with the file's own line number (the block's
+    first line is ``first_line``) and a caret under the field."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + data[:err.start].count(b"\n")
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ExprgradValueError(f"not UTF-8 text (byte 0x{data[err.start]:02x})",
+                                 Span(line, col, line, col + 1), filename=shown,
+                                 hint="save the CSV file as UTF-8") from None
+    lines = text.splitlines()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[list[float]] = []
+
+    def located(rest: str, at: int, col: int, hint: str | None = None) -> ExprgradValueError:
+        span = _field_span(lines, at, col)
+        line = first_line + at - 1  # the file's line number; the shown text is the block's
+        return ExprgradValueError(f"line {line}{rest}", Span(line, span.col, line, span.end_col),
+                                  filename=shown, source="\n" * (line - 1) + (
+                                      lines[at - 1] if at <= len(lines) else ""),
+                                  hint=hint)
+
+    try:
+        for row in reader:
+            at = reader.line_num
+            if not any(f.strip() for f in row):
+                continue
+            if len(row) == 1 and any(c in row[0] for c in ";\t"):
+                raise located(": fields separated by ';' or tabs", at, 1,
+                              "exprgrad reads comma-separated files")
+            if len(row) != fields:
+                raise located(f" has {len(row)} fields; the file's rows have {fields}", at,
+                              fields + 1 if len(row) > fields else len(row) + 1)
+            values = [number(f) for f in row]
+            for col, (field, value) in enumerate(zip(row, values), 1):
+                if value is None:
+                    why = ("does not fit a float" if _NUMBER.fullmatch(field.strip()) else
+                           "is not a number")
+                    raise located(f", field {col}: {_short(field)!r} {why}", at, col,
+                                  "a header is allowed on the first row only, and only of "
+                                  "names")
+            rows.append([v for v in values if v is not None])  # (checked above: no None)
+    except csv.Error as err:
+        line = first_line + reader.line_num - 1
+        raise ExprgradValueError(f"line {line}: {err}", filename=shown) from None
+    return rows
+
+
+def csv_header(path: str | Path) -> list[str] | None:
+    """The names in a CSV file's header row (its first non-empty row when none of its fields
+    is a number, as :func:`read_csv` decides), or None when it has none."""
+    text = read_text(path, "CSV file")
+    for fields in csv.reader(io.StringIO(text, newline="")):
+        if any(f.strip() for f in fields):
+            return [f.strip() for f in fields] if all(number(f) is None for f in fields) else None
+    return None
+
+
 def _field_span(lines: list[str], line: int, col: int) -> Span:
     """Where field ``col`` of a line starts and ends (column 1 when quoting makes it unclear)."""
     text = lines[line - 1] if 0 < line <= len(lines) else ""

@@ -271,11 +271,13 @@ class Lowerer:
         out = []
         for expr in exprs:
             size = _whole(self.lower_expr(expr, {}))
-            if size is None or not 1 <= size <= MAX_TENSOR_ELEMENTS:
-                raise ExprgradTypeError("a dimension is a whole number from 1 to "
-                                        f"{MAX_TENSOR_ELEMENTS}, known at compile time", expr[1],
-                                        hint="use numbers or constants ('N = 4' at file level, "
-                                        "or a layer's arguments)")
+            if size is None or size < 1:
+                raise ExprgradTypeError("a dimension is a whole number from 1, known at compile "
+                                        "time", expr[1], hint="use numbers or constants ('N = 4' "
+                                        "at file level, or a layer's arguments)")
+            if size > MAX_TENSOR_ELEMENTS ** 2:  # (a smaller one: the tensor's check names it)
+                raise ExprgradLimitError(f"a dimension of more than {MAX_TENSOR_ELEMENTS} "
+                                         "(exprgrad.limits.MAX_TENSOR_ELEMENTS)", expr[1])
             out.append(size)
         return tuple(out)
 

@@ -120,18 +120,29 @@ class FusedStep:
 
     def __call__(self, params: Any, idx: list[int]) -> tuple[float, Any]:
         whole = idx == self.everything
-        scale = 1.0 / len(idx) if self.config.reduce == "mean" else 1.0
-        self.t += 1
-        counter = (self.t,) if self.config.optimizer == "adam" else ()
         if whole and self.data is not None:
+            scale, counter = self._next(len(idx))
             loss, new, *self.state = self.data(params, *self.state, *counter, *self.settings,
                                                scale)
             return float(loss), new
-        step = self.unrolled if whole and self.unrolled is not None else self.looped
         columns = self.columns if whole else [self.select(c, idx) for c in self.columns]
+        return self.on(params, columns, len(idx), whole)
+
+    def on(self, params: Any, columns: list[Any], size: int, whole: bool = False
+           ) -> tuple[float, Any]:
+        """One step on a batch of ``size`` examples given as ``columns`` (one per argument;
+        chunked training passes the batches it gathered): ``(summed loss, new params)``."""
+        scale, counter = self._next(size)
+        step = self.unrolled if whole and self.unrolled is not None else self.looped
         loss, new, *self.state = step(params, *self.state, *counter, *columns, *self.settings,
                                       scale)
         return float(loss), new
+
+    def _next(self, size: int) -> tuple[float, tuple[int, ...]]:
+        """The gradient's scale for a batch of ``size``, and the step counter (adam's)."""
+        self.t += 1
+        return (1.0 / size if self.config.reduce == "mean" else 1.0,
+                (self.t,) if self.config.optimizer == "adam" else ())
 
 
 def _column(np: Any, values: list[Any], dtype: str, name: str) -> Any:
@@ -199,10 +210,12 @@ UNROLL_EXAMPLES = 16
 
 def train(program: Program, *, config: TrainConfig | None = None, csv_path: str | None = None,
           init: Sequence[float] | None = None, progress: Progress | None = None,
-          module: types.ModuleType | None = None, interruptible: bool = False) -> TrainResult:
+          module: types.ModuleType | None = None, interruptible: bool = False,
+          examples: list[list[Any]] | None = None) -> TrainResult:
     """Run gradient descent; see the module docstring. With ``interruptible``, Ctrl-C ends the
     run after the last whole step and the result says so (``stopped``); otherwise it
-    propagates."""
+    propagates. ``examples`` (one argument list per example, checked) replace the file's data
+    and ``csv_path``."""
 
     config = config or config_from_program(program)
     validate_config(config)
@@ -214,7 +227,9 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
                                 fn.span)
     if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
         raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
-    examples = examples_from(program, fn, config, csv_path)
+    given = examples is not None
+    if examples is None:
+        examples = examples_from(program, fn, config, csv_path)
     use_numpy = _use_numpy(config, len(examples), len(program.param_order))
     if config.dtype != "float64" and not use_numpy:  # (auto chose python: no numpy)
         raise ExprgradValueError(f"dtype={config.dtype} needs the numpy backend, and numpy is "
@@ -226,7 +241,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
         if module is not None and fn.inputs and wanted not in module.ENTRY_POINTS[fn.name]:
             module = None  # made for another optimizer: a module of this one is made
         unroll = unroll_size(program, fn, config, len(examples))
-        with_data = module is None and csv_path is None and unroll > 0
+        with_data = module is None and csv_path is None and not given and unroll > 0
         try:
             module = module or module_of(
                 program, [fn], (wanted, wanted + "_unrolled", wanted + "_data") if fn.inputs

@@ -36,6 +36,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         print(f"exprgrad: error: {message}", file=sys.stderr)
+        if message.startswith("unrecognized arguments") and any(
+                word.lower().endswith((".csv", ".parquet", ".pq")) for word in message.split()):
+            print("hint: quote a --data pattern ('part-*.csv') so that exprgrad expands it, "
+                  "not the shell", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -211,9 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = command("train", "train a network as the file's 'train' statement says",
                 ["exprgrad train examples/seed_mlp.exg --plot loss.png --save params.json",
-                 "exprgrad train examples/moons.exg --steps 500 --optimizer adam --lr 0.01"])
+                 "exprgrad train examples/moons.exg --steps 500 --optimizer adam --lr 0.01",
+                 "exprgrad train model.exg --data 'part-*.csv' --batch-size 64 --epochs 5",
+                 "exprgrad train model.exg --data data.parquet --scheduler tcp://HOST:8786"])
     t.add_argument("file", help="the .exg file, with a 'train' statement")
-    t.add_argument("--steps", type=int, help="number of steps (passes over the data)")
+    t.add_argument("--steps", "--epochs", type=int, dest="steps",
+                   help="number of steps (passes over the data: epochs)")
     t.add_argument("--lr", type=float, help="the learning rate")
     t.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="the update rule")
     t.add_argument("--seed", type=int, help="seed of the initial parameters and the shuffling")
@@ -221,7 +228,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="examples per update (0: the whole data set, the default)")
     t.add_argument("--reduce", choices=["sum", "mean"],
                    help="the batch loss: sum (the notebook's) or mean of the examples' losses")
-    t.add_argument("--data", help="a CSV file to use instead of the file's data")
+    t.add_argument("--data", help="a CSV file to use instead of the file's data; a glob of CSV "
+                   "or Parquet files ('part-*.csv', quoted), a .parquet file or a directory "
+                   "trains in chunks through Dask (docs/language.md, 'Data larger than memory')")
+    t.add_argument("--cols", help="the --data columns that fill the loss's arguments, in order: "
+                   "0-based indices, ranges a:b, or header names, comma-separated (default: "
+                   "every column)")
+    t.add_argument("--chunked", action="store_true",
+                   help="train on a single CSV file in chunks too, never holding it in memory")
+    t.add_argument("--scheduler", metavar="ADDRESS",
+                   help="train in chunks on the dask.distributed cluster at tcp://HOST:PORT "
+                   "(default: Dask's local threads)")
+    t.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to wait for the --scheduler (default 10)")
+    t.add_argument("--blocksize", help="the largest block of a CSV file read at once in chunked "
+                   "training, e.g. 32MiB (the default) or 1000000")
     t.add_argument("--backend", choices=["python", "numpy", "auto"], default=None,
                    help="auto (default): numpy for batches of 32 examples or more")
     t.add_argument("--dtype", choices=["float64", "float32"], default=None,

@@ -18,8 +18,21 @@ from ..emit.build import module_of
 from ..errors import EXIT_INTERRUPTED, ExprgradError, ExprgradValueError
 from ..ir.program import Function, Program
 from ..lower.lowering import program_of
-from ..readers import read_csv
-from ..run.config import config_from_program, validate_config
+from ..readers import csv_header, read_csv
+from ..run.chunked import (
+    BLOCKSIZE,
+    ChunkedData,
+    check_trainable,
+    connect,
+    loss_code,
+    need,
+    open_source,
+    select_columns,
+    train_chunked,
+    wants_chunked,
+)
+from ..run.chunked import final_loss as chunked_final_loss
+from ..run.config import TrainConfig, TrainResult, config_from_program, validate_config
 from ..run.data import examples_from, split_row
 from ..run.evaluate import check_value, jsonable
 from ..run.files import check_output
@@ -50,17 +63,90 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         if value is not None:
             setattr(config, key, value)
     validate_config(config)
+    chunked = wants_chunked(args.data, getattr(args, "chunked", False),
+                            getattr(args, "scheduler", None))
+    for flag, given in (("--scheduler", getattr(args, "scheduler", None) is not None),
+                        ("--chunked", getattr(args, "chunked", False))):
+        if given and args.data is None:
+            raise ExprgradValueError(f"{flag} trains on --data in chunks; give --data",
+                                     hint="e.g. --data 'part-*.csv' --scheduler "
+                                     "tcp://HOST:8786")
+    if getattr(args, "blocksize", None) is not None and not chunked:
+        raise ExprgradValueError("--blocksize is for chunked training",
+                                 hint="add --chunked to read one CSV file in blocks")
     init = load_params(args.load, program) if args.load else None
     progress = Progress(config.steps, sys.stderr, not (args.quiet or args.json))
-    result = train(program, config=config, csv_path=args.data, init=init, progress=progress,
-                   interruptible=True)
-    interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
+    if chunked:
+        return _train_chunked(args, program, config, init, progress)
     fn = program.functions[config.loss]
-    examples = examples_from(program, fn, config, args.data)
+    examples = None
+    if getattr(args, "cols", None) is not None:
+        if args.data is None:
+            raise ExprgradValueError("--cols picks columns of --data; give --data")
+        examples = _picked_examples(args.data, args.cols, fn)
+    result = train(program, config=config, csv_path=args.data if examples is None else None,
+                   examples=examples, init=init, progress=progress, interruptible=True)
+    if examples is None:
+        examples = examples_from(program, fn, config, args.data)
     # the forward functions of the loss and the predictor only, on the backend that trained
     module = module_of(program, list({f.name: f for f in (fn, pred_fn) if f}.values()),
                        ("value",), result.backend)
     last = final_loss(program, result, examples, module)  # of the parameters returned
+    preds: list[Any] = []
+    if pred_fn is not None and len(examples) <= 5000:
+        preds = values_of(module, pred_fn, result.params, examples)
+    targets = [ex[-1] for ex in examples if ex]  # (a loss of no arguments has no target)
+    return _report(args, program, config, result, last, len(examples), preds, targets)
+
+
+def _picked_examples(path: str, cols: str, fn: Function) -> list[list[Any]]:
+    """The examples of an in-memory CSV file with ``--cols`` picking the columns (as chunked
+    training picks them: by 0-based index, range or header name)."""
+    rows = read_csv(path)
+    if not rows:
+        raise ExprgradValueError(f"there are no training examples in {path!r}", filename=path)
+    fields = len(rows[0][1])
+    picked = select_columns(cols, csv_header(path), fields, fn, path)
+    out = []
+    for line, row in rows:
+        if len(row) != fields:
+            raise ExprgradValueError(f"line {line} has {len(row)} fields; the file's rows have "
+                                     f"{fields}", filename=path)
+        out.append(split_row([row[c] for c in picked], fn, path, line))
+    return out
+
+
+def _train_chunked(args: argparse.Namespace, program: Program, config: TrainConfig,
+                   init: list[float] | None, progress: Progress) -> int:
+    """``exprgrad train --data PATTERN``: training in chunks through Dask (run/chunked.py)."""
+    need("dask")
+    fn = check_trainable(program, config)
+    blocksize = BLOCKSIZE
+    if args.blocksize is not None:
+        from dask.utils import parse_bytes
+
+        try:
+            blocksize = int(parse_bytes(args.blocksize))
+        except (ValueError, TypeError, KeyError):
+            raise ExprgradValueError(f"--blocksize {args.blocksize!r} is not a size",
+                                     hint="e.g. 32MiB, 500kB or 1000000 (bytes)") from None
+    source = open_source(args.data, fn, args.cols, blocksize)
+    code = loss_code(program, fn, config)
+    with connect(args.scheduler, args.scheduler_timeout) as client:
+        data = ChunkedData(source, fn, client, config.dtype)
+        result = train_chunked(program, data, config=config, init=init, progress=progress,
+                               interruptible=True, code=code)
+        interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
+        # (after Ctrl-C, the parameters are written at once, without another pass for the loss)
+        last = math.nan if interrupted else chunked_final_loss(data, code, result)
+    return _report(args, program, config, result, last, data.n, [], [])
+
+
+def _report(args: argparse.Namespace, program: Program, config: TrainConfig,
+            result: TrainResult, last: float, n_examples: int, preds: list[Any],
+            targets: list[Any]) -> int:
+    """Write ``--save`` and ``--plot``, print the summary; the exit code."""
+    interrupted = result.stopped is not None and result.stopped.startswith("interrupted")
     if args.save:
         save_params(args.save, program, result.params, force=args.force,
                     extra={"final_loss": last, "steps": result.steps})
@@ -78,10 +164,6 @@ def _train(args: argparse.Namespace, program: Program) -> int:
                                        "final_loss": last, "save": args.save,
                                        "plot": args.plot})))
         return EXIT_INTERRUPTED
-    preds: list[Any] = []
-    if pred_fn is not None and len(examples) <= 5000:
-        preds = values_of(module, pred_fn, result.params, examples)
-    targets = [ex[-1] for ex in examples if ex]  # (a loss of no arguments has no target)
     acc = accuracy(preds, targets)
     summary = {
         "file": args.file, "loss_function": config.loss, "optimizer": config.optimizer,
@@ -89,13 +171,15 @@ def _train(args: argparse.Namespace, program: Program) -> int:
         "first_loss": result.losses[0] if result.losses else None,
         "seconds": round(result.seconds, 4),
         "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else None,
-        "examples": len(examples), "seed": config.seed, "backend": result.backend,
+        "examples": n_examples, "seed": config.seed, "backend": result.backend,
         "dtype": result.dtype,
         "stopped": result.stopped,
     }
     if acc is not None:
         summary["accuracy"] = acc
-    if preds and len(examples) <= 20:
+    if "chunked" in result.extra:
+        summary["chunked"] = result.extra["chunked"]
+    if preds and n_examples <= 20:
         summary["predictions"] = preds
         summary["targets"] = targets
     if args.json:
@@ -107,15 +191,19 @@ def _train(args: argparse.Namespace, program: Program) -> int:
               f"(lr {config.lr}) in {result.seconds:.2f}s "
               f"({summary['steps_per_second']} steps/s, {result.backend} backend"
               f"{'' if result.dtype == 'float64' else ', ' + result.dtype})")
+        if "chunked" in result.extra:
+            c = result.extra["chunked"]
+            print(f"in chunks: {c['examples']} examples in {c['files']} {c['format']} file(s), "
+                  f"{c['blocks']} block(s), on {c['scheduler']}")
         print(f"final loss: {last:.6g}")
         if acc is not None:
-            print(f"training accuracy: {100 * acc:.1f}% ({round(acc * len(examples))} of "
-                  f"{len(examples)})")
-        if preds and len(examples) <= 20:
+            print(f"training accuracy: {100 * acc:.1f}% ({round(acc * n_examples)} of "
+                  f"{n_examples})")
+        if preds and n_examples <= 20:
             print("prediction    target")
-            for p, ex in zip(preds, examples):
+            for p, target in zip(preds, targets):
                 shown = f"{p:+.6f}" if isinstance(p, float) else str(p)
-                print(f"{shown:<13} {ex[-1]}")
+                print(f"{shown:<13} {target}")
         if args.save:
             print(f"saved parameters to {args.save}")
     return 1 if result.stopped else 0

@@ -195,7 +195,7 @@ def test_a_loop_calls_defs_unpacks_and_uses_a_loaded_files_constant(tmp_path: Pa
 def test_loading_a_file_with_constants_and_redefining_one() -> None:
     s, out, err, code = _session(":load examples/lstm.exg\nT\n:vars\n")
     assert code == 0, err
-    assert out[0].startswith("loaded examples/lstm.exg: constant T, param Wf")
+    assert out[0].startswith("loaded examples/lstm.exg: constant T, layer LSTMCell, net cell1")
     assert out[2] == "4" and "T = 4 (constant)" in out
 
 

@@ -467,3 +467,22 @@ def test_a_device_is_a_run_setting_not_a_train_statement_option() -> None:
     with pytest.raises(ExprgradValueError, match="python backend computes with Python floats"):
         exprgrad.train(str(EXAMPLES / "seed_mlp.exg"), progress=False, backend="python",
                        device="torch-cpu")
+
+
+def test_adams_t_as_a_tensor_is_a_number() -> None:
+    """t given as a 0-d integer tensor (or np.int64) computes beta ** t in float64, as a Python
+    int does: the step equals numpy's with t = 1 to 1e-12 (it was float32, 7e-8 off)."""
+    import torch
+
+    mod = exprgrad.load(EXAMPLES / "moons.exg", backend="numpy")
+    rng = np.random.default_rng(3)
+    p = np.array(mod.init_params(0))
+    z = np.zeros_like(p)
+    x, y = rng.uniform(-1, 1, (5, 2)), np.sign(rng.uniform(-1, 1, 5))
+    ref = mod.loss_step_adam(p, z, z, 1, x, y, 0.01, 0.9, 0.999, 1e-8, 1 / 6)
+    t = torch.tensor
+    for step in (torch.tensor(1), np.int64(1)):
+        got = mod.loss_step_adam(t(p), t(z), t(z), step, t(x), t(y), 0.01, 0.9, 0.999, 1e-8,
+                                 1 / 6)
+        for a, b in zip(ref[1:], got[1:]):
+            assert np.allclose(np.asarray(b), a, rtol=1e-12, atol=1e-15)

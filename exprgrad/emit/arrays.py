@@ -287,6 +287,9 @@ class _ArrayAlgebra:
         local = self.f.fresh(None)
         if all(isinstance(a, float) or a in self.scalars for a in args):
             assert spec.py is not None, f"{op} has no Python emitter"
+            # settings as Python floats: Adam's t given as a 0-d tensor (or np.int64) would
+            # otherwise compute beta ** t in its own (float32) type
+            texts = [f"float({t})" if isinstance(a, str) else t for t, a in zip(texts, args)]
             text = spec.py(texts, [a if isinstance(a, float) else None for a in args], uses)
             self.scalars.add(local)
         else:

@@ -643,7 +643,7 @@ def loss_step(params, x, y, lr, scale=1.0):
     _dz354 = np.add(_dz351, _t353, _dz351)
     _g = np.empty(6, np.float64)
     _dw355 = np.matmul(_dz354.T, _x, _g[0:6].reshape(3, 2))
-    _t356 = lr * scale
+    _t356 = float(lr) * float(scale)
     _t357 = np.float64(_t356) * _g
     _t358 = _p - _t357
     return _t325.sum(), _t358
@@ -725,7 +725,7 @@ def _loss_step_xp(params, x, y, lr, scale=1.0):
     _dz416 = _dz413 + _t415
     _dw417 = _dz416.T @ _x
     _g = xp.reshape(_dw417, (-1,))
-    _t418 = lr * scale
+    _t418 = float(lr) * float(scale)
     _t419 = float(_t418) * _g
     _t420 = _p - _t419
     return xp.sum(_t387), _t420

@@ -386,7 +386,7 @@ def loss_step(params, x, y, lr, scale=1.0):
     _dw138 = np.matmul(_onesB, _t136, _g[2:6:3])
     _dw139 = np.matmul(_t134.T, _t126, _g[6:8].reshape(1, 2))
     _dw140 = np.matmul(_onesB, _t134, _g[8:9])
-    _t141 = lr * scale
+    _t141 = float(lr) * float(scale)
     _t142 = np.float64(_t141) * _g
     _t143 = _p - _t142
     return _t131.sum(), _t143
@@ -427,7 +427,7 @@ def _loss_step_xp(params, x, y, lr, scale=1.0):
     _dn_layers_1_b165 = _onesB @ _t159
     _rows166 = xp.concat((xp.reshape(_dn_layers_0_w162, (2, 2)), xp.reshape(_dn_layers_0_b163, (2, 1)),), axis=1)
     _g = xp.concat((xp.reshape(_rows166, (-1,)), xp.reshape(_dn_layers_1_w164, (-1,)), xp.reshape(_dn_layers_1_b165, (-1,)),))
-    _t167 = lr * scale
+    _t167 = float(lr) * float(scale)
     _t168 = float(_t167) * _g
     _t169 = _p - _t168
     return xp.sum(_t156), _t169

@@ -319,7 +319,7 @@ def test_unreachable_scheduler_and_unquoted_glob_in_a_real_process(data: Path) -
                      "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1",
                      timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in result.stderr
+    assert "cannot reach a Dask scheduler at 'tcp://127.0.0.1:9'" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
     parts = sorted(str(p) for p in data.glob("part-*.csv"))
     result = run_cli("train", str(data / "p.exg"), "--data", *parts, timeout=60)
@@ -429,3 +429,43 @@ def test_matrix_and_vector_arguments_take_their_columns_row_major(tmp_path: Path
         chunked, chunks = _chunked(tmp_path, "part-*.csv", config, window=16)
         assert chunks.layout == ((0, (2, 2)), (4, (2,)))
         assert _close(memory.losses, chunked.losses) and _close(memory.params, chunked.params)
+
+
+@pytest.mark.parametrize("banner", [b"", b"SSH-2.0-OpenSSH_9.2\r\n"])
+def test_a_server_that_is_not_a_scheduler_is_a_clear_error(data: Path, banner: bytes) -> None:
+    """A port that accepts and says nothing (an HTTP server waits for a request) hung for ever;
+    one that sends a banner crashed the handshake (a 2.8 EiB allocation): both are exit 2 within
+    the timeout's bound."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    held = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if banner:
+                conn.sendall(banner)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = run_cli("train", str(data / "p.exg"), "--data", str(data / "part-*.csv"),
+                         "--scheduler", f"tcp://127.0.0.1:{port}", "--scheduler-timeout", "2",
+                         timeout=120)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert result.returncode == 2, result.stderr
+    # (distributed's half-built Client may print "Exception ignored in: Client.__del__" as the
+    # process exits, after exprgrad's own message)
+    first = result.stderr.split("Exception ignored")[0]
+    assert "cannot reach a Dask scheduler" in first and "Traceback" not in first

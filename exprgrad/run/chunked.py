@@ -590,16 +590,30 @@ def connect(address: str | None, timeout: float = CONNECT_TIMEOUT) -> Iterator[A
     quiet = logging.getLogger("distributed")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # its own log lines would repeat the error below
+    # in a thread of its own, waited for at most the timeout (plus a margin): a server that is
+    # not Dask's can keep the handshake waiting for ever (an HTTP port), or answer with bytes
+    # the handshake reads as a vast message length (an SSH banner: MemoryError)
+    outcome: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(Client(address, timeout=timeout, set_as_default=False))
+        except Exception as err:  # (reported below, as not reaching a scheduler)
+            outcome.append(err)
+
+    worker = threading.Thread(target=attempt, daemon=True)
     try:
-        client = Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, ValueError, TypeError) as err:
-        raise ExprgradValueError(
-            f"cannot reach the Dask scheduler at {address!r}: {str(err)[:300] or type(err)}",
-            hint="start one with 'dask scheduler' and workers with 'dask worker ADDRESS' (on "
-            "machines that can read the data files), give its address as tcp://HOST:PORT, or "
-            "leave out --scheduler to use local threads") from None
+        worker.start()
+        worker.join(timeout + 5)
     finally:
         quiet.setLevel(level)
+    client = outcome[0] if outcome else TimeoutError(f"no answer within {timeout:g} s")
+    if isinstance(client, BaseException):
+        raise ExprgradValueError(
+            f"cannot reach a Dask scheduler at {address!r}: {str(client)[:300] or type(client)}",
+            hint="start one with 'dask scheduler' and workers with 'dask worker ADDRESS' (on "
+            "machines that can read the data files), give its address as tcp://HOST:PORT (not "
+            "the dashboard's port), or leave out --scheduler to use local threads")
     try:
         yield client
     finally:

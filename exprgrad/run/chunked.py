@@ -50,13 +50,13 @@ from ..emit.arrays import generate_numpy
 from ..emit.load import entry_point, module_from_code
 from ..emit.module import initial_params
 from ..emit.steps import STEP_KINDS
-from ..errors import ExprgradTypeError, ExprgradValueError, Span
+from ..errors import ExprgradValueError, Span
 from ..ir.program import Function, Program
 from ..readers import csv_block, number
-from .config import TrainConfig, TrainResult, validate_config
+from .config import TrainConfig, TrainResult
 from .optimizer import Optimizer
 from .progress import Progress
-from .training import FusedStep
+from .training import FusedStep, trainable_loss
 
 #: the largest block of a CSV file read at once, in bytes (``--blocksize``)
 BLOCKSIZE = 32 * 1024 * 1024
@@ -730,15 +730,7 @@ def loss_code(program: Program, fn: Function, config: TrainConfig) -> str:
 
 def check_trainable(program: Program, config: TrainConfig) -> Function:
     """The loss to train in chunks, checked (see :func:`exprgrad.run.training.train`)."""
-    validate_config(config)
-    if config.loss not in program.functions:
-        raise ExprgradValueError(f"no function '{config.loss}' to train")
-    fn = program.functions[config.loss]
-    if not fn.uses_params:
-        raise ExprgradTypeError(f"'{fn.name}' uses no parameters; there is nothing to train",
-                                fn.span)
-    if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
-        raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
+    fn = trainable_loss(program, config)
     if not fn.inputs:
         raise ExprgradValueError(f"'{fn.name}' takes no arguments: there is no data to read "
                                  "in chunks")

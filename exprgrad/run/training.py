@@ -219,15 +219,7 @@ def train(program: Program, *, config: TrainConfig | None = None, csv_path: str 
     and ``csv_path``."""
 
     config = config or config_from_program(program)
-    validate_config(config)
-    if config.loss not in program.functions:
-        raise ExprgradValueError(f"no function '{config.loss}' to train")
-    fn = program.functions[config.loss]
-    if not fn.uses_params:
-        raise ExprgradTypeError(f"'{fn.name}' uses no parameters; there is nothing to train",
-                                fn.span)
-    if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
-        raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
+    fn = trainable_loss(program, config)
     given = examples is not None
     if examples is None:
         examples = examples_from(program, fn, config, csv_path)
@@ -386,6 +378,20 @@ def values_of(module: types.ModuleType, fn: Function, params: Sequence[float],
         return [np.asarray(f(*head)).tolist()] * len(rows)
     columns = [np.asarray([row[i] for row in rows], dtype=np.float64) for i in range(n_args)]
     return np.asarray(f(*head, *columns)).tolist()  # type: ignore[no-any-return]
+
+
+def trainable_loss(program: Program, config: TrainConfig) -> Function:
+    """The loss ``config`` names, checked: settings valid, parameters used, one scalar out."""
+    validate_config(config)
+    if config.loss not in program.functions:
+        raise ExprgradValueError(f"no function '{config.loss}' to train")
+    fn = program.functions[config.loss]
+    if not fn.uses_params:
+        raise ExprgradTypeError(f"'{fn.name}' uses no parameters; there is nothing to train",
+                                fn.span)
+    if len(fn.outputs) != 1 or fn.outputs[0].shape != ():
+        raise ExprgradTypeError(f"the loss '{fn.name}' must return one scalar", fn.span)
+    return fn
 
 
 def predictor(program: Program, config: TrainConfig) -> Function | None:
